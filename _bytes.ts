@@ -1,0 +1,167 @@
+/**
+ * Big-endian binary writing and strict reading for kvcrypt's byte formats.
+ *
+ * @module
+ */
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** UTF-8 bytes of `text`. */
+export function utf8(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/** Text of UTF-8 `bytes`; throws a TypeError on invalid UTF-8. */
+export function fromUtf8(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
+}
+
+/** Concatenates byte arrays into a new one. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** Whether two byte arrays hold the same bytes (not constant time). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Whether two byte arrays hold the same bytes, in time independent of where they differ. */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+/** Appends big-endian fields to a growing buffer. */
+export class ByteWriter {
+  #parts: Uint8Array[] = [];
+
+  /** Appends raw bytes. */
+  bytes(value: Uint8Array): this {
+    this.#parts.push(value);
+    return this;
+  }
+
+  /** Appends one byte. */
+  u8(value: number): this {
+    return this.bytes(Uint8Array.of(value));
+  }
+
+  /** Appends a big-endian u32. */
+  u32(value: number): this {
+    const out = new Uint8Array(4);
+    new DataView(out.buffer).setUint32(0, value);
+    return this.bytes(out);
+  }
+
+  /** Appends a big-endian u64 (a safe integer). */
+  u64(value: number): this {
+    const out = new Uint8Array(8);
+    new DataView(out.buffer).setBigUint64(0, BigInt(value));
+    return this.bytes(out);
+  }
+
+  /** Appends a big-endian float64. */
+  f64(value: number): this {
+    const out = new Uint8Array(8);
+    new DataView(out.buffer).setFloat64(0, value);
+    return this.bytes(out);
+  }
+
+  /** All bytes appended so far. */
+  finish(): Uint8Array {
+    return concat(this.#parts);
+  }
+}
+
+/** Thrown by {@linkcode ByteReader} when a field does not fit the input. */
+export class TruncatedError extends Error {
+  constructor(what: string) {
+    super(`Cannot read ${what}: the input ends early`);
+    this.name = "TruncatedError";
+  }
+}
+
+/** Reads big-endian fields, refusing to read past the end. */
+export class ByteReader {
+  #bytes: Uint8Array;
+  #view: DataView;
+  #offset = 0;
+
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  /** Bytes read so far. */
+  get offset(): number {
+    return this.#offset;
+  }
+
+  /** Bytes not read yet. */
+  get remaining(): number {
+    return this.#bytes.length - this.#offset;
+  }
+
+  #take(length: number, what: string): number {
+    if (length > this.remaining) throw new TruncatedError(what);
+    const start = this.#offset;
+    this.#offset += length;
+    return start;
+  }
+
+  /** Reads `length` bytes (a view into the input). */
+  bytes(length: number, what: string): Uint8Array {
+    const start = this.#take(length, what);
+    return this.#bytes.subarray(start, start + length);
+  }
+
+  /** Reads one byte. */
+  u8(what: string): number {
+    return this.#view.getUint8(this.#take(1, what));
+  }
+
+  /** Reads a big-endian u32. */
+  u32(what: string): number {
+    return this.#view.getUint32(this.#take(4, what));
+  }
+
+  /** Reads a big-endian u64; values beyond Number.MAX_SAFE_INTEGER are refused. */
+  u64(what: string): number {
+    const value = this.#view.getBigUint64(this.#take(8, what));
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new RangeError(`Cannot read ${what}: too large`);
+    }
+    return Number(value);
+  }
+
+  /** Reads a big-endian float64. */
+  f64(what: string): number {
+    return this.#view.getFloat64(this.#take(8, what));
+  }
+
+  /** The rest of the input (a view). */
+  rest(): Uint8Array {
+    return this.bytes(this.remaining, "rest");
+  }
+}
+
+/** The same bytes typed for Web Crypto and Blob: copied only if they live in shared memory. */
+export function owned(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer
+    ? bytes as Uint8Array<ArrayBuffer>
+    : new Uint8Array(bytes) as Uint8Array<ArrayBuffer>;
+}

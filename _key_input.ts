@@ -1,0 +1,133 @@
+/**
+ * Turns the `encryptionKey` option into keyrings: one keyring per recipient
+ * for writes, and every key of every keyring for reads. Resolved keyrings are
+ * cached, so passing the same key (or the same environment variable string)
+ * on every call imports it once.
+ *
+ * @module
+ */
+
+import { type JsonWebKeySet, type KeyEntry, Keyring, keyring } from "./keys.ts";
+
+/**
+ * One key ring in any form kvcrypt accepts: a `CryptoKey` (AES-GCM, 128 or
+ * 256 bits, with the empty kid), a JWK, a JWK Set, the JSON text of a JWK or
+ * JWK Set, or a {@linkcode Keyring}. Writes use its current (first) key;
+ * reads try all of its keys.
+ */
+export type KeyMaterial = CryptoKey | JsonWebKey | JsonWebKeySet | string | Keyring;
+
+/**
+ * The `encryptionKey` option: one key ring ({@linkcode KeyMaterial}), or an
+ * array of them for several recipients.
+ *
+ * - A single key, JWK Set or `Keyring` is **one** key ring: a write wraps the
+ *   blob's secret for its current key; a read tries every key in it, so older
+ *   keys keep reading after a rotation.
+ * - An **array** means several recipients: a write wraps the blob's secret
+ *   once for each element's current key (anyone holding one of them can
+ *   read); a read tries every key of every element.
+ *
+ * A string that is not JSON (such as a raw hex or base64 key) is rejected
+ * with a `TypeError`: convert it with `importKey()` or pass a JWK.
+ */
+export type EncryptionKey = KeyMaterial | readonly KeyMaterial[];
+
+/** Most strings (JWK JSON, typically from an environment variable) whose keyrings stay cached. */
+const STRING_CACHE_MAX = 16;
+
+/** The message for a value that is not a key in any accepted form. */
+const NOT_A_KEY =
+  "Cannot use encryptionKey: expected a CryptoKey, a JWK, a JWK Set, a JSON string of one, a Keyring, or an array of them";
+
+/** Keyrings resolved from CryptoKeys and JWK or JWK Set objects, dropped with their key. */
+const objectCache = new WeakMap<object, Promise<Keyring>>();
+/** Keyrings resolved from JSON strings, least recently used first. */
+const stringCache = new Map<string, Promise<Keyring>>();
+
+/**
+ * Resolves `encryptionKey` into recipients: one keyring for a single
+ * {@linkcode KeyMaterial}, one keyring per element for an array.
+ *
+ * @param input The `encryptionKey` option.
+ * @returns The recipients' keyrings, in order; writes use each one's current key.
+ * @throws {TypeError} When the array is empty, an element is not a key in an
+ * accepted form, or a key does not import.
+ */
+export async function resolveRecipients(input: EncryptionKey): Promise<readonly Keyring[]> {
+  if (!Array.isArray(input)) return Object.freeze([await resolveKeyring(input)]);
+  const list = input as readonly unknown[];
+  if (list.length === 0) throw new TypeError("Cannot use encryptionKey: the array is empty");
+  // The array itself is not cached: a caller may change it between calls. Its elements are.
+  return Object.freeze(await Promise.all(list.map(resolveKeyring)));
+}
+
+/**
+ * Resolves `encryptionKey` into every key a reader may try: all keys of all
+ * recipients' keyrings, in order, each (kid, key) pair once.
+ *
+ * @param input The `encryptionKey` option.
+ * @returns The keys, current key of the first recipient first.
+ * @throws {TypeError} As {@linkcode resolveRecipients}.
+ */
+export async function resolveReadKeys(input: EncryptionKey): Promise<readonly KeyEntry[]> {
+  const seen = new Map<CryptoKey, Set<string>>();
+  const keys: KeyEntry[] = [];
+  for (const ring of await resolveRecipients(input)) {
+    for (const entry of ring) {
+      const kids = seen.get(entry.key) ?? new Set<string>();
+      if (kids.has(entry.kid)) continue;
+      seen.set(entry.key, kids.add(entry.kid));
+      keys.push(entry);
+    }
+  }
+  return Object.freeze(keys);
+}
+
+/** Resolves one key ring, through the caches. */
+function resolveKeyring(input: unknown): Promise<Keyring> {
+  if (input instanceof Keyring) return Promise.resolve(input);
+  if (typeof input === "string") return cachedByString(input);
+  if (input instanceof CryptoKey || isPlainObject(input)) return cachedByObject(input);
+  return Promise.reject(new TypeError(NOT_A_KEY));
+}
+
+/** Whether a value may be a JWK or JWK Set object (not null, not an array). */
+function isPlainObject(value: unknown): value is JsonWebKey | JsonWebKeySet {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The keyring of a CryptoKey or JWK object, imported once per object. */
+function cachedByObject(input: CryptoKey | JsonWebKey | JsonWebKeySet): Promise<Keyring> {
+  const cached = objectCache.get(input);
+  if (cached !== undefined) return cached;
+  const resolved = keyring(input);
+  objectCache.set(input, resolved);
+  // A failed import is not cached: the next call reports the error afresh.
+  resolved.catch(() => {
+    if (objectCache.get(input) === resolved) objectCache.delete(input);
+  });
+  return resolved;
+}
+
+/** The keyring of a JSON string, from a small LRU cache. */
+function cachedByString(input: string): Promise<Keyring> {
+  const cached = stringCache.get(input);
+  if (cached !== undefined) {
+    stringCache.delete(input);
+    stringCache.set(input, cached);
+    return cached;
+  }
+  const resolved = keyring(input);
+  stringCache.set(input, resolved);
+  // A failed import is not cached, so a bad string is not kept in memory.
+  resolved.catch(() => {
+    if (stringCache.get(input) === resolved) stringCache.delete(input);
+  });
+  // Bounded: strings are key material, and a caller building them per request must not grow memory.
+  for (const oldest of stringCache.keys()) {
+    if (stringCache.size <= STRING_CACHE_MAX) break;
+    stringCache.delete(oldest);
+  }
+  return resolved;
+}

@@ -1,0 +1,474 @@
+/**
+ * The KVC1 encryption format (DESIGN section 5): header, key derivation,
+ * wrapped secrets, sealed metadata, chunk nonces. Everything here is byte
+ * exact; the public surface is in crypto.ts.
+ *
+ * @module
+ */
+
+import {
+  ByteReader,
+  ByteWriter,
+  concat,
+  constantTimeEqual,
+  fromUtf8,
+  owned,
+  utf8,
+} from "./_bytes.ts";
+import { DecryptionError } from "./_errors.ts";
+import type { OpenedRecord, WriteFormat } from "./_format.ts";
+import type { KeyEntry, Keyring } from "./keys.ts";
+import {
+  GCM_IV_BYTES,
+  GCM_TAG_BYTES,
+  ID_BYTES,
+  KID_MAX,
+  META_JSON_MAX,
+  SEALED_CHUNK_SIZE,
+  SEALED_INLINE_MAX,
+  STANZAS_MAX,
+  WRAPPED_SECRET_BYTES,
+} from "./_limits.ts";
+import {
+  type BlobMetaFields,
+  chunkCount,
+  chunkLength,
+  decodeMeta,
+  encodeMeta,
+  type RecordLayout,
+  SEALED_MAGIC,
+} from "./_record.ts";
+import { encodeKey } from "./_user_key.ts";
+
+/** Suite byte of AES-128-GCM. */
+export const SUITE_AES_128_GCM = 0x01;
+/** Suite byte of AES-256-GCM. */
+export const SUITE_AES_256_GCM = 0x02;
+/** Bytes of the per-version secret S. */
+export const SECRET_BYTES = 32;
+/** Bytes of the key commitment. */
+export const COMMITMENT_BYTES = 32;
+/** Largest sealed metadata: the JSON plus its tag. */
+export const SEALED_META_MAX = META_JSON_MAX + GCM_TAG_BYTES;
+/** Largest plaintext size a KVC1 header can describe: a u32 chunk count of full chunks. */
+export const SEALED_SIZE_MAX = (2 ** 32 - 1) * SEALED_CHUNK_SIZE;
+
+const BLOB_INFO = utf8("kvcrypt/1 blob");
+const WRAP_AAD = utf8("kvcrypt/1 wrap");
+
+/** AES key bytes of each suite. */
+const SUITE_KEY_BYTES: Readonly<Record<number, number>> = {
+  [SUITE_AES_128_GCM]: 16,
+  [SUITE_AES_256_GCM]: 32,
+};
+
+/** One recipient's wrapped copy of S. */
+export interface Stanza {
+  /** Key id of the key that wraps S ("" for a bare CryptoKey). */
+  kid: string;
+  /** Nonce of the wrap. */
+  iv: Uint8Array;
+  /** S sealed under the recipient's key. */
+  wrapped: Uint8Array;
+}
+
+/** A parsed KVC1 header: every field, plus the raw bytes the metadata tag covers. */
+export interface SealedHeader extends RecordLayout {
+  /** Suite byte. */
+  suite: number;
+  /** Key commitment. */
+  commitment: Uint8Array;
+  /** Recipients. */
+  stanzas: Stanza[];
+  /** Nonce of the sealed metadata. */
+  metaIv: Uint8Array;
+  /** Sealed metadata. */
+  sealedMeta: Uint8Array;
+  /** Header bytes from the magic through `metaLen`: the metadata's AAD prefix. */
+  authenticated: Uint8Array;
+  /** Sealed chunk 0 when stored inline. */
+  inline: Uint8Array | undefined;
+}
+
+/** Source of the format's randomness; tests inject fixed bytes to rebuild vectors. */
+export interface RandomSource {
+  /** `length` fresh random bytes for `purpose`. */
+  bytes(length: number, purpose: "secret" | "wrap-iv" | "meta-iv"): Uint8Array;
+}
+
+/** Web Crypto's randomness. */
+export const systemRandom: RandomSource = {
+  bytes: (length) => crypto.getRandomValues(new Uint8Array(length)),
+};
+
+/** The keys derived from S for one blob version. */
+export interface VersionKeys {
+  /** Suite byte. */
+  suite: number;
+  /** The content key. */
+  kenc: CryptoKey;
+  /** Base nonce of chunk 0. */
+  n0: Uint8Array;
+  /** Key commitment. */
+  commitment: Uint8Array;
+}
+
+/** Suite byte for a key-encryption key, by its AES length. */
+export function suiteOf(kek: CryptoKey): number {
+  const length = (kek.algorithm as AesKeyAlgorithm).length;
+  return length === 128 ? SUITE_AES_128_GCM : SUITE_AES_256_GCM;
+}
+
+/** HKDF-SHA-256(S, salt = id, info = "kvcrypt/1 blob" || suite) → Kenc || N0 || commitment. */
+export async function deriveVersionKeys(
+  secret: Uint8Array,
+  id: Uint8Array,
+  suite: number,
+): Promise<VersionKeys> {
+  const keyBytes = SUITE_KEY_BYTES[suite];
+  if (keyBytes === undefined) throw new TypeError("unknown suite");
+  const ikm = await crypto.subtle.importKey("raw", owned(secret), "HKDF", false, ["deriveBits"]);
+  const bits = new Uint8Array(
+    await crypto.subtle.deriveBits(
+      {
+        name: "HKDF",
+        hash: "SHA-256",
+        salt: owned(id),
+        info: owned(concat([BLOB_INFO, Uint8Array.of(suite)])),
+      },
+      ikm,
+      (keyBytes + GCM_IV_BYTES + COMMITMENT_BYTES) * 8,
+    ),
+  );
+  const kenc = await crypto.subtle.importKey(
+    "raw",
+    owned(bits.subarray(0, keyBytes)),
+    "AES-GCM",
+    false,
+    ["encrypt", "decrypt"],
+  );
+  return {
+    suite,
+    kenc,
+    n0: bits.slice(keyBytes, keyBytes + GCM_IV_BYTES),
+    commitment: bits.slice(keyBytes + GCM_IV_BYTES),
+  };
+}
+
+/** Nonce of chunk `index`: N0 XOR be96(index). */
+export function chunkNonce(n0: Uint8Array, index: number): Uint8Array {
+  const nonce = n0.slice();
+  const view = new DataView(nonce.buffer);
+  // index < 2^32, so only the last four bytes of be96(index) are non-zero.
+  view.setUint32(GCM_IV_BYTES - 4, view.getUint32(GCM_IV_BYTES - 4) ^ index);
+  return nonce;
+}
+
+function gcmParams(iv: Uint8Array, aad: Uint8Array | undefined): AesGcmParams {
+  const params: AesGcmParams = { name: "AES-GCM", iv: owned(iv) };
+  if (aad !== undefined) params.additionalData = owned(aad);
+  return params;
+}
+
+async function gcmSeal(
+  key: CryptoKey,
+  iv: Uint8Array,
+  plaintext: Uint8Array,
+  aad?: Uint8Array,
+): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.encrypt(gcmParams(iv, aad), key, owned(plaintext)));
+}
+
+async function gcmOpen(
+  key: CryptoKey,
+  iv: Uint8Array,
+  sealed: Uint8Array,
+  aad?: Uint8Array,
+): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.decrypt(gcmParams(iv, aad), key, owned(sealed)));
+}
+
+/** Seals chunk `index` under the version keys. */
+export function sealChunk(
+  keys: VersionKeys,
+  index: number,
+  plaintext: Uint8Array,
+): Promise<Uint8Array> {
+  return gcmSeal(keys.kenc, chunkNonce(keys.n0, index), plaintext);
+}
+
+/** Wraps S for one recipient key. */
+export async function wrapSecret(
+  entry: KeyEntry,
+  secret: Uint8Array,
+  id: Uint8Array,
+  random: RandomSource,
+): Promise<Stanza> {
+  const iv = random.bytes(GCM_IV_BYTES, "wrap-iv");
+  const wrapped = await gcmSeal(entry.key, iv, secret, concat([WRAP_AAD, id]));
+  return { kid: entry.kid, iv, wrapped };
+}
+
+function writeHeaderPrefix(
+  header: Omit<SealedHeader, "sealedMeta" | "authenticated" | "inline">,
+  sealedMetaLength: number,
+): Uint8Array {
+  const writer = new ByteWriter().bytes(SEALED_MAGIC).u8(header.suite).bytes(header.id)
+    .bytes(header.commitment).u32(header.chunkSize).u64(header.size).u32(header.chunks)
+    .u64(header.expiresAt).u8(header.stanzas.length);
+  for (const stanza of header.stanzas) {
+    const kid = utf8(stanza.kid);
+    writer.u8(kid.length).bytes(kid).bytes(stanza.iv).bytes(stanza.wrapped);
+  }
+  return writer.bytes(header.metaIv).u32(sealedMetaLength).finish();
+}
+
+/**
+ * Writes a header: the fields, a fresh `metaIv`, and the metadata sealed
+ * with AAD = header bytes through `metaLen` || encodeKey(key).
+ */
+export async function encodeHeader(
+  fields: Omit<SealedHeader, "metaIv" | "sealedMeta" | "authenticated" | "inline">,
+  keys: VersionKeys,
+  meta: BlobMetaFields,
+  key: Deno.KvKey,
+  random: RandomSource,
+): Promise<Uint8Array> {
+  // A fresh metaIv on every header write: a rewrap changes the AAD, and
+  // reusing a GCM nonce under Kenc with another AAD would leak the GHASH key.
+  const metaIv = random.bytes(GCM_IV_BYTES, "meta-iv");
+  const metaJson = encodeMeta(meta);
+  const prefix = writeHeaderPrefix({ ...fields, metaIv }, metaJson.length + GCM_TAG_BYTES);
+  const sealedMeta = await gcmSeal(keys.kenc, metaIv, metaJson, concat([prefix, encodeKey(key)]));
+  return concat([prefix, sealedMeta]);
+}
+
+function fail(what: string, step: string, cause: unknown): never {
+  throw new DecryptionError(`Cannot decrypt ${what}: ${step}`, { cause });
+}
+
+function readStanzas(reader: ByteReader, count: number): Stanza[] {
+  const stanzas: Stanza[] = [];
+  for (let i = 0; i < count; i++) {
+    const kidLen = reader.u8("kid length");
+    if (kidLen > KID_MAX) throw new RangeError("kid too long");
+    const kid = fromUtf8(reader.bytes(kidLen, "kid"));
+    const iv = reader.bytes(GCM_IV_BYTES, "stanza iv").slice();
+    const wrapped = reader.bytes(WRAPPED_SECRET_BYTES, "wrapped secret").slice();
+    stanzas.push({ kid, iv, wrapped });
+  }
+  return stanzas;
+}
+
+/**
+ * Step 1 of the decrypt order: parses a KVC1 record strictly.
+ *
+ * @throws {DecryptionError} when any field is out of place or out of bounds.
+ */
+export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader {
+  try {
+    const reader = new ByteReader(bytes);
+    if (!constantTimeEqual(reader.bytes(SEALED_MAGIC.length, "magic"), SEALED_MAGIC)) {
+      throw new TypeError("not a KVC1 record");
+    }
+    const suite = reader.u8("suite");
+    if (SUITE_KEY_BYTES[suite] === undefined) throw new RangeError("unknown suite");
+    const id = reader.bytes(ID_BYTES, "id").slice();
+    const commitment = reader.bytes(COMMITMENT_BYTES, "commitment").slice();
+    const chunkSize = reader.u32("chunk size");
+    const size = reader.u64("size");
+    const chunks = reader.u32("chunk count");
+    const expiresAt = reader.u64("expiry");
+    if (chunkSize !== SEALED_CHUNK_SIZE) throw new RangeError("unsupported chunk size");
+    if (size > SEALED_SIZE_MAX) throw new RangeError("size too large");
+    if (chunks !== chunkCount(size, chunkSize)) throw new RangeError("chunk count does not match");
+    const count = reader.u8("stanza count");
+    if (count < 1 || count > STANZAS_MAX) throw new RangeError("bad stanza count");
+    const stanzas = readStanzas(reader, count);
+    const metaIv = reader.bytes(GCM_IV_BYTES, "meta iv").slice();
+    const metaLen = reader.u32("meta length");
+    if (metaLen < GCM_TAG_BYTES || metaLen > SEALED_META_MAX) {
+      throw new RangeError("bad meta length");
+    }
+    const authenticated = bytes.slice(0, reader.offset);
+    const sealedMeta = reader.bytes(metaLen, "meta").slice();
+    const rest = reader.rest();
+    const inline = rest.length > 0 ? rest.slice() : undefined;
+    // Nothing may follow the header but exactly one sealed chunk 0.
+    if (inline && (chunks !== 1 || inline.length !== size + GCM_TAG_BYTES)) {
+      throw new RangeError("trailing bytes after the header");
+    }
+    return {
+      suite,
+      id,
+      commitment,
+      chunkSize,
+      size,
+      chunks,
+      expiresAt,
+      stanzas,
+      metaIv,
+      sealedMeta,
+      authenticated,
+      inline,
+    };
+  } catch (cause) {
+    if (cause instanceof DecryptionError) throw cause;
+    fail(what, "the header does not parse (step 1)", cause);
+  }
+}
+
+/** Whether a reader key may open a stanza: equal kids, or either kid empty. */
+function keyMatchesStanza(entry: KeyEntry, stanza: Stanza): boolean {
+  return entry.kid === "" || stanza.kid === "" || entry.kid === stanza.kid;
+}
+
+/** Step 2: unwraps S with the first reader key that opens a matching stanza. */
+export async function unwrapSecret(
+  header: SealedHeader,
+  readKeys: readonly KeyEntry[],
+  what: string,
+): Promise<Uint8Array> {
+  const aad = concat([WRAP_AAD, header.id]);
+  let lastError: unknown = undefined;
+  for (const stanza of header.stanzas) {
+    for (const entry of readKeys) {
+      if (!keyMatchesStanza(entry, stanza)) continue;
+      try {
+        const secret = await gcmOpen(entry.key, stanza.iv, stanza.wrapped, aad);
+        if (secret.length === SECRET_BYTES) return secret;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+  }
+  fail(what, "no key given opens any recipient stanza (step 2)", lastError);
+}
+
+/** Steps 3 and 4: derives the version keys, checks the commitment, opens the metadata. */
+export async function openHeader(
+  header: SealedHeader,
+  secret: Uint8Array,
+  key: Deno.KvKey,
+  what: string,
+): Promise<{ keys: VersionKeys; meta: BlobMetaFields }> {
+  const keys = await deriveVersionKeys(secret, header.id, header.suite);
+  // Key commitment: one header cannot open to two plaintexts under two recipients' keys.
+  if (!constantTimeEqual(keys.commitment, header.commitment)) {
+    fail(what, "the key commitment does not match (step 3)", undefined);
+  }
+  let metaJson: Uint8Array;
+  try {
+    // The AAD binds every header field and the user key: an edited header or a
+    // record copied to another key fails here.
+    metaJson = await gcmOpen(
+      keys.kenc,
+      header.metaIv,
+      header.sealedMeta,
+      concat([header.authenticated, encodeKey(key)]),
+    );
+  } catch (cause) {
+    fail(what, "the header or its key was changed (step 4)", cause);
+  }
+  try {
+    return { keys, meta: decodeMeta(metaJson) };
+  } catch (cause) {
+    fail(what, "the metadata does not parse (step 4)", cause);
+  }
+}
+
+/** An opened KVC1 record: the pipeline's view plus what `rewrap` needs. */
+export interface OpenedSealedRecord extends OpenedRecord {
+  /** The parsed header. */
+  readonly header: SealedHeader;
+  /** The version keys. */
+  readonly keys: VersionKeys;
+  /** The unwrapped secret S. */
+  readonly secret: Uint8Array;
+}
+
+/** Decrypt order steps 1–4 for a record at `key`; chunks open lazily (step 5). */
+export async function openSealedRecord(
+  bytes: Uint8Array,
+  key: Deno.KvKey,
+  readKeys: readonly KeyEntry[],
+  what: string,
+): Promise<OpenedSealedRecord> {
+  const header = parseHeader(bytes, what);
+  const secret = await unwrapSecret(header, readKeys, what);
+  const { keys, meta } = await openHeader(header, secret, key, what);
+  return {
+    id: header.id,
+    chunkSize: header.chunkSize,
+    size: header.size,
+    chunks: header.chunks,
+    expiresAt: header.expiresAt,
+    encrypted: true,
+    meta,
+    kids: header.stanzas.map((stanza) => stanza.kid),
+    inline: header.inline,
+    header,
+    keys,
+    secret,
+    openChunk: (index, stored) => openChunk(keys, header, index, stored, what),
+    damaged: (problem) => new DecryptionError(`Cannot decrypt ${what}: ${problem} (step 5)`),
+  };
+}
+
+/** Step 5 for one chunk: it must open under its own nonce and have the expected length. */
+async function openChunk(
+  keys: VersionKeys,
+  layout: RecordLayout,
+  index: number,
+  stored: Uint8Array,
+  what: string,
+): Promise<Uint8Array> {
+  let plaintext: Uint8Array;
+  try {
+    plaintext = await gcmOpen(keys.kenc, chunkNonce(keys.n0, index), stored);
+  } catch (cause) {
+    fail(what, `chunk ${index} does not open (step 5)`, cause);
+  }
+  // Stops a valid chunk of another position or a truncated blob from passing.
+  if (plaintext.length !== chunkLength(layout, index)) {
+    fail(what, `chunk ${index} has the wrong length (step 5)`, undefined);
+  }
+  return plaintext;
+}
+
+/** The write side: a fresh S wrapped for every recipient's current key. */
+export async function createSealedFormat(
+  recipients: readonly Keyring[],
+  id: Uint8Array,
+  random: RandomSource = systemRandom,
+): Promise<WriteFormat> {
+  const first = recipients[0];
+  if (first === undefined) throw new TypeError("Cannot encrypt: no recipient key");
+  // Keeps the record inside one KV value whatever the recipients.
+  if (recipients.length > STANZAS_MAX) {
+    throw new RangeError(
+      `Cannot encrypt for ${recipients.length} recipients: at most ${STANZAS_MAX}`,
+    );
+  }
+  const secret = random.bytes(SECRET_BYTES, "secret");
+  const suite = suiteOf(first.current.key);
+  const [keys, stanzas] = await Promise.all([
+    deriveVersionKeys(secret, id, suite),
+    Promise.all(recipients.map((ring) => wrapSecret(ring.current, secret, id, random))),
+  ]);
+  return {
+    chunkSize: SEALED_CHUNK_SIZE,
+    inlineMax: SEALED_INLINE_MAX,
+    sealChunk: (index, plaintext) => sealChunk(keys, index, plaintext),
+    encodeRecord: async (layout, meta, key, inline) => {
+      const header = await encodeHeader(
+        { ...layout, suite, commitment: keys.commitment, stanzas },
+        keys,
+        meta,
+        key,
+        random,
+      );
+      return inline ? concat([header, inline]) : header;
+    },
+  };
+}

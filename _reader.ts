@@ -1,0 +1,202 @@
+/**
+ * The one chunk reader every read path uses (`get`, streams, ranges, blobs,
+ * responses): opens the record, then fetches chunks in batches with several
+ * requests in flight and yields plaintext in order (DESIGN section 4, Read).
+ *
+ * @module
+ */
+
+import { bytesEqual } from "./_bytes.ts";
+import { ConcurrentModificationError, DecryptionError } from "./_errors.ts";
+import { type OpenedRecord, openPlainRecord } from "./_format.ts";
+import { type EncryptionKey, resolveReadKeys } from "./_key_input.ts";
+import { chunkKey } from "./_kv_keys.ts";
+import { openSealedRecord } from "./_kvc1.ts";
+import { READ_BATCH_CHUNKS, READ_BATCHES_IN_FLIGHT } from "./_limits.ts";
+import { recordMagic } from "./_record.ts";
+import { isExpired, recordId } from "./_summary.ts";
+import { CorruptBlobError } from "./_errors.ts";
+
+/** Options every read accepts. */
+export interface ReadOptions {
+  /**
+   * Key(s) to decrypt with. Required for encrypted blobs; with it, a plain
+   * record is refused unless `allowPlaintext` is set.
+   */
+  encryptionKey?: EncryptionKey | undefined;
+  /** Consistency of the record read (chunks are always read strongly). Default `"strong"`. */
+  consistency?: Deno.KvConsistencyLevel | undefined;
+  /** Accept a plain record although `encryptionKey` was given. Default false. */
+  allowPlaintext?: boolean | undefined;
+}
+
+/** A read in progress: where, and with which options. */
+export interface ReadTarget {
+  /** The store. */
+  kv: Deno.Kv;
+  /** The user key. */
+  key: Deno.KvKey;
+  /** The key as printed in messages. */
+  keyText: string;
+  /** The caller's options. */
+  options: ReadOptions;
+}
+
+/** The record entry at a key and, when it is a live blob, the record opened. */
+export interface OpenedEntry {
+  /** The KV entry of the record. */
+  entry: Deno.KvEntryMaybe<unknown>;
+  /** The opened record; null when absent or expired. */
+  record: OpenedRecord | null;
+}
+
+/** Thrown inside the reader when a chunk that should exist is not there. */
+class MissingChunkError extends Error {
+  constructor(readonly index: number) {
+    super(`chunk ${index} is missing`);
+  }
+}
+
+/**
+ * Reads and opens the record at the target's key: parses it, and for an
+ * encrypted blob authenticates header, metadata and key (decrypt steps 1–4).
+ * An expired record reads as absent (step 6).
+ */
+export async function openEntry(target: ReadTarget): Promise<OpenedEntry> {
+  const { kv, key, keyText, options } = target;
+  const [entry, readKeys] = await Promise.all([
+    kv.get(key, { consistency: options.consistency ?? "strong" }),
+    options.encryptionKey === undefined ? undefined : resolveReadKeys(options.encryptionKey),
+  ]);
+  if (entry.versionstamp === null) return { entry, record: null };
+  const magic = recordMagic(entry.value);
+  if (magic === undefined) {
+    throw new CorruptBlobError(`Cannot read ${keyText}: the entry is not a kvcrypt blob`);
+  }
+  let record: OpenedRecord;
+  if (magic === "plain") {
+    // No silent downgrade: a reader expecting ciphertext refuses a plaintext record.
+    if (readKeys !== undefined && !options.allowPlaintext) {
+      throw new DecryptionError(
+        `Cannot decrypt ${keyText}: the record is not encrypted (pass allowPlaintext: true to accept it)`,
+      );
+    }
+    record = openPlainRecord(entry.value as Uint8Array, keyText);
+  } else {
+    if (readKeys === undefined) {
+      throw new DecryptionError(
+        `Cannot read ${keyText}: the blob is encrypted; pass encryptionKey`,
+      );
+    }
+    record = await openSealedRecord(entry.value as Uint8Array, key, readKeys, keyText);
+  }
+  // Checked after authentication, so the deadline itself cannot be forged.
+  return { entry, record: isExpired(record) ? null : record };
+}
+
+/** A chunk range: chunks `first` up to (not including) `end`. */
+export interface ChunkSpan {
+  /** First chunk. */
+  first: number;
+  /** One past the last chunk. */
+  end: number;
+}
+
+/** Swallows a rejection now; the promise is still awaited (and throws) later. */
+function settleQuietly<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
+async function fetchStored(
+  kv: Deno.Kv,
+  record: OpenedRecord,
+  first: number,
+  end: number,
+  probePastEnd: boolean,
+): Promise<Uint8Array[]> {
+  const fetchEnd = probePastEnd ? end + 1 : end;
+  const count = fetchEnd - first;
+  const selector = { start: chunkKey(record.id, first), end: chunkKey(record.id, fetchEnd) };
+  const stored: Uint8Array[] = [];
+  for await (
+    const entry of kv.list<Uint8Array>(selector, {
+      limit: count,
+      batchSize: count,
+      consistency: "strong",
+    })
+  ) {
+    const index = first + stored.length;
+    if (index === end) throw record.damaged(`a chunk lies past the end (index ${end})`);
+    // Stops a deleted, reordered or foreign chunk from shifting the data.
+    if (entry.key[3] !== index || !(entry.value instanceof Uint8Array)) {
+      throw new MissingChunkError(index);
+    }
+    stored.push(entry.value);
+  }
+  if (stored.length < end - first) throw new MissingChunkError(first + stored.length);
+  return stored;
+}
+
+/**
+ * Yields the plaintext chunks of `span` in order, with `inFlight` batch
+ * requests running ahead and chunks opening as soon as they arrive.
+ * `verifyEnd` also checks that no chunk lies past the last one.
+ */
+export async function* readChunks(
+  kv: Deno.Kv,
+  record: OpenedRecord,
+  span: ChunkSpan,
+  inFlight = READ_BATCHES_IN_FLIGHT,
+): AsyncGenerator<Uint8Array> {
+  if (span.first >= span.end) return;
+  if (record.inline !== undefined) {
+    yield await record.openChunk(0, record.inline);
+    return;
+  }
+  const verifyEnd = span.end === record.chunks;
+  const queue: Promise<Promise<Uint8Array>[]>[] = [];
+  let next = span.first;
+  const schedule = () => {
+    while (queue.length < inFlight && next < span.end) {
+      const first = next;
+      const end = Math.min(span.end, first + READ_BATCH_CHUNKS);
+      next = end;
+      const opened = fetchStored(kv, record, first, end, verifyEnd && end === span.end).then(
+        (stored) => stored.map((chunk, i) => settleQuietly(record.openChunk(first + i, chunk))),
+      );
+      queue.push(settleQuietly(opened));
+    }
+  };
+  schedule();
+  while (queue.length > 0) {
+    const batch = await queue.shift()!;
+    schedule();
+    for (const chunk of batch) yield await chunk;
+  }
+}
+
+/**
+ * Turns a missing chunk into the right error: the blob was replaced
+ * (ConcurrentModificationError, or `undefined` to let a caller restart) or is
+ * damaged.
+ */
+export async function explainMissing(
+  target: ReadTarget,
+  record: OpenedRecord,
+  error: unknown,
+): Promise<Error | "replaced"> {
+  if (!(error instanceof MissingChunkError)) return error as Error;
+  const current = await target.kv.get(target.key, { consistency: "strong" });
+  const id = recordId(current.value);
+  // Compare ids, not versionstamps: a rewrap changes the versionstamp, not the chunks.
+  if (id === undefined || !bytesEqual(id, record.id)) return "replaced";
+  return record.damaged(error.message);
+}
+
+/** The error for a read that lost its version after delivering bytes. */
+export function replacedError(keyText: string): ConcurrentModificationError {
+  return new ConcurrentModificationError(
+    `Cannot read ${keyText}: it was replaced or removed while being read`,
+  );
+}

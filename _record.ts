@@ -1,0 +1,182 @@
+/**
+ * The parts of the record formats shared by plain and encrypted blobs: the
+ * metadata JSON, the version entry, and the plain record ("KVP1").
+ *
+ * @module
+ */
+
+import { ByteReader, bytesEqual, ByteWriter, fromUtf8, utf8 } from "./_bytes.ts";
+import { ID_BYTES, META_JSON_MAX, PLAIN_CHUNK_SIZE } from "./_limits.ts";
+
+/** What kind of value a blob was written from; decides what `get(…, { blob: true })` returns. */
+export type BlobKind = "buffer" | "blob" | "file";
+
+/** The metadata stored with every blob (sealed inside encrypted records). */
+export interface BlobMetaFields {
+  /** `"buffer"` for bytes and streams, `"blob"` for a Blob, `"file"` for a File. */
+  kind: BlobKind;
+  /** The Blob's or File's MIME type; left out when empty. */
+  type?: string;
+  /** The File's name. */
+  name?: string;
+  /** The File's last modification time, ms since the epoch. */
+  lastModified?: number;
+}
+
+/** The fields of a record that locate and size its chunks. */
+export interface RecordLayout {
+  /** The blob version id: the chunk key part. */
+  id: Uint8Array;
+  /** Plaintext bytes per full chunk. */
+  chunkSize: number;
+  /** Plaintext bytes in all. */
+  size: number;
+  /** Number of chunks: ceil(size / chunkSize). */
+  chunks: number;
+  /** Deadline in ms since the epoch after which the record reads as absent; 0 = none. */
+  expiresAt: number;
+}
+
+/** Magic of a plain record. */
+export const PLAIN_MAGIC: Uint8Array = utf8("KVP1");
+/** Magic of an encrypted record. */
+export const SEALED_MAGIC: Uint8Array = utf8("KVC1");
+
+/** Number of chunks a blob of `size` bytes is cut into. */
+export function chunkCount(size: number, chunkSize: number): number {
+  return Math.ceil(size / chunkSize);
+}
+
+/** Plaintext length of chunk `index` of a blob with this layout. */
+export function chunkLength(layout: RecordLayout, index: number): number {
+  return index < layout.chunks - 1 ? layout.chunkSize : layout.size - index * layout.chunkSize;
+}
+
+/** Whether the value at a user key starts with one of kvcrypt's record magics. */
+export function recordMagic(value: unknown): "plain" | "sealed" | undefined {
+  if (!(value instanceof Uint8Array) || value.length < PLAIN_MAGIC.length) return undefined;
+  const magic = value.subarray(0, PLAIN_MAGIC.length);
+  if (bytesEqual(magic, PLAIN_MAGIC)) return "plain";
+  if (bytesEqual(magic, SEALED_MAGIC)) return "sealed";
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Metadata JSON.
+
+/** The metadata's UTF-8 JSON; RangeError past {@linkcode META_JSON_MAX}. */
+export function encodeMeta(meta: BlobMetaFields): Uint8Array {
+  const fields: BlobMetaFields = { kind: meta.kind };
+  if (meta.type) fields.type = meta.type;
+  if (meta.name !== undefined) fields.name = meta.name;
+  if (meta.lastModified !== undefined) fields.lastModified = meta.lastModified;
+  const bytes = utf8(JSON.stringify(fields));
+  // Keeps every record inside one KV value whatever the header.
+  if (bytes.length > META_JSON_MAX) {
+    throw new RangeError(
+      `Cannot store the blob: its file name and type take ${bytes.length} bytes of metadata, more than ${META_JSON_MAX}`,
+    );
+  }
+  return bytes;
+}
+
+/** Parses metadata JSON strictly; throws TypeError when it is not what kvcrypt writes. */
+export function decodeMeta(bytes: Uint8Array): BlobMetaFields {
+  const value: unknown = JSON.parse(fromUtf8(bytes));
+  if (typeof value !== "object" || value === null) throw new TypeError("metadata is not an object");
+  const { kind, type, name, lastModified } = value as Record<string, unknown>;
+  if (kind !== "buffer" && kind !== "blob" && kind !== "file") {
+    throw new TypeError("metadata has an unknown kind");
+  }
+  const meta: BlobMetaFields = { kind };
+  if (typeof type === "string") meta.type = type;
+  if (typeof name === "string") meta.name = name;
+  if (typeof lastModified === "number") meta.lastModified = lastModified;
+  return meta;
+}
+
+// ---------------------------------------------------------------------------
+// Version entries.
+
+/** State byte of a version entry whose chunks may be referenced by a record. */
+export const VERSION_LIVE = 1;
+/** State byte of a version entry whose chunks are being deleted. */
+export const VERSION_TOMBSTONE = 2;
+
+/** A parsed version entry. */
+export interface VersionEntry {
+  /** {@linkcode VERSION_LIVE} or {@linkcode VERSION_TOMBSTONE}. */
+  state: number;
+  /** When the version was created (live) or tombstoned, ms since the epoch. */
+  created: number;
+  /** encodeKey() of the user key whose record may point to this version. */
+  encodedKey: Uint8Array;
+}
+
+/** Bytes of a version entry: state u8 · created u64 · encodeKey(K). */
+export function encodeVersion(entry: VersionEntry): Uint8Array {
+  return new ByteWriter().u8(entry.state).u64(entry.created).bytes(entry.encodedKey).finish();
+}
+
+/** Parses a version entry; undefined when the value is not one. */
+export function decodeVersion(value: unknown): VersionEntry | undefined {
+  if (!(value instanceof Uint8Array)) return undefined;
+  try {
+    const reader = new ByteReader(value);
+    const state = reader.u8("state");
+    const created = reader.u64("created");
+    if (state !== VERSION_LIVE && state !== VERSION_TOMBSTONE) return undefined;
+    return { state, created, encodedKey: reader.rest() };
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Plain records.
+
+/** A parsed plain record. */
+export interface PlainRecord extends RecordLayout {
+  /** The metadata. */
+  meta: BlobMetaFields;
+  /** The single chunk, when the blob is stored in its record. */
+  inline: Uint8Array | undefined;
+}
+
+/** Bytes of a plain record ("KVP1"). */
+export function encodePlainRecord(
+  layout: RecordLayout,
+  meta: BlobMetaFields,
+  inline?: Uint8Array,
+): Uint8Array {
+  const metaBytes = encodeMeta(meta);
+  const writer = new ByteWriter().bytes(PLAIN_MAGIC).bytes(layout.id).u32(layout.chunkSize)
+    .u64(layout.size).u32(layout.chunks).u64(layout.expiresAt).u32(metaBytes.length)
+    .bytes(metaBytes);
+  if (inline) writer.bytes(inline);
+  return writer.finish();
+}
+
+/** Parses a plain record strictly; throws a TypeError or RangeError saying what is wrong. */
+export function decodePlainRecord(bytes: Uint8Array): PlainRecord {
+  const reader = new ByteReader(bytes);
+  reader.bytes(PLAIN_MAGIC.length, "magic");
+  const id = reader.bytes(ID_BYTES, "id").slice();
+  const chunkSize = reader.u32("chunk size");
+  const size = reader.u64("size");
+  const chunks = reader.u32("chunk count");
+  const expiresAt = reader.u64("expiry");
+  const metaLen = reader.u32("metadata length");
+  if (chunkSize !== PLAIN_CHUNK_SIZE) throw new RangeError("unsupported chunk size");
+  if (chunks !== chunkCount(size, chunkSize)) {
+    throw new RangeError("chunk count does not match size");
+  }
+  if (metaLen > META_JSON_MAX) throw new RangeError("metadata too long");
+  const meta = decodeMeta(reader.bytes(metaLen, "metadata"));
+  const rest = reader.rest();
+  const inline = rest.length > 0 ? rest : undefined;
+  if (inline && (chunks !== 1 || inline.length !== size)) {
+    throw new RangeError("inline data does not match the size");
+  }
+  return { id, chunkSize, size, chunks, expiresAt, meta, inline };
+}

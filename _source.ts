@@ -1,0 +1,99 @@
+/**
+ * Turns every value kind `set` accepts into its metadata and a sequence of
+ * fixed-size plaintext pieces.
+ *
+ * @module
+ */
+
+import type { BlobMetaFields } from "./_record.ts";
+
+/** A value `set` accepts. */
+export type BlobValue = ArrayBuffer | ArrayBufferView | ReadableStream<Uint8Array> | Blob;
+
+/** A value ready for the chunk writer. */
+export interface BlobSource {
+  /** Metadata derived from the value's kind. */
+  meta: BlobMetaFields;
+  /** The value's bytes as they arrive. */
+  stream: ReadableStream<Uint8Array>;
+}
+
+function bytesOf(value: ArrayBuffer | ArrayBufferView): Uint8Array {
+  // Only the view's own bytes: a subarray must not store its whole buffer.
+  return value instanceof ArrayBuffer
+    ? new Uint8Array(value)
+    : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+}
+
+function singleChunkStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      if (bytes.length > 0) controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
+
+/**
+ * The metadata and byte stream of a value.
+ *
+ * @throws {TypeError} if the value is not binary.
+ */
+export function sourceOf(value: unknown, action: string): BlobSource {
+  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+    return { meta: { kind: "buffer" }, stream: singleChunkStream(bytesOf(value)) };
+  }
+  if (value instanceof ReadableStream) return { meta: { kind: "buffer" }, stream: value };
+  if (value instanceof File) {
+    return {
+      meta: { kind: "file", type: value.type, name: value.name, lastModified: value.lastModified },
+      stream: value.stream(),
+    };
+  }
+  if (value instanceof Blob) {
+    return { meta: { kind: "blob", type: value.type }, stream: value.stream() };
+  }
+  const what = value === null ? "null" : typeof value;
+  throw new TypeError(
+    `Cannot ${action}: the value is ${what}, expected an ArrayBuffer, ArrayBufferView, ReadableStream<Uint8Array>, Blob or File`,
+  );
+}
+
+/**
+ * Cuts a byte stream into pieces of exactly `size` bytes (the last may be
+ * shorter, and none is empty). Pieces lying inside one incoming chunk are
+ * views, not copies.
+ *
+ * @throws {TypeError} if the stream yields something other than a Uint8Array.
+ */
+export async function* fixedPieces(
+  stream: ReadableStream<Uint8Array>,
+  size: number,
+): AsyncGenerator<Uint8Array> {
+  let pending: Uint8Array | undefined;
+  let filled = 0;
+  for await (const chunk of stream) {
+    if (!(chunk instanceof Uint8Array)) {
+      throw new TypeError("Cannot store the stream: it yielded a value that is not a Uint8Array");
+    }
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (pending === undefined && chunk.length - offset >= size) {
+        yield chunk.subarray(offset, offset + size);
+        offset += size;
+        continue;
+      }
+      pending ??= new Uint8Array(size);
+      const take = Math.min(size - filled, chunk.length - offset);
+      pending.set(chunk.subarray(offset, offset + take), filled);
+      filled += take;
+      offset += take;
+      if (filled === size) {
+        yield pending;
+        pending = undefined;
+        filled = 0;
+      }
+    }
+  }
+  if (pending !== undefined) yield pending.subarray(0, filled);
+}

@@ -1,0 +1,70 @@
+/**
+ * What can be read from a record without a key: its id, chunk count,
+ * whether it is inline, its expiry and its recipients' kids. Used for
+ * cleanup after overwrites and for key-less listings.
+ *
+ * @module
+ */
+
+import { parseHeader } from "./_kvc1.ts";
+import { decodePlainRecord, recordMagic } from "./_record.ts";
+
+/** The unauthenticated facts of a record. */
+export interface RecordSummary {
+  /** Whether it is a KVC1 record. */
+  encrypted: boolean;
+  /** Version id. */
+  id: Uint8Array;
+  /** Plaintext size. */
+  size: number;
+  /** Chunk count. */
+  chunks: number;
+  /** Whether the data sits in the record (no chunk entries, no version entry). */
+  inline: boolean;
+  /** Expiry deadline, ms since the epoch; 0 = none. */
+  expiresAt: number;
+  /** Recipients' key ids (empty for plain records). */
+  kids: string[];
+}
+
+/** Parses the record at a user key without a key; undefined when it is not a valid record. */
+export function summarizeRecord(value: unknown): RecordSummary | undefined {
+  const magic = recordMagic(value);
+  if (magic === undefined) return undefined;
+  try {
+    if (magic === "plain") {
+      const record = decodePlainRecord(value as Uint8Array);
+      return {
+        encrypted: false,
+        id: record.id,
+        size: record.size,
+        chunks: record.chunks,
+        inline: record.chunks === 0 || record.inline !== undefined,
+        expiresAt: record.expiresAt,
+        kids: [],
+      };
+    }
+    const header = parseHeader(value as Uint8Array);
+    return {
+      encrypted: true,
+      id: header.id,
+      size: header.size,
+      chunks: header.chunks,
+      inline: header.chunks === 0 || header.inline !== undefined,
+      expiresAt: header.expiresAt,
+      kids: header.stanzas.map((stanza) => stanza.kid),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The version id of the record at a user key, if it is one. */
+export function recordId(value: unknown): Uint8Array | undefined {
+  return summarizeRecord(value)?.id;
+}
+
+/** Whether a record has passed its expiry deadline and so reads as absent. */
+export function isExpired(summary: { expiresAt: number }, now = Date.now()): boolean {
+  return summary.expiresAt !== 0 && now >= summary.expiresAt;
+}

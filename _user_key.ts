@@ -1,0 +1,122 @@
+/**
+ * Validation of user keys and their canonical byte encoding (`encodeKey`),
+ * which binds an encrypted blob to the key it lives at and lets `vacuum` find
+ * the record a version entry belongs to.
+ *
+ * @module
+ */
+
+import { ByteReader, ByteWriter, fromUtf8, utf8 } from "./_bytes.ts";
+
+const TAG_BYTES = 0x01;
+const TAG_STRING = 0x02;
+const TAG_NUMBER = 0x03;
+const TAG_BIGINT = 0x04;
+const TAG_BOOLEAN = 0x05;
+
+/** Describes a key for error messages without ever printing binary parts in full. */
+export function describeKey(key: Deno.KvKey): string {
+  const parts = key.map((part) => {
+    if (part instanceof Uint8Array) return `<${part.length} bytes>`;
+    if (typeof part === "string") return JSON.stringify(part);
+    if (typeof part === "bigint") return `${part}n`;
+    if (Object.is(part, -0)) return "-0";
+    return String(part);
+  });
+  return `[${parts.join(", ")}]`;
+}
+
+/**
+ * Checks that `key` is a Deno.KvKey kvcrypt can store a blob at.
+ *
+ * @throws {TypeError} if it is not a non-empty array of Uint8Array, string,
+ * number (not NaN), bigint or boolean parts, or lies under kvcrypt's own prefix.
+ */
+export function assertUserKey(key: unknown, action: string): asserts key is Deno.KvKey {
+  if (!Array.isArray(key) || key.length === 0) {
+    throw new TypeError(`Cannot ${action}: the key must be a non-empty array of key parts`);
+  }
+  for (const part of key) {
+    if (
+      !(part instanceof Uint8Array) && typeof part !== "string" && typeof part !== "bigint" &&
+      typeof part !== "boolean" && (typeof part !== "number" || Number.isNaN(part))
+    ) {
+      throw new TypeError(
+        `Cannot ${action}: a key part must be a Uint8Array, string, number (not NaN), bigint or boolean`,
+      );
+    }
+  }
+  // Stops a caller's blob from overwriting kvcrypt's own chunk or version entries.
+  if (key[0] === "__kvcrypt__") {
+    throw new TypeError(`Cannot ${action}: keys starting with "__kvcrypt__" are reserved`);
+  }
+}
+
+function bigintBytes(value: bigint): Uint8Array {
+  const magnitude = value < 0n ? -value : value;
+  let hex = magnitude === 0n ? "" : magnitude.toString(16);
+  if (hex.length % 2) hex = "0" + hex;
+  const out = new Uint8Array(1 + hex.length / 2);
+  out[0] = value < 0n ? 1 : 0;
+  for (let i = 0; i < hex.length / 2; i++) out[1 + i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+function partBytes(part: Deno.KvKeyPart): [number, Uint8Array] {
+  if (part instanceof Uint8Array) return [TAG_BYTES, part];
+  if (typeof part === "string") return [TAG_STRING, utf8(part)];
+  if (typeof part === "bigint") return [TAG_BIGINT, bigintBytes(part)];
+  if (typeof part === "boolean") return [TAG_BOOLEAN, Uint8Array.of(part ? 1 : 0)];
+  if (typeof part === "number" && !Number.isNaN(part)) {
+    // DataView writes −0 as 0x80 00 …, keeping it apart from 0 as Deno KV does.
+    return [TAG_NUMBER, new ByteWriter().f64(part).finish()];
+  }
+  throw new TypeError("Cannot encode key: a part is a symbol, NaN or of an unknown type");
+}
+
+/**
+ * The canonical bytes of a user key: for each part a tag byte, a u32 length
+ * and the payload (DESIGN section 5).
+ */
+export function encodeKey(key: Deno.KvKey): Uint8Array {
+  const writer = new ByteWriter();
+  for (const part of key) {
+    const [tag, payload] = partBytes(part);
+    writer.u8(tag).u32(payload.length).bytes(payload);
+  }
+  return writer.finish();
+}
+
+function decodeBigint(payload: Uint8Array): bigint {
+  let value = 0n;
+  for (const byte of payload.subarray(1)) value = (value << 8n) | BigInt(byte);
+  return payload[0] === 1 ? -value : value;
+}
+
+function decodePart(tag: number, payload: Uint8Array): Deno.KvKeyPart {
+  switch (tag) {
+    case TAG_BYTES:
+      return payload.slice();
+    case TAG_STRING:
+      return fromUtf8(payload);
+    case TAG_NUMBER:
+      return new ByteReader(payload).f64("number");
+    case TAG_BIGINT:
+      return decodeBigint(payload);
+    case TAG_BOOLEAN:
+      return payload[0] === 1;
+  }
+  throw new TypeError(`Cannot decode key: unknown part tag ${tag}`);
+}
+
+/** The inverse of {@linkcode encodeKey}. */
+export function decodeKey(bytes: Uint8Array): Deno.KvKey {
+  const reader = new ByteReader(bytes);
+  const key: Deno.KvKeyPart[] = [];
+  while (reader.remaining > 0) {
+    const tag = reader.u8("key part tag");
+    const payload = reader.bytes(reader.u32("key part length"), "key part");
+    key.push(decodePart(tag, payload));
+  }
+  return key;
+}
