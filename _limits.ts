@@ -106,14 +106,32 @@ export const PLAIN_INLINE_MAX = KV_VALUE_MAX - PLAIN_HEADER_MAX;
 export const SEALED_INLINE_MAX = KV_VALUE_MAX - SEALED_HEADER_MAX - GCM_TAG_BYTES;
 
 // ---------------------------------------------------------------------------
-// Pipelines.
+// Pipelines. On Deno Deploy every KV call is a network round trip (RTT), so
+// the number of *sequential* calls, not their count, sets the latency. Each
+// constant below trades round trips against memory held in flight.
 
-/** Chunk atomics a write keeps in flight after the first one committed. */
-export const WRITE_ATOMICS_IN_FLIGHT = 4;
-/** Chunks fetched by one read request (one `list` page). */
+/**
+ * Chunk atomics a write keeps in flight after the first one committed (the
+ * first must commit alone: it creates the version entry the others check).
+ * A write then pays 1 + ceil((atomics − 1) / 16) + 1 round trips: 4 for
+ * 16 MiB (22 atomics), 8 for 64 MiB (86 atomics); it holds at most
+ * 16 × 12 × 64 KiB = 12 MiB in flight.
+ */
+export const WRITE_ATOMICS_IN_FLIGHT = 16;
+/** Chunks fetched by one read request (one `list` page of 1 MiB). */
 export const READ_BATCH_CHUNKS = 16;
-/** Read requests kept in flight ahead of the consumer. */
+/**
+ * Read requests a stream keeps ahead of its consumer: 4 MiB of read-ahead,
+ * enough to hide a 20 ms RTT at 200 MiB/s while keeping memory bounded. The
+ * first byte costs two round trips (record, first batch).
+ */
 export const READ_BATCHES_IN_FLIGHT = 4;
+/**
+ * Read requests a buffered read keeps in flight: it holds the whole value
+ * anyway, so it may ask for 32 MiB at once; 16 MiB then costs two round
+ * trips (record, one wave of batches) and 64 MiB three.
+ */
+export const BUFFERED_BATCHES_IN_FLIGHT = 32;
 /** Times a buffered read restarts when the blob is replaced under it. */
 export const READ_RESTARTS_MAX = 8;
 /** Chunks and the version entry outlive an expiring record by this much, so late readers finish. */

@@ -2,13 +2,15 @@
  * Deleting a blob version: tombstone its version entry, delete its chunks,
  * delete the tombstone. Shared by overwrites, failed writes, `remove` and
  * `vacuum`, so a crash at any step leaves a tombstone that `vacuum` finishes.
+ * (Overwrites and `remove` write the tombstone in the same atomic that
+ * replaces the record, so a version is never live without a record.)
  *
  * @module
  */
 
 import { chunkKey, chunkPrefix, versionKey } from "./_kv_keys.ts";
 import { DELETES_PER_ATOMIC } from "./_limits.ts";
-import { decodeVersion, encodeVersion, VERSION_LIVE, VERSION_TOMBSTONE } from "./_record.ts";
+import { encodeVersion, VERSION_TOMBSTONE } from "./_record.ts";
 
 /** Deletes the given keys in as few atomics as the limits allow. */
 async function deleteKeys(kv: Deno.Kv, keys: readonly Deno.KvKey[]): Promise<void> {
@@ -51,33 +53,22 @@ export function tombstoneOf(encodedKey: Uint8Array): Uint8Array {
 }
 
 /**
- * Deletes a version that no record points to any more (after an overwrite
- * or `remove`): tombstones its version entry with a checked write, then
- * deletes its chunks and the tombstone. Returns the number of chunks deleted,
- * or 0 when someone else (vacuum) got there first.
+ * Deletes a tombstoned version's chunks, then its tombstone: in one atomic
+ * when the chunk count is known and fits, else chunks first (so a crash
+ * leaves the tombstone for vacuum), then the tombstone. Returns the number
+ * of chunks deleted.
  */
-export async function deleteReplacedVersion(
-  kv: Deno.Kv,
-  id: Uint8Array,
-  chunks: number,
-): Promise<number> {
-  const key = versionKey(id);
-  const entry = await kv.get<Uint8Array>(key);
-  const version = decodeVersion(entry.value);
-  if (version === undefined || version.state !== VERSION_LIVE) return 0;
-  // A checked write: if vacuum tombstoned it meanwhile, it owns the deletion.
-  const tombstoned = await kv.atomic().check(entry).set(key, tombstoneOf(version.encodedKey))
-    .commit();
-  if (!tombstoned.ok) return 0;
-  return await finishTombstone(kv, id, chunks);
-}
-
-/** Deletes a tombstoned version's chunks, then its tombstone. */
 export async function finishTombstone(
   kv: Deno.Kv,
   id: Uint8Array,
   chunks?: number,
 ): Promise<number> {
+  if (chunks !== undefined && chunks < DELETES_PER_ATOMIC) {
+    const op = kv.atomic().delete(versionKey(id));
+    for (let index = 0; index < chunks; index++) op.delete(chunkKey(id, index));
+    await op.commit();
+    return chunks;
+  }
   const deleted = await deleteChunks(kv, id, chunks);
   await kv.delete(versionKey(id));
   return deleted;

@@ -26,9 +26,15 @@
 import { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 import { plainWriteFormat, type WriteFormat } from "./_format.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
-import { versionPrefix } from "./_kv_keys.ts";
+import { versionKey, versionPrefix } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
-import { READ_RESTARTS_MAX, VACUUM_LIST_BATCH, VACUUM_OLDER_THAN_MS } from "./_limits.ts";
+import {
+  BUFFERED_BATCHES_IN_FLIGHT,
+  READ_RESTARTS_MAX,
+  STANZAS_MAX,
+  VACUUM_LIST_BATCH,
+  VACUUM_OLDER_THAN_MS,
+} from "./_limits.ts";
 import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
 import {
   type ChunkSpan,
@@ -42,11 +48,19 @@ import {
 import { decodeVersion, encodeMeta, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
 import { type BlobValue, fixedPieces, sourceOf } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
-import { assertUserKey, decodeKey, describeKey } from "./_user_key.ts";
-import { deleteReplacedVersion, finishTombstone, tombstoneOf } from "./_versions.ts";
+import { assertUserKey, decodeKey, describeKey, encodeKey } from "./_user_key.ts";
+import { finishTombstone, tombstoneOf } from "./_versions.ts";
 import { assertBeforeDeadline, expiryOptions, VersionWriter, type WriteTarget } from "./_writer.ts";
-import { bytesEqual, owned } from "./_bytes.ts";
-import { parseHeader } from "./_kvc1.ts";
+import { bytesEqual, concat, owned } from "./_bytes.ts";
+import {
+  encodeHeader,
+  type OpenedSealedRecord,
+  parseHeader,
+  systemRandom,
+  wrapSecret,
+} from "./_kvc1.ts";
+import type { OpenedRecord } from "./_format.ts";
+import type { Keyring } from "./keys.ts";
 import { recordId } from "./_summary.ts";
 
 export { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
@@ -159,14 +173,36 @@ function validateSetOptions(options: SetOptions, keyText: string): number {
   return Date.now() + expireIn;
 }
 
-/** Deletes the chunks of the version a commit replaced; leftovers of a failure are vacuum's. */
-async function deleteReplaced(kv: Deno.Kv, replaced: Deno.KvEntryMaybe<unknown>): Promise<void> {
-  const summary = summarizeRecord(replaced.value);
-  if (summary === undefined || summary.inline) return;
+/** The chunked version a record commit replaces, if any. */
+interface ReplacedVersion {
+  id: Uint8Array;
+  chunks: number;
+}
+
+function replacedVersion(entry: Deno.KvEntryMaybe<unknown>): ReplacedVersion | undefined {
+  const summary = summarizeRecord(entry.value);
+  return summary === undefined || summary.inline ? undefined : summary;
+}
+
+/**
+ * Tombstones the replaced version in the atomic that replaces its record, so
+ * no version is ever live without a record pointing to it.
+ */
+function tombstoneReplaced(
+  op: Deno.AtomicOperation,
+  replaced: ReplacedVersion | undefined,
+  key: Deno.KvKey,
+): Deno.AtomicOperation {
+  return replaced === undefined ? op : op.set(versionKey(replaced.id), tombstoneOf(encodeKey(key)));
+}
+
+/** Deletes the replaced version's chunks and tombstone; leftovers of a failure are vacuum's. */
+async function deleteReplaced(kv: Deno.Kv, replaced: ReplacedVersion | undefined): Promise<void> {
+  if (replaced === undefined) return;
   try {
-    await deleteReplacedVersion(kv, summary.id, summary.chunks);
+    await finishTombstone(kv, replaced.id, replaced.chunks);
   } catch {
-    // The new value is committed; a crash here leaves a version vacuum removes.
+    // The new value is committed; a crash here leaves a tombstone vacuum finishes.
   }
 }
 
@@ -253,7 +289,8 @@ async function commitWrite(
     if (writer.versionstamp !== null) {
       op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
     }
-    op.set(key, record, expiryOptions(target.deadline));
+    const replaced = replacedVersion(current);
+    tombstoneReplaced(op.set(key, record, expiryOptions(target.deadline)), replaced, key);
     let result: Deno.KvCommitResult | Deno.KvCommitError;
     try {
       result = await op.commit();
@@ -264,7 +301,7 @@ async function commitWrite(
       result = { ok: true, versionstamp: published.versionstamp! };
     }
     if (result.ok) {
-      await deleteReplaced(kv, current);
+      await deleteReplaced(kv, replaced);
       writer.reportDone();
       return result;
     }
@@ -396,6 +433,7 @@ export async function stage(
   const prepared = await prepareWrite(kv, key, value, options);
   const { target, writer, record, current } = prepared;
   const expected = expectedVersionstamp(current, options.versionstamp);
+  const replaced = replacedVersion(current);
   let completed = false;
   return {
     addTo(op) {
@@ -405,14 +443,14 @@ export async function stage(
       if (writer.versionstamp !== null) {
         op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
       }
-      return op.set(key, record, expiryOptions(target.deadline));
+      return tombstoneReplaced(op.set(key, record, expiryOptions(target.deadline)), replaced, key);
     },
     async complete(resultOrError) {
       if (completed) return;
       completed = true;
       const ok = typeof resultOrError === "object" && resultOrError !== null &&
         (resultOrError as { ok?: unknown }).ok === true;
-      if (ok || await writer.abandon() !== undefined) await deleteReplaced(kv, current);
+      if (ok || await writer.abandon() !== undefined) await deleteReplaced(kv, replaced);
     },
   };
 }
@@ -429,9 +467,6 @@ function readTarget(
   assertUserKey(key, action);
   return { kv, key, keyText: describeKey(key), options };
 }
-
-/** Chunks a buffered read keeps in flight: the whole value is held anyway. */
-const BUFFERED_BATCHES_IN_FLIGHT = 16;
 
 /** Reads a whole blob into one buffer, restarting when it is replaced under the read. */
 async function readWhole(
@@ -769,6 +804,122 @@ export async function* list(
 }
 
 // ---------------------------------------------------------------------------
+// Rewrapping.
+
+/** Options of {@linkcode rewrap}. */
+export interface RewrapOptions {
+  /** A key that opens the blob now (a keyring may hold old and new keys). */
+  encryptionKey: EncryptionKey;
+  /** Recipients to add: one stanza per element (its current key). */
+  add?: EncryptionKey | undefined;
+  /** Key ids whose stanzas are dropped (kids not present are ignored). */
+  remove?: readonly string[] | undefined;
+  /** Rewrap only if the record's versionstamp is this one. */
+  versionstamp?: string | undefined;
+}
+
+/**
+ * Changes who can read an encrypted blob by rewriting its header only: the
+ * secret is unwrapped with a key the caller holds, stanzas for new keys are
+ * added, stanzas are dropped by kid, the rest stay byte for byte, and the
+ * metadata is sealed again under a fresh nonce. Chunks are not touched.
+ *
+ * It cannot revoke: a removed recipient who kept the blob's secret, or
+ * anyone who restores the old header, can still read this version. To
+ * revoke, write the blob again.
+ *
+ * @param kv The store.
+ * @param key The blob's key.
+ * @param options The key that opens it, and the recipients to add or remove.
+ * @returns The commit result; `{ ok: false }` only when `versionstamp` did not match.
+ * @throws {TypeError} if nothing is stored at the key, the blob is not
+ * encrypted, or an added kid already has a stanza.
+ * @throws {RangeError} if the blob would end with no recipient or more than 16.
+ * @throws {DecryptionError} if `encryptionKey` does not open the blob.
+ *
+ * @example Rotate to a new key
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DecryptionError, generateKey, get, rewrap, set } from "@kvcrypt/kvcrypt";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const oldKey = await generateKey({ kid: "2025" });
+ * const newKey = await generateKey({ kid: "2026" });
+ * await set(kv, ["doc"], new Uint8Array(100_000), { encryptionKey: oldKey });
+ * await rewrap(kv, ["doc"], { encryptionKey: oldKey, add: newKey, remove: ["2025"] });
+ * assert.equal((await get(kv, ["doc"], { encryptionKey: newKey })).value?.length, 100_000);
+ * await assert.rejects(get(kv, ["doc"], { encryptionKey: oldKey }), DecryptionError);
+ * kv.close();
+ * ```
+ */
+export async function rewrap(
+  kv: Deno.Kv,
+  key: Deno.KvKey,
+  options: RewrapOptions,
+): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  const target = readTarget(kv, key, options, "rewrap the blob");
+  if (options.encryptionKey === undefined) {
+    throw new TypeError(`Cannot rewrap ${target.keyText}: encryptionKey is required`);
+  }
+  const added = options.add === undefined ? [] : await resolveRecipients(options.add);
+  const removed = new Set(options.remove ?? []);
+  for (;;) {
+    const { entry, record } = await openEntry(target);
+    if (record === null) {
+      throw new TypeError(`Cannot rewrap ${target.keyText}: no blob is stored at the key`);
+    }
+    if (!isSealed(record)) {
+      throw new TypeError(`Cannot rewrap ${target.keyText}: the blob is not encrypted`);
+    }
+    if (options.versionstamp !== undefined && options.versionstamp !== entry.versionstamp) {
+      return { ok: false };
+    }
+    const bytes = await rewrapRecord(record, key, target.keyText, added, removed);
+    const result = await kv.atomic().check(entry).set(key, bytes, expiryOptions(record.expiresAt))
+      .commit();
+    if (result.ok || options.versionstamp !== undefined) return result;
+  }
+}
+
+function isSealed(record: OpenedRecord): record is OpenedSealedRecord {
+  return record.encrypted;
+}
+
+/** The record with stanzas dropped and added and the metadata sealed under a fresh nonce. */
+async function rewrapRecord(
+  record: OpenedSealedRecord,
+  key: Deno.KvKey,
+  keyText: string,
+  added: readonly Keyring[],
+  removed: ReadonlySet<string>,
+): Promise<Uint8Array> {
+  const { header, keys, secret } = record;
+  const kept = header.stanzas.filter((stanza) => !removed.has(stanza.kid));
+  for (const ring of added) {
+    const kid = ring.current.kid;
+    if (kid !== "" && kept.some((stanza) => stanza.kid === kid)) {
+      throw new TypeError(
+        `Cannot rewrap ${keyText}: kid "${kid}" already has a stanza; remove it in the same call to replace it`,
+      );
+    }
+  }
+  const stanzas = [
+    ...kept,
+    ...await Promise.all(
+      added.map((ring) => wrapSecret(ring.current, secret, header.id, systemRandom)),
+    ),
+  ];
+  if (stanzas.length === 0 || stanzas.length > STANZAS_MAX) {
+    throw new RangeError(
+      `Cannot rewrap ${keyText}: a blob needs 1 to ${STANZAS_MAX} recipients, this would leave ${stanzas.length}`,
+    );
+  }
+  const fields = { ...header, stanzas };
+  const bytes = await encodeHeader(fields, keys, record.meta, key, systemRandom);
+  return header.inline === undefined ? bytes : concat([bytes, header.inline]);
+}
+
+// ---------------------------------------------------------------------------
 // Removing.
 
 /**
@@ -808,9 +959,11 @@ export async function remove(
     const expected = options.versionstamp === undefined
       ? current.versionstamp
       : options.versionstamp;
-    const result = await kv.atomic().check({ key, versionstamp: expected }).delete(key).commit();
+    const replaced = replacedVersion(current);
+    const op = kv.atomic().check({ key, versionstamp: expected }).delete(key);
+    const result = await tombstoneReplaced(op, replaced, key).commit();
     if (result.ok) {
-      await deleteReplaced(kv, current);
+      await deleteReplaced(kv, replaced);
       return result;
     }
     if (options.versionstamp !== undefined) return result;

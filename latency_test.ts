@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { LatencyKv } from "./bench/_latency_kv.ts";
+import { generateKey, get, getAsStream, set } from "./mod.ts";
+
+/** Simulated round trip: long enough that calls issued together overlap. */
+const RTT_MS = 5;
+/**
+ * Round trip for writes: sealing 16 MiB takes tens of milliseconds of CPU, so
+ * a shorter RTT would let unrelated atomics finish before later ones start
+ * and count as a dependency.
+ */
+const WRITE_RTT_MS = 100;
+const MIB = 1024 * 1024;
+
+const formats = [
+  { name: "plain", options: {} },
+  { name: "AES-256", options: { encryptionKey: await generateKey() } },
+] as const;
+
+for (const { name, options } of formats) {
+  Deno.test(`get() of an inline ${name} blob is one call`, async () => {
+    using raw = await Deno.openKv(":memory:");
+    const latency = new LatencyKv(raw, RTT_MS);
+    await set(raw, ["small"], new Uint8Array(1024), options);
+    const entry = await get(latency.kv, ["small"], options);
+    assert.equal(entry.value?.length, 1024);
+    assert.deepEqual(latency.calls.map((call) => call.op), ["get"]);
+  });
+
+  Deno.test(`set() of an inline ${name} blob is two sequential calls at most`, async () => {
+    using raw = await Deno.openKv(":memory:");
+    const latency = new LatencyKv(raw, RTT_MS);
+    await set(latency.kv, ["small"], new Uint8Array(1024), options);
+    assert.ok(latency.depth <= 2, `depth ${latency.depth}`);
+    assert.equal(latency.calls.length, 2);
+  });
+
+  Deno.test(`get() of a 16 MiB ${name} blob is two waves: record, then all batches`, async () => {
+    using raw = await Deno.openKv(":memory:");
+    await set(raw, ["big"], new Uint8Array(16 * MIB).fill(1), options);
+    const latency = new LatencyKv(raw, RTT_MS);
+    const entry = await get(latency.kv, ["big"], options);
+    assert.equal(entry.value?.length, 16 * MIB);
+    assert.equal(latency.depth, 2);
+    assert.ok(latency.calls.length > 2, "chunks are fetched in several requests");
+  });
+
+  Deno.test(`set() of a 16 MiB ${name} blob pays at most 4 sequential calls`, async () => {
+    using raw = await Deno.openKv(":memory:");
+    const latency = new LatencyKv(raw, WRITE_RTT_MS);
+    await set(latency.kv, ["big"], new Uint8Array(16 * MIB), options);
+    // first chunk atomic (record read alongside), one wave of the rest, the record commit
+    assert.ok(latency.depth <= 4, `depth ${latency.depth}`);
+  });
+
+  Deno.test(`getAsStream() of a 16 MiB ${name} blob delivers its first byte after two calls`, async () => {
+    using raw = await Deno.openKv(":memory:");
+    await set(raw, ["big"], new Uint8Array(16 * MIB), options);
+    const latency = new LatencyKv(raw, RTT_MS);
+    const reader = (await getAsStream(latency.kv, ["big"], options))!.getReader();
+    const first = await reader.read();
+    assert.ok(!first.done && first.value.length > 0);
+    const before = latency.calls.filter((call) => call.end <= performance.now());
+    assert.ok(Math.max(...before.map((call) => call.depth)) <= 2);
+    await reader.cancel();
+  });
+}
