@@ -7,15 +7,15 @@
  */
 
 import { bytesEqual } from "./_bytes.ts";
-import { ConcurrentModificationError, DecryptionError } from "./_errors.ts";
+import { ConcurrentModificationError, CorruptBlobError, DecryptionError } from "./_errors.ts";
 import { type OpenedRecord, openPlainRecord } from "./_format.ts";
 import { type EncryptionKey, resolveReadKeys } from "./_key_input.ts";
+import type { KeyEntry } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
 import { openSealedRecord } from "./_kvc1.ts";
 import { READ_BATCH_CHUNKS, READ_BATCHES_IN_FLIGHT } from "./_limits.ts";
 import { recordMagic } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
-import { CorruptBlobError } from "./_errors.ts";
 
 /** Options every read accepts. */
 export interface ReadOptions {
@@ -57,18 +57,35 @@ class MissingChunkError extends Error {
   }
 }
 
-/**
- * Reads and opens the record at the target's key: parses it, and for an
- * encrypted blob authenticates header, metadata and key (decrypt steps 1–4).
- * An expired record reads as absent (step 6).
- */
+/** Reads the record at the target's key and opens it (see {@linkcode openRecord}). */
 export async function openEntry(target: ReadTarget): Promise<OpenedEntry> {
-  const { kv, key, keyText, options } = target;
+  const { kv, key, options } = target;
   const [entry, readKeys] = await Promise.all([
     kv.get(key, { consistency: options.consistency ?? "strong" }),
-    options.encryptionKey === undefined ? undefined : resolveReadKeys(options.encryptionKey),
+    readKeysOf(options),
   ]);
-  if (entry.versionstamp === null) return { entry, record: null };
+  return { entry, record: await openRecord(target, entry, readKeys) };
+}
+
+/** The caller's decryption keys, resolved (and cached), if any. */
+export function readKeysOf(options: ReadOptions): Promise<readonly KeyEntry[] | undefined> {
+  return options.encryptionKey === undefined
+    ? Promise.resolve(undefined)
+    : resolveReadKeys(options.encryptionKey);
+}
+
+/**
+ * Opens the record in `entry` (read at the target's key): parses it, and for
+ * an encrypted blob authenticates header, metadata and key (decrypt steps
+ * 1–4). Null when absent or expired (step 6).
+ */
+export async function openRecord(
+  target: ReadTarget,
+  entry: Deno.KvEntryMaybe<unknown>,
+  readKeys: readonly KeyEntry[] | undefined,
+): Promise<OpenedRecord | null> {
+  const { key, keyText, options } = target;
+  if (entry.versionstamp === null) return null;
   const magic = recordMagic(entry.value);
   if (magic === undefined) {
     throw new CorruptBlobError(`Cannot read ${keyText}: the entry is not a kvcrypt blob`);
@@ -91,7 +108,7 @@ export async function openEntry(target: ReadTarget): Promise<OpenedEntry> {
     record = await openSealedRecord(entry.value as Uint8Array, key, readKeys, keyText);
   }
   // Checked after authentication, so the deadline itself cannot be forged.
-  return { entry, record: isExpired(record) ? null : record };
+  return isExpired(record) ? null : record;
 }
 
 /** A chunk range: chunks `first` up to (not including) `end`. */

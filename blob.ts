@@ -40,7 +40,9 @@ import {
   type ChunkSpan,
   explainMissing,
   openEntry,
+  openRecord,
   readChunks,
+  readKeysOf,
   type ReadOptions,
   type ReadTarget,
   replacedError,
@@ -789,17 +791,24 @@ export async function* list(
   options: Deno.KvListOptions & ReadOptions = {},
 ): AsyncIterableIterator<Deno.KvEntry<BlobMeta>> {
   const { encryptionKey, allowPlaintext, ...listOptions } = options;
+  const readKeys = await readKeysOf(options);
   for await (const entry of kv.list(selector, listOptions)) {
     const summary = summarizeRecord(entry.value);
     if (summary === undefined || isExpired(summary)) continue;
-    if (summary.encrypted && encryptionKey === undefined) {
-      yield { key: entry.key, value: metaOfSummary(summary), versionstamp: entry.versionstamp };
-      continue;
+    let meta: BlobMeta | null;
+    if (summary.encrypted && readKeys === undefined) {
+      meta = metaOfSummary(summary);
+    } else {
+      const target = {
+        kv,
+        key: entry.key,
+        keyText: describeKey(entry.key),
+        options: { encryptionKey, allowPlaintext },
+      };
+      const record = await openRecord(target, entry, readKeys);
+      meta = record && metaOfRecord(record);
     }
-    const meta = await getMeta(kv, entry.key, { encryptionKey, allowPlaintext });
-    if (meta.value !== null) {
-      yield { key: entry.key, value: meta.value, versionstamp: meta.versionstamp };
-    }
+    if (meta !== null) yield { key: entry.key, value: meta, versionstamp: entry.versionstamp };
   }
 }
 

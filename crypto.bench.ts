@@ -1,0 +1,142 @@
+/**
+ * `deno bench crypto.bench.ts` (or `deno task bench`): what encryption costs.
+ *
+ * Per size, one group compares a `set` + `get` round trip of plain blobs
+ * (the baseline) with AES-128 and AES-256 blobs on a file-backed KV. A last
+ * group compares the library's own chunk path without KV (cutting a stream
+ * into chunks, sealing, building and opening the header, opening every
+ * chunk, copies included) with raw Web Crypto AES-GCM over the same bytes,
+ * one call per chunk, all chunks in flight at once in both: the crypto
+ * ceiling.
+ *
+ * @module
+ */
+
+import { owned } from "./_bytes.ts";
+import { fixedPieces } from "./_source.ts";
+import { chunkNonce, createSealedFormat, deriveVersionKeys, SUITE_AES_256_GCM } from "./_kvc1.ts";
+import { SEALED_CHUNK_SIZE } from "./_limits.ts";
+import { openSealedRecord } from "./_kvc1.ts";
+import { generateKey, get, importKey, set } from "./mod.ts";
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const SIZES = [64 * KIB, MIB, 16 * MIB, 64 * MIB] as const;
+
+const dir = await Deno.makeTempDir({ prefix: "kvcrypt-bench-" });
+const kv = await Deno.openKv(`${dir}/bench.sqlite3`);
+const keys = {
+  "AES-128": await generateKey({ bits: 128 }),
+  "AES-256": await generateKey({ bits: 256 }),
+};
+globalThis.addEventListener("unload", () => {
+  kv.close();
+  Deno.removeSync(dir, { recursive: true });
+});
+
+function label(size: number): string {
+  return size >= MIB ? `${size / MIB} MiB` : `${size / KIB} KiB`;
+}
+
+function iterations(size: number): { n?: number; warmup?: number } {
+  return size >= 16 * MIB ? { n: 5, warmup: 1 } : {};
+}
+
+for (const size of SIZES) {
+  const value = crypto.getRandomValues(new Uint8Array(Math.min(size, 65_536)));
+  const data = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += value.length) data.set(value, offset);
+  const group = `set+get ${label(size)}`;
+  let round = 0;
+  Deno.bench({
+    name: `plain ${label(size)}`,
+    group,
+    baseline: true,
+    ...iterations(size),
+    async fn() {
+      const key = ["bench", "plain", size, round++ % 4];
+      await set(kv, key, data);
+      await get(kv, key);
+    },
+  });
+  for (const [name, encryptionKey] of Object.entries(keys)) {
+    Deno.bench({
+      name: `${name} ${label(size)}`,
+      group,
+      ...iterations(size),
+      async fn() {
+        const key = ["bench", name, size, round++ % 4];
+        await set(kv, key, data, { encryptionKey });
+        await get(kv, key, { encryptionKey });
+      },
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Sealing and opening 64 MiB without KV: the library's chunk path vs raw Web Crypto.
+
+const CEILING_BYTES = 64 * MIB;
+const ceilingData = new Uint8Array(CEILING_BYTES).fill(42);
+const ring = await importKey(keys["AES-256"]);
+
+/** The bytes as a stream of 1 MiB views, as a caller's stream would deliver them. */
+function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (offset >= bytes.length) return controller.close();
+      controller.enqueue(bytes.subarray(offset, offset += MIB));
+    },
+  });
+}
+
+Deno.bench({
+  name: "raw Web Crypto AES-256-GCM seal+open 64 MiB",
+  group: "seal+open 64 MiB (no KV)",
+  baseline: true,
+  n: 5,
+  warmup: 1,
+  async fn() {
+    const versionKeys = await deriveVersionKeys(
+      new Uint8Array(32),
+      new Uint8Array(16),
+      SUITE_AES_256_GCM,
+    );
+    const count = Math.ceil(CEILING_BYTES / SEALED_CHUNK_SIZE);
+    const indices = Array.from({ length: count }, (_, i) => i);
+    const sealed = await Promise.all(indices.map((i) => {
+      const chunk = ceilingData.subarray(i * SEALED_CHUNK_SIZE, (i + 1) * SEALED_CHUNK_SIZE);
+      const iv = owned(chunkNonce(versionKeys.n0, i));
+      return crypto.subtle.encrypt({ name: "AES-GCM", iv }, versionKeys.kenc, chunk);
+    }));
+    await Promise.all(indices.map((i) => {
+      const iv = owned(chunkNonce(versionKeys.n0, i));
+      return crypto.subtle.decrypt({ name: "AES-GCM", iv }, versionKeys.kenc, sealed[i]!);
+    }));
+  },
+});
+
+Deno.bench({
+  name: "kvcrypt chunk path seal+open 64 MiB",
+  group: "seal+open 64 MiB (no KV)",
+  n: 5,
+  warmup: 1,
+  async fn() {
+    const id = crypto.getRandomValues(new Uint8Array(16));
+    const format = await createSealedFormat([ring], id);
+    const pending: Promise<Uint8Array>[] = [];
+    let index = 0;
+    for await (const piece of fixedPieces(streamOf(ceilingData), format.chunkSize)) {
+      pending.push(format.sealChunk(index++, piece));
+    }
+    const sealed = await Promise.all(pending);
+    const record = await format.encodeRecord(
+      { id, chunkSize: format.chunkSize, size: CEILING_BYTES, chunks: sealed.length, expiresAt: 0 },
+      { kind: "buffer" },
+      ["bench"],
+    );
+    const opened = await openSealedRecord(record, ["bench"], [...ring], '["bench"]');
+    await Promise.all(sealed.map((chunk, i) => opened.openChunk(i, chunk)));
+  },
+});
