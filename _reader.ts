@@ -88,6 +88,10 @@ export async function openRecord(
   if (entry.versionstamp === null) return null;
   const magic = recordMagic(entry.value);
   if (magic === undefined) {
+    // A reader holding a key fails closed: a damaged magic is tampering (step 1).
+    if (readKeys !== undefined) {
+      throw new DecryptionError(`Cannot decrypt ${keyText}: the header does not parse (step 1)`);
+    }
     throw new CorruptBlobError(`Cannot read ${keyText}: the entry is not a kvcrypt blob`);
   }
   let record: OpenedRecord;

@@ -738,6 +738,7 @@ export async function getMeta(
   if (options.encryptionKey === undefined) {
     const entry = await kv.get(key, { consistency: options.consistency ?? "strong" });
     const meta = keylessMeta(entry, target.keyText);
+    if (meta === "expired") return { key, value: null, versionstamp: null };
     if (meta !== null) return { key, value: meta, versionstamp: entry.versionstamp! };
   }
   const { entry, record } = await openEntry(target);
@@ -746,9 +747,13 @@ export async function getMeta(
 }
 
 /** Metadata of an encrypted record read without a key; null for anything else. */
-function keylessMeta(entry: Deno.KvEntryMaybe<unknown>, keyText: string): BlobMeta | null {
+function keylessMeta(
+  entry: Deno.KvEntryMaybe<unknown>,
+  keyText: string,
+): BlobMeta | "expired" | null {
   if (recordMagic(entry.value) !== "sealed") return null;
   const header = parseHeader(entry.value as Uint8Array, keyText);
+  if (isExpired(header)) return "expired";
   return metaOfSummary({
     encrypted: true,
     id: header.id,
@@ -866,7 +871,8 @@ export async function rewrap(
   key: Deno.KvKey,
   options: RewrapOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  const target = readTarget(kv, key, options, "rewrap the blob");
+  // Opened with allowPlaintext so a plain blob gets rewrap's own TypeError.
+  const target = readTarget(kv, key, { ...options, allowPlaintext: true }, "rewrap the blob");
   if (options.encryptionKey === undefined) {
     throw new TypeError(`Cannot rewrap ${target.keyText}: encryptionKey is required`);
   }
