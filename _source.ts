@@ -62,38 +62,56 @@ export function sourceOf(value: unknown, action: string): BlobSource {
 /**
  * Cuts a byte stream into pieces of exactly `size` bytes (the last may be
  * shorter, and none is empty). Pieces lying inside one incoming chunk are
- * views, not copies.
+ * views, not copies. An abort cancels the stream at once, even while a read
+ * is pending, and rejects with the signal's reason.
  *
  * @throws {TypeError} if the stream yields something other than a Uint8Array.
  */
 export async function* fixedPieces(
   stream: ReadableStream<Uint8Array>,
   size: number,
+  signal?: AbortSignal,
 ): AsyncGenerator<Uint8Array> {
-  let pending: Uint8Array | undefined;
-  let filled = 0;
-  for await (const chunk of stream) {
-    if (!(chunk instanceof Uint8Array)) {
-      throw new TypeError("Cannot store the stream: it yielded a value that is not a Uint8Array");
-    }
-    let offset = 0;
-    while (offset < chunk.length) {
-      if (pending === undefined && chunk.length - offset >= size) {
-        yield chunk.subarray(offset, offset + size);
-        offset += size;
-        continue;
+  const reader = stream.getReader();
+  const cancel = () => reader.cancel(signal?.reason).catch(() => {});
+  signal?.addEventListener("abort", cancel, { once: true });
+  let finished = false;
+  try {
+    let pending: Uint8Array | undefined;
+    let filled = 0;
+    for (;;) {
+      const { done, value: chunk } = await reader.read();
+      // A cancelled read ends the stream early: that is the abort, not the end.
+      signal?.throwIfAborted();
+      if (done) break;
+      if (!(chunk instanceof Uint8Array)) {
+        throw new TypeError("Cannot store the stream: it yielded a value that is not a Uint8Array");
       }
-      pending ??= new Uint8Array(size);
-      const take = Math.min(size - filled, chunk.length - offset);
-      pending.set(chunk.subarray(offset, offset + take), filled);
-      filled += take;
-      offset += take;
-      if (filled === size) {
-        yield pending;
-        pending = undefined;
-        filled = 0;
+      let offset = 0;
+      while (offset < chunk.length) {
+        if (pending === undefined && chunk.length - offset >= size) {
+          yield chunk.subarray(offset, offset + size);
+          offset += size;
+          continue;
+        }
+        pending ??= new Uint8Array(size);
+        const take = Math.min(size - filled, chunk.length - offset);
+        pending.set(chunk.subarray(offset, offset + take), filled);
+        filled += take;
+        offset += take;
+        if (filled === size) {
+          yield pending;
+          pending = undefined;
+          filled = 0;
+        }
       }
     }
+    finished = true;
+    if (pending !== undefined) yield pending.subarray(0, filled);
+  } finally {
+    signal?.removeEventListener("abort", cancel);
+    // Stopped early (an error, an abort, or the writer gave up): release the source.
+    if (!finished) await cancel();
+    reader.releaseLock();
   }
-  if (pending !== undefined) yield pending.subarray(0, filled);
 }

@@ -251,7 +251,7 @@ async function prepareWrite(
   let pieces: AsyncGenerator<Uint8Array> | undefined;
   try {
     const format = await writeFormat(options, writer.id);
-    pieces = fixedPieces(source.stream, format.chunkSize);
+    pieces = fixedPieces(source.stream, format.chunkSize, options.signal);
     const record = await writer.write(pieces, format, source.meta);
     return { target, writer, record, current: await current };
   } catch (error) {
