@@ -32,6 +32,16 @@ export interface WriteFormat {
   ): Promise<Uint8Array>;
 }
 
+/** A chunk batch requested ahead of time: chunks 0 up to `end`, probing past it if `probe`. */
+export interface Prefetch {
+  /** One past the last chunk fetched. */
+  end: number;
+  /** Whether the request also looked for a chunk past `end`. */
+  probe: boolean;
+  /** The stored chunks. */
+  stored: Promise<Uint8Array[]>;
+}
+
 /** A record that has been parsed (and, if encrypted, authenticated) for reading. */
 export interface OpenedRecord extends RecordLayout {
   /** Whether the blob is encrypted. */
@@ -42,6 +52,8 @@ export interface OpenedRecord extends RecordLayout {
   readonly kids: readonly string[];
   /** Stored chunk 0, when the blob is stored inline. */
   readonly inline: Uint8Array | undefined;
+  /** The first chunk batch, fetched while the header was being authenticated. */
+  readonly prefetch?: Prefetch | undefined;
   /** Plaintext of stored chunk `index`; rejects when it is damaged or of the wrong length. */
   openChunk(index: number, stored: Uint8Array): Promise<Uint8Array>;
   /** The error for chunks found damaged (missing, extra) while the record is unchanged. */

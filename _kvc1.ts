@@ -394,7 +394,16 @@ export async function openSealedRecord(
   readKeys: readonly KeyEntry[],
   what: string,
 ): Promise<OpenedSealedRecord> {
-  const header = parseHeader(bytes, what);
+  return await openParsedRecord(parseHeader(bytes, what), key, readKeys, what);
+}
+
+/** Decrypt order steps 2–4 for a header parsed by {@linkcode parseHeader}. */
+export async function openParsedRecord(
+  header: SealedHeader,
+  key: Deno.KvKey,
+  readKeys: readonly KeyEntry[],
+  what: string,
+): Promise<OpenedSealedRecord> {
   const secret = await unwrapSecret(header, readKeys, what);
   const { keys, meta } = await openHeader(header, secret, key, what);
   return {

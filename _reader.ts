@@ -8,13 +8,13 @@
 
 import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError, CorruptBlobError, DecryptionError } from "./_errors.ts";
-import { type OpenedRecord, openPlainRecord } from "./_format.ts";
+import { type OpenedRecord, openPlainRecord, type Prefetch } from "./_format.ts";
 import { type EncryptionKey, resolveReadKeys } from "./_key_input.ts";
 import type { KeyEntry } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
-import { openSealedRecord } from "./_kvc1.ts";
+import { openParsedRecord, parseHeader } from "./_kvc1.ts";
 import { READ_BATCH_CHUNKS, READ_BATCHES_IN_FLIGHT } from "./_limits.ts";
-import { recordMagic } from "./_record.ts";
+import { type RecordLayout, recordMagic } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
 
 /** Options every read accepts. */
@@ -109,7 +109,11 @@ export async function openRecord(
         `Cannot read ${keyText}: the blob is encrypted; pass encryptionKey`,
       );
     }
-    record = await openSealedRecord(entry.value as Uint8Array, key, readKeys, keyText);
+    const header = parseHeader(entry.value as Uint8Array, keyText);
+    // Start fetching chunks while the header is authenticated: the crypto
+    // overlaps the round trip. Nothing fetched is used before it is opened.
+    const prefetch = header.inline ? undefined : prefetchFirstBatch(target.kv, header);
+    record = { ...await openParsedRecord(header, key, readKeys, keyText), prefetch };
   }
   // Checked after authentication, so the deadline itself cannot be forged.
   return isExpired(record) ? null : record;
@@ -129,16 +133,19 @@ function settleQuietly<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
+/** Thrown inside the reader when a chunk lies past the last one. */
+class PastEndError extends Error {}
+
 async function fetchStored(
   kv: Deno.Kv,
-  record: OpenedRecord,
+  id: Uint8Array,
   first: number,
   end: number,
   probePastEnd: boolean,
 ): Promise<Uint8Array[]> {
   const fetchEnd = probePastEnd ? end + 1 : end;
   const count = fetchEnd - first;
-  const selector = { start: chunkKey(record.id, first), end: chunkKey(record.id, fetchEnd) };
+  const selector = { start: chunkKey(id, first), end: chunkKey(id, fetchEnd) };
   const stored: Uint8Array[] = [];
   for await (
     const entry of kv.list<Uint8Array>(selector, {
@@ -148,7 +155,8 @@ async function fetchStored(
     })
   ) {
     const index = first + stored.length;
-    if (index === end) throw record.damaged(`a chunk lies past the end (index ${end})`);
+    // Stops an appended chunk from going unnoticed.
+    if (index === end) throw new PastEndError(`a chunk lies past the end (index ${end})`);
     // Stops a deleted, reordered or foreign chunk from shifting the data.
     if (entry.key[3] !== index || !(entry.value instanceof Uint8Array)) {
       throw new MissingChunkError(index);
@@ -159,10 +167,18 @@ async function fetchStored(
   return stored;
 }
 
+/** Requests the first batch of a full read of a chunked blob. */
+function prefetchFirstBatch(kv: Deno.Kv, layout: RecordLayout): Prefetch | undefined {
+  if (layout.chunks === 0) return undefined;
+  const end = Math.min(layout.chunks, READ_BATCH_CHUNKS);
+  const probe = end === layout.chunks;
+  return { end, probe, stored: settleQuietly(fetchStored(kv, layout.id, 0, end, probe)) };
+}
+
 /**
  * Yields the plaintext chunks of `span` in order, with `inFlight` batch
- * requests running ahead and chunks opening as soon as they arrive.
- * `verifyEnd` also checks that no chunk lies past the last one.
+ * requests running ahead and chunks opening as soon as they arrive. A read
+ * to the last chunk also checks that no chunk lies past it.
  */
 export async function* readChunks(
   kv: Deno.Kv,
@@ -176,6 +192,11 @@ export async function* readChunks(
     return;
   }
   const verifyEnd = span.end === record.chunks;
+  const fetch = (first: number, end: number, probe: boolean) => {
+    const { prefetch } = record;
+    const reuse = first === 0 && prefetch?.end === end && prefetch.probe === probe;
+    return reuse ? prefetch.stored : fetchStored(kv, record.id, first, end, probe);
+  };
   const queue: Promise<Promise<Uint8Array>[]>[] = [];
   let next = span.first;
   const schedule = () => {
@@ -183,8 +204,11 @@ export async function* readChunks(
       const first = next;
       const end = Math.min(span.end, first + READ_BATCH_CHUNKS);
       next = end;
-      const opened = fetchStored(kv, record, first, end, verifyEnd && end === span.end).then(
+      const opened = fetch(first, end, verifyEnd && end === span.end).then(
         (stored) => stored.map((chunk, i) => settleQuietly(record.openChunk(first + i, chunk))),
+        (error) => {
+          throw error instanceof PastEndError ? record.damaged(error.message) : error;
+        },
       );
       queue.push(settleQuietly(opened));
     }
