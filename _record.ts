@@ -65,7 +65,7 @@ export function recordMagic(value: unknown): "plain" | "sealed" | undefined {
 // Metadata JSON.
 
 /** The metadata's UTF-8 JSON; RangeError past {@linkcode META_JSON_MAX}. */
-export function encodeMeta(meta: BlobMetaFields): Uint8Array {
+export function encodeMeta(meta: BlobMetaFields, what = "the blob"): Uint8Array {
   const fields: BlobMetaFields = { kind: meta.kind };
   if (meta.type) fields.type = meta.type;
   if (meta.name !== undefined) fields.name = meta.name;
@@ -74,7 +74,7 @@ export function encodeMeta(meta: BlobMetaFields): Uint8Array {
   // Keeps every record inside one KV value whatever the header.
   if (bytes.length > META_JSON_MAX) {
     throw new RangeError(
-      `Cannot store the blob: its file name and type take ${bytes.length} bytes of metadata, more than ${META_JSON_MAX}`,
+      `Cannot store ${what}: its file name and type take ${bytes.length} bytes of metadata, more than ${META_JSON_MAX}`,
     );
   }
   return bytes;

@@ -70,7 +70,8 @@ export function sourceOf(value: unknown, action: string): BlobSource {
 export async function* fixedPieces(
   stream: ReadableStream<Uint8Array>,
   size: number,
-  signal?: AbortSignal,
+  signal: AbortSignal | undefined,
+  what: string,
 ): AsyncGenerator<Uint8Array> {
   const reader = stream.getReader();
   const cancel = () => reader.cancel(signal?.reason).catch(() => {});
@@ -85,7 +86,9 @@ export async function* fixedPieces(
       signal?.throwIfAborted();
       if (done) break;
       if (!(chunk instanceof Uint8Array)) {
-        throw new TypeError("Cannot store the stream: it yielded a value that is not a Uint8Array");
+        throw new TypeError(
+          `Cannot store ${what}: the stream yielded a value that is not a Uint8Array`,
+        );
       }
       let offset = 0;
       while (offset < chunk.length) {

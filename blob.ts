@@ -26,7 +26,7 @@
 import { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 import { plainWriteFormat, type WriteFormat } from "./_format.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
-import { versionKey, versionPrefix } from "./_kv_keys.ts";
+import { INTERNAL_PREFIX, versionKey, versionPrefix } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
 import {
   BUFFERED_BATCHES_IN_FLIGHT,
@@ -161,13 +161,29 @@ function expectedVersionstamp(
   return summary !== undefined && isExpired(summary) ? current.versionstamp : CONFLICT;
 }
 
+/** A Deno KV versionstamp: 20 lower-case hex digits. */
+const VERSIONSTAMP = /^[0-9a-f]{20}$/;
+
+/** Checks a caller's versionstamp option before it reaches Deno KV. */
+function assertVersionstamp(versionstamp: unknown, action: string): void {
+  if (
+    versionstamp !== undefined && versionstamp !== null &&
+    (typeof versionstamp !== "string" || !VERSIONSTAMP.test(versionstamp))
+  ) {
+    throw new TypeError(
+      `Cannot ${action}: versionstamp must be null or a Deno KV versionstamp (20 hex digits)`,
+    );
+  }
+}
+
 function validateSetOptions(options: SetOptions, keyText: string): number {
   const { expireIn, versionstamp } = options;
-  if (versionstamp !== undefined && versionstamp !== null && typeof versionstamp !== "string") {
-    throw new TypeError(`Cannot store ${keyText}: versionstamp must be a string or null`);
-  }
+  assertVersionstamp(versionstamp, `store ${keyText}`);
   if (expireIn === undefined) return 0;
-  if (typeof expireIn !== "number" || !Number.isFinite(expireIn) || expireIn <= 0) {
+  if (typeof expireIn !== "number") {
+    throw new TypeError(`Cannot store ${keyText}: expireIn must be a number of milliseconds`);
+  }
+  if (!Number.isFinite(expireIn) || expireIn <= 0) {
     throw new RangeError(
       `Cannot store ${keyText}: expireIn must be a positive number of milliseconds`,
     );
@@ -235,7 +251,7 @@ async function prepareWrite(
   const keyText = describeKey(key);
   const source = sourceOf(value, `store ${keyText}`);
   const deadline = validateSetOptions(options, keyText);
-  encodeMeta(source.meta);
+  encodeMeta(source.meta, keyText);
   options.signal?.throwIfAborted();
   const target: WriteTarget = {
     kv,
@@ -251,7 +267,7 @@ async function prepareWrite(
   let pieces: AsyncGenerator<Uint8Array> | undefined;
   try {
     const format = await writeFormat(options, writer.id);
-    pieces = fixedPieces(source.stream, format.chunkSize, options.signal);
+    pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
     const record = await writer.write(pieces, format, source.meta);
     return { target, writer, record, current: await current };
   } catch (error) {
@@ -798,6 +814,8 @@ export async function* list(
   const { encryptionKey, allowPlaintext, ...listOptions } = options;
   const readKeys = await readKeysOf(options);
   for await (const entry of kv.list(selector, listOptions)) {
+    // A chunk's bytes may look like a record: kvcrypt's own entries are never blobs.
+    if (entry.key[0] === INTERNAL_PREFIX) continue;
     const summary = summarizeRecord(entry.value);
     if (summary === undefined || isExpired(summary)) continue;
     let meta: BlobMeta | null;
@@ -876,6 +894,7 @@ export async function rewrap(
   if (options.encryptionKey === undefined) {
     throw new TypeError(`Cannot rewrap ${target.keyText}: encryptionKey is required`);
   }
+  assertVersionstamp(options.versionstamp, `rewrap ${target.keyText}`);
   const added = options.add === undefined ? [] : await resolveRecipients(options.add);
   const removed = new Set(options.remove ?? []);
   for (;;) {
@@ -964,6 +983,7 @@ export async function remove(
   options: RemoveOptions = {},
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
   assertUserKey(key, "remove the blob");
+  assertVersionstamp(options.versionstamp, `remove ${describeKey(key)}`);
   for (;;) {
     const current = await kv.get(key);
     if (current.versionstamp !== null && recordMagic(current.value) === undefined) {

@@ -127,7 +127,9 @@ Deno.bench({
     const format = await createSealedFormat([ring], id);
     const pending: Promise<Uint8Array>[] = [];
     let index = 0;
-    for await (const piece of fixedPieces(streamOf(ceilingData), format.chunkSize)) {
+    for await (
+      const piece of fixedPieces(streamOf(ceilingData), format.chunkSize, undefined, '["bench"]')
+    ) {
       pending.push(format.sealChunk(index++, piece));
     }
     const sealed = await Promise.all(pending);
