@@ -6,8 +6,8 @@
  * @module
  */
 
-import { parseHeader } from "./_kvc1.ts";
-import { decodePlainRecord, recordMagic } from "./_record.ts";
+import { parseHeader, type SealedHeader } from "./_kvc1.ts";
+import { decodePlainRecord, type RecordLayout, recordMagic } from "./_record.ts";
 
 /** The unauthenticated facts of a record. */
 export interface RecordSummary {
@@ -27,33 +27,34 @@ export interface RecordSummary {
   kids: string[];
 }
 
+function summaryOf(
+  parsed: RecordLayout & { inline: Uint8Array | undefined },
+  kids: string[] | undefined,
+): RecordSummary {
+  return {
+    encrypted: kids !== undefined,
+    id: parsed.id,
+    size: parsed.size,
+    chunks: parsed.chunks,
+    inline: parsed.chunks === 0 || parsed.inline !== undefined,
+    expiresAt: parsed.expiresAt,
+    kids: kids ?? [],
+  };
+}
+
+/** The summary of a parsed KVC1 header. */
+export function summarizeHeader(header: SealedHeader): RecordSummary {
+  return summaryOf(header, header.stanzas.map((stanza) => stanza.kid));
+}
+
 /** Parses the record at a user key without a key; undefined when it is not a valid record. */
 export function summarizeRecord(value: unknown): RecordSummary | undefined {
   const magic = recordMagic(value);
   if (magic === undefined) return undefined;
   try {
-    if (magic === "plain") {
-      const record = decodePlainRecord(value as Uint8Array);
-      return {
-        encrypted: false,
-        id: record.id,
-        size: record.size,
-        chunks: record.chunks,
-        inline: record.chunks === 0 || record.inline !== undefined,
-        expiresAt: record.expiresAt,
-        kids: [],
-      };
-    }
-    const header = parseHeader(value as Uint8Array);
-    return {
-      encrypted: true,
-      id: header.id,
-      size: header.size,
-      chunks: header.chunks,
-      inline: header.chunks === 0 || header.inline !== undefined,
-      expiresAt: header.expiresAt,
-      kids: header.stanzas.map((stanza) => stanza.kid),
-    };
+    return magic === "plain"
+      ? summaryOf(decodePlainRecord(value as Uint8Array), undefined)
+      : summarizeHeader(parseHeader(value as Uint8Array));
   } catch {
     return undefined;
   }

@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { concat } from "./_bytes.ts";
 
 /** Largest request `crypto.getRandomValues` accepts. */
 const RANDOM_SLICE = 65_536;
@@ -34,19 +35,11 @@ export function streamOf(pieces: Iterable<Uint8Array>): ReadableStream<Uint8Arra
 /** Reads a whole stream, asserting every chunk is a Uint8Array, and concatenates it. */
 export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
-  let length = 0;
   for await (const part of stream) {
     assert.ok(part instanceof Uint8Array, `stream yielded ${Object.prototype.toString.call(part)}`);
     parts.push(part);
-    length += part.length;
   }
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 /** Asserts two byte arrays are equal, reporting the first difference (fast for MiBs). */

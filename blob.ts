@@ -49,7 +49,7 @@ import {
 } from "./_reader.ts";
 import { decodeVersion, encodeMeta, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
 import { type BlobValue, fixedPieces, sourceOf } from "./_source.ts";
-import { isExpired, summarizeRecord } from "./_summary.ts";
+import { isExpired, summarizeHeader, summarizeRecord } from "./_summary.ts";
 import { assertUserKey, decodeKey, describeKey, encodeKey } from "./_user_key.ts";
 import { finishTombstone, tombstoneOf } from "./_versions.ts";
 import { assertBeforeDeadline, expiryOptions, VersionWriter, type WriteTarget } from "./_writer.ts";
@@ -770,15 +770,7 @@ function keylessMeta(
   if (recordMagic(entry.value) !== "sealed") return null;
   const header = parseHeader(entry.value as Uint8Array, keyText);
   if (isExpired(header)) return "expired";
-  return metaOfSummary({
-    encrypted: true,
-    id: header.id,
-    size: header.size,
-    chunks: header.chunks,
-    inline: header.inline !== undefined,
-    expiresAt: header.expiresAt,
-    kids: header.stanzas.map((stanza) => stanza.kid),
-  });
+  return metaOfSummary(summarizeHeader(header));
 }
 
 /**
