@@ -23,47 +23,38 @@
  * @module
  */
 
-import { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
-import { plainWriteFormat, type WriteFormat } from "./_format.ts";
-import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
-import { INTERNAL_PREFIX, versionKey, versionPrefix } from "./_kv_keys.ts";
-import { createSealedFormat } from "./_kvc1.ts";
+import { CorruptBlobError } from "./_errors.ts";
 import {
-  BUFFERED_BATCHES_IN_FLIGHT,
-  READ_RESTARTS_MAX,
-  STANZAS_MAX,
-  VACUUM_LIST_BATCH,
-  VACUUM_OLDER_THAN_MS,
-} from "./_limits.ts";
+  assertVersionstamp,
+  commitWrite,
+  CONFLICT,
+  deleteReplaced,
+  expectedVersionstamp,
+  prepareWrite,
+  replacedVersion,
+  type SetOptions,
+  tombstoneReplaced,
+} from "./_commit.ts";
+import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
+import { INTERNAL_PREFIX } from "./_kv_keys.ts";
+import { VACUUM_OLDER_THAN_MS } from "./_limits.ts";
 import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
 import {
-  type ChunkSpan,
-  explainMissing,
-  openEntry,
-  openRecord,
-  readChunks,
-  readKeysOf,
-  type ReadOptions,
-  type ReadTarget,
-  replacedError,
-} from "./_reader.ts";
-import { decodeVersion, encodeMeta, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
-import { type BlobValue, fixedPieces, sourceOf } from "./_source.ts";
-import { isExpired, summarizeHeader, summarizeRecord } from "./_summary.ts";
-import { assertUserKey, decodeKey, describeKey, encodeKey } from "./_user_key.ts";
-import { finishTombstone, tombstoneOf } from "./_versions.ts";
-import { assertBeforeDeadline, expiryOptions, VersionWriter, type WriteTarget } from "./_writer.ts";
-import { bytesEqual, concat, owned } from "./_bytes.ts";
-import {
-  encodeHeader,
-  type OpenedSealedRecord,
-  parseHeader,
-  systemRandom,
-  wrapSecret,
-} from "./_kvc1.ts";
-import type { OpenedRecord } from "./_format.ts";
-import type { Keyring } from "./keys.ts";
-import { recordId } from "./_summary.ts";
+  type ByteRange,
+  keylessMeta,
+  openStream,
+  readTarget,
+  readWhole,
+  toBlob,
+} from "./_reads.ts";
+import { openEntry, openRecord, readKeysOf, type ReadOptions } from "./_reader.ts";
+import { recordMagic } from "./_record.ts";
+import { isSealed, rewrapRecord } from "./_rewrap.ts";
+import type { BlobValue } from "./_source.ts";
+import { isExpired, summarizeRecord } from "./_summary.ts";
+import { assertUserKey, describeKey } from "./_user_key.ts";
+import { vacuumVersions } from "./_vacuum.ts";
+import { assertBeforeDeadline, expiryOptions } from "./_writer.ts";
 
 export { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
@@ -77,32 +68,13 @@ export type {
 export type { BlobKind } from "./_record.ts";
 export type { ReadOptions } from "./_reader.ts";
 export type { BlobValue } from "./_source.ts";
-
-/** Options of {@linkcode set} and {@linkcode stage}. */
-export interface SetOptions {
-  /**
-   * Encrypt every chunk and the metadata under this key (or, for an array,
-   * for each of these recipients).
-   */
-  encryptionKey?: EncryptionKey | undefined;
-  /** Milliseconds until the blob expires and reads as absent. */
-  expireIn?: number | undefined;
-  /**
-   * Compare-and-set: commit only if the record's versionstamp is this one
-   * (`null`: only if no blob is stored at the key). On a mismatch the write
-   * resolves to `{ ok: false }` and leaves nothing behind.
-   */
-  versionstamp?: string | null | undefined;
-  /** Aborts the write; it rejects with the signal's reason and leaves nothing behind. */
-  signal?: AbortSignal | undefined;
-  /** Called with the number of bytes committed so far. */
-  onProgress?: ((bytesWritten: number) => void) | undefined;
-}
+export type { SetOptions } from "./_commit.ts";
+export type { ByteRange } from "./_reads.ts";
 
 /** Options of {@linkcode getAsStream}. */
 export interface StreamOptions extends ReadOptions {
   /** Byte range to read: `start` inclusive, `end` exclusive (default: the size), like `Blob.slice`. */
-  range?: { start: number; end?: number } | undefined;
+  range?: ByteRange | undefined;
 }
 
 /** A blob whose chunks are written, ready to commit inside the caller's atomic operation. */
@@ -146,200 +118,6 @@ export interface VacuumResult {
 
 // ---------------------------------------------------------------------------
 // Writing.
-
-/** The versionstamp a record commit must check, or CONFLICT for a create-only write over a live blob. */
-const CONFLICT = Symbol("conflict");
-
-function expectedVersionstamp(
-  current: Deno.KvEntryMaybe<unknown>,
-  requested: string | null | undefined,
-): string | null | typeof CONFLICT {
-  if (requested !== null) return requested === undefined ? current.versionstamp : requested;
-  if (current.versionstamp === null) return null;
-  // An expired blob not yet purged counts as absent for a create-only write.
-  const summary = summarizeRecord(current.value);
-  return summary !== undefined && isExpired(summary) ? current.versionstamp : CONFLICT;
-}
-
-/** A Deno KV versionstamp: 20 lower-case hex digits. */
-const VERSIONSTAMP = /^[0-9a-f]{20}$/;
-
-/** Checks a caller's versionstamp option before it reaches Deno KV. */
-function assertVersionstamp(versionstamp: unknown, action: string): void {
-  if (
-    versionstamp !== undefined && versionstamp !== null &&
-    (typeof versionstamp !== "string" || !VERSIONSTAMP.test(versionstamp))
-  ) {
-    throw new TypeError(
-      `Cannot ${action}: versionstamp must be null or a Deno KV versionstamp (20 hex digits)`,
-    );
-  }
-}
-
-function validateSetOptions(options: SetOptions, keyText: string): number {
-  const { expireIn, versionstamp } = options;
-  assertVersionstamp(versionstamp, `store ${keyText}`);
-  if (expireIn === undefined) return 0;
-  if (typeof expireIn !== "number") {
-    throw new TypeError(`Cannot store ${keyText}: expireIn must be a number of milliseconds`);
-  }
-  if (!Number.isFinite(expireIn) || expireIn <= 0) {
-    throw new RangeError(
-      `Cannot store ${keyText}: expireIn must be a positive number of milliseconds`,
-    );
-  }
-  return Date.now() + expireIn;
-}
-
-/** The chunked version a record commit replaces, if any. */
-interface ReplacedVersion {
-  id: Uint8Array;
-  chunks: number;
-}
-
-function replacedVersion(entry: Deno.KvEntryMaybe<unknown>): ReplacedVersion | undefined {
-  const summary = summarizeRecord(entry.value);
-  return summary === undefined || summary.inline ? undefined : summary;
-}
-
-/**
- * Tombstones the replaced version in the atomic that replaces its record, so
- * no version is ever live without a record pointing to it.
- */
-function tombstoneReplaced(
-  op: Deno.AtomicOperation,
-  replaced: ReplacedVersion | undefined,
-  key: Deno.KvKey,
-): Deno.AtomicOperation {
-  return replaced === undefined ? op : op.set(versionKey(replaced.id), tombstoneOf(encodeKey(key)));
-}
-
-/** Deletes the replaced version's chunks and tombstone; leftovers of a failure are vacuum's. */
-async function deleteReplaced(kv: Deno.Kv, replaced: ReplacedVersion | undefined): Promise<void> {
-  if (replaced === undefined) return;
-  try {
-    await finishTombstone(kv, replaced.id, replaced.chunks);
-  } catch {
-    // The new value is committed; a crash here leaves a tombstone vacuum finishes.
-  }
-}
-
-async function writeFormat(options: SetOptions, id: Uint8Array): Promise<WriteFormat> {
-  if (options.encryptionKey === undefined) return plainWriteFormat;
-  return createSealedFormat(await resolveRecipients(options.encryptionKey), id);
-}
-
-/** A version written but not yet published, with the record it will publish. */
-interface PreparedWrite {
-  target: WriteTarget;
-  writer: VersionWriter;
-  record: Uint8Array;
-  current: Deno.KvEntryMaybe<unknown>;
-}
-
-/**
- * Step 1 of the write protocol: validates everything, then writes the chunks
- * while the current record is read. On failure nothing is left behind.
- */
-async function prepareWrite(
-  kv: Deno.Kv,
-  key: Deno.KvKey,
-  value: unknown,
-  options: SetOptions,
-): Promise<PreparedWrite> {
-  assertUserKey(key, "store the blob");
-  const keyText = describeKey(key);
-  const source = sourceOf(value, `store ${keyText}`);
-  const deadline = validateSetOptions(options, keyText);
-  encodeMeta(source.meta, keyText);
-  options.signal?.throwIfAborted();
-  const target: WriteTarget = {
-    kv,
-    key,
-    keyText,
-    deadline,
-    signal: options.signal,
-    onProgress: options.onProgress,
-  };
-  const writer = new VersionWriter(target);
-  const current = kv.get(key);
-  current.catch(() => {});
-  let pieces: AsyncGenerator<Uint8Array> | undefined;
-  try {
-    const format = await writeFormat(options, writer.id);
-    pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
-    const record = await writer.write(pieces, format, source.meta);
-    return { target, writer, record, current: await current };
-  } catch (error) {
-    await pieces?.return(undefined).catch(() => {});
-    await writer.abandon();
-    throw error;
-  }
-}
-
-/**
- * Steps 2–4 of the write protocol: commits the record with its checks,
- * retries a lost race (without a caller versionstamp), deletes the replaced
- * version, and cleans up on any failure.
- */
-async function commitWrite(
-  prepared: PreparedWrite,
-  requested: string | null | undefined,
-): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  const { target, writer, record } = prepared;
-  const { kv, key, keyText } = target;
-  let current = prepared.current;
-  for (;;) {
-    const expected = expectedVersionstamp(current, requested);
-    if (expected === CONFLICT) {
-      await writer.abandon();
-      return { ok: false };
-    }
-    try {
-      assertBeforeDeadline(target);
-    } catch (error) {
-      await writer.abandon();
-      throw error;
-    }
-    const op = kv.atomic().check({ key, versionstamp: expected });
-    // A vacuum that removed this version makes the commit fail instead of
-    // publishing a record whose chunks are going away.
-    if (writer.versionstamp !== null) {
-      op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
-    }
-    const replaced = replacedVersion(current);
-    tombstoneReplaced(op.set(key, record, expiryOptions(target.deadline)), replaced, key);
-    let result: Deno.KvCommitResult | Deno.KvCommitError;
-    try {
-      result = await op.commit();
-    } catch (error) {
-      // The reply may be lost although the commit applied: look before cleaning up.
-      const published = await writer.abandon();
-      if (published === undefined) throw error;
-      result = { ok: true, versionstamp: published.versionstamp! };
-    }
-    if (result.ok) {
-      await deleteReplaced(kv, replaced);
-      writer.reportDone();
-      return result;
-    }
-    if (writer.versionstamp !== null) {
-      const version = await kv.get(writer.versionKey);
-      if (version.versionstamp !== writer.versionstamp) {
-        await writer.abandon();
-        throw new ConcurrentModificationError(
-          `Cannot store ${keyText}: vacuum removed its version before the commit`,
-        );
-      }
-    }
-    if (requested !== undefined) {
-      await writer.abandon();
-      return result;
-    }
-    // Another writer committed first; the last writer wins, so try again.
-    current = await kv.get(key);
-  }
-}
 
 /**
  * Stores a binary value at `key`, replacing any blob stored there.
@@ -475,106 +253,6 @@ export async function stage(
 
 // ---------------------------------------------------------------------------
 // Reading.
-
-function readTarget(
-  kv: Deno.Kv,
-  key: Deno.KvKey,
-  options: ReadOptions,
-  action: string,
-): ReadTarget {
-  assertUserKey(key, action);
-  return { kv, key, keyText: describeKey(key), options };
-}
-
-/** Reads a whole blob into one buffer, restarting when it is replaced under the read. */
-async function readWhole(
-  target: ReadTarget,
-): Promise<{ entry: Deno.KvEntryMaybe<unknown>; bytes: Uint8Array; meta: BlobMeta } | null> {
-  for (let restarts = 0;; restarts++) {
-    const { entry, record } = await openEntry(target);
-    if (record === null) return null;
-    const bytes = new Uint8Array(record.size);
-    try {
-      let offset = 0;
-      const span = { first: 0, end: record.chunks };
-      for await (const chunk of readChunks(target.kv, record, span, BUFFERED_BATCHES_IN_FLIGHT)) {
-        bytes.set(chunk, offset);
-        offset += chunk.length;
-      }
-      return { entry, bytes, meta: metaOfRecord(record) };
-    } catch (error) {
-      const explained = await explainMissing(target, record, error);
-      if (explained !== "replaced") throw explained;
-      if (restarts >= READ_RESTARTS_MAX) throw replacedError(target.keyText);
-    }
-  }
-}
-
-function spanOf(
-  size: number,
-  chunkSize: number,
-  range: StreamOptions["range"],
-  keyText: string,
-): ChunkSpan & { start: number; stop: number } {
-  const start = range?.start ?? 0;
-  const stop = range?.end ?? size;
-  if (
-    !Number.isSafeInteger(start) || !Number.isSafeInteger(stop) || start < 0 || stop < start ||
-    stop > size
-  ) {
-    throw new RangeError(
-      `Cannot read ${keyText}: range ${start}..${stop} is outside the blob of ${size} bytes`,
-    );
-  }
-  return {
-    start,
-    stop,
-    first: Math.floor(start / chunkSize),
-    end: start === stop ? Math.floor(start / chunkSize) : Math.ceil(stop / chunkSize),
-  };
-}
-
-/**
- * Opens a stream over a blob (or a byte range of it). The header is parsed
- * and authenticated before this resolves; chunks are fetched ahead of the
- * consumer and delivered with backpressure.
- */
-async function openStream(
-  target: ReadTarget,
-  range: StreamOptions["range"],
-): Promise<{ entry: Deno.KvEntryMaybe<unknown>; stream: ReadableStream<Uint8Array> } | null> {
-  const { entry, record } = await openEntry(target);
-  if (record === null) return null;
-  const span = spanOf(record.size, record.chunkSize, range, target.keyText);
-  async function* deliver(): AsyncGenerator<Uint8Array> {
-    let position = span.first * record!.chunkSize;
-    try {
-      for await (const chunk of readChunks(target.kv, record!, span)) {
-        const from = Math.max(0, span.start - position);
-        const to = Math.min(chunk.length, span.stop - position);
-        position += chunk.length;
-        if (to > from) yield from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to);
-      }
-    } catch (error) {
-      const explained = await explainMissing(target, record!, error);
-      // A stream has shown its caller this version's size and type: it never switches versions.
-      throw explained === "replaced" ? replacedError(target.keyText) : explained;
-    }
-  }
-  return { entry, stream: ReadableStream.from(deliver()) };
-}
-
-function toBlob(bytes: Uint8Array, meta: BlobMeta): Blob | File {
-  if (meta.encrypted && !meta.verified) throw new TypeError("unreachable: unverified metadata");
-  const type = "type" in meta ? meta.type : "";
-  if ("kind" in meta && meta.kind === "file" && meta.name !== undefined) {
-    return new File([owned(bytes)], meta.name, {
-      type,
-      ...(meta.lastModified === undefined ? {} : { lastModified: meta.lastModified }),
-    });
-  }
-  return new Blob([owned(bytes)], { type });
-}
 
 /**
  * Reads a blob. By default the whole value as a Uint8Array; with
@@ -762,17 +440,6 @@ export async function getMeta(
   return { key, value: metaOfRecord(record), versionstamp: entry.versionstamp! };
 }
 
-/** Metadata of an encrypted record read without a key; null for anything else. */
-function keylessMeta(
-  entry: Deno.KvEntryMaybe<unknown>,
-  keyText: string,
-): BlobMeta | "expired" | null {
-  if (recordMagic(entry.value) !== "sealed") return null;
-  const header = parseHeader(entry.value as Uint8Array, keyText);
-  if (isExpired(header)) return "expired";
-  return metaOfSummary(summarizeHeader(header));
-}
-
 /**
  * Lists the blobs under a selector (entries that are not kvcrypt blobs are
  * skipped, and so are expired ones), with their metadata.
@@ -907,44 +574,6 @@ export async function rewrap(
   }
 }
 
-function isSealed(record: OpenedRecord): record is OpenedSealedRecord {
-  return record.encrypted;
-}
-
-/** The record with stanzas dropped and added and the metadata sealed under a fresh nonce. */
-async function rewrapRecord(
-  record: OpenedSealedRecord,
-  key: Deno.KvKey,
-  keyText: string,
-  added: readonly Keyring[],
-  removed: ReadonlySet<string>,
-): Promise<Uint8Array> {
-  const { header, keys, secret } = record;
-  const kept = header.stanzas.filter((stanza) => !removed.has(stanza.kid));
-  for (const ring of added) {
-    const kid = ring.current.kid;
-    if (kid !== "" && kept.some((stanza) => stanza.kid === kid)) {
-      throw new TypeError(
-        `Cannot rewrap ${keyText}: kid "${kid}" already has a stanza; remove it in the same call to replace it`,
-      );
-    }
-  }
-  const stanzas = [
-    ...kept,
-    ...await Promise.all(
-      added.map((ring) => wrapSecret(ring.current, secret, header.id, systemRandom)),
-    ),
-  ];
-  if (stanzas.length === 0 || stanzas.length > STANZAS_MAX) {
-    throw new RangeError(
-      `Cannot rewrap ${keyText}: a blob needs 1 to ${STANZAS_MAX} recipients, this would leave ${stanzas.length}`,
-    );
-  }
-  const fields = { ...header, stanzas };
-  const bytes = await encodeHeader(fields, keys, record.meta, key, systemRandom);
-  return header.inline === undefined ? bytes : concat([bytes, header.inline]);
-}
-
 // ---------------------------------------------------------------------------
 // Removing.
 
@@ -1028,45 +657,5 @@ export async function vacuum(kv: Deno.Kv, options: VacuumOptions = {}): Promise<
   if (typeof olderThan !== "number" || !(olderThan >= 0)) {
     throw new RangeError("Cannot vacuum: olderThan must be a non-negative number of milliseconds");
   }
-  const cutoff = Date.now() - olderThan;
-  const removed: VacuumResult = { versions: 0, chunks: 0 };
-  const versions = kv.list<Uint8Array>({ prefix: versionPrefix() }, {
-    batchSize: VACUUM_LIST_BATCH,
-    consistency: "strong",
-  });
-  for await (const entry of versions) {
-    const id = entry.key[2];
-    const version = decodeVersion(entry.value);
-    if (!(id instanceof Uint8Array) || version === undefined || version.created > cutoff) continue;
-    if (version.state !== VERSION_TOMBSTONE && !await tombstoneOrphan(kv, entry, id)) continue;
-    removed.chunks += await finishTombstone(kv, id);
-    removed.versions++;
-  }
-  return removed;
-}
-
-/**
- * Tombstones a live version no record points to, in an atomic that checks
- * both the record and the version entry. False when the version is live or
- * someone changed either entry meanwhile.
- */
-async function tombstoneOrphan(
-  kv: Deno.Kv,
-  entry: Deno.KvEntry<Uint8Array>,
-  id: Uint8Array,
-): Promise<boolean> {
-  const version = decodeVersion(entry.value)!;
-  let userKey: Deno.KvKey;
-  try {
-    userKey = decodeKey(version.encodedKey);
-  } catch {
-    return false;
-  }
-  const record = await kv.get(userKey);
-  const current = recordId(record.value);
-  if (current !== undefined && bytesEqual(current, id)) return false;
-  // Both checks: a writer publishing this version, or a concurrent deleter, wins.
-  const result = await kv.atomic().check(record).check(entry)
-    .set(entry.key, tombstoneOf(version.encodedKey)).commit();
-  return result.ok;
+  return await vacuumVersions(kv, olderThan);
 }

@@ -1,0 +1,237 @@
+/**
+ * The write protocol behind `set`, `stage` and `remove` (DESIGN section 4):
+ * validate, write the chunks, commit the record with its checks, retry a
+ * lost race, and delete the replaced version or clean up after a failure.
+ *
+ * @module
+ */
+
+import { ConcurrentModificationError } from "./_errors.ts";
+import { plainWriteFormat, type WriteFormat } from "./_format.ts";
+import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
+import { versionKey } from "./_kv_keys.ts";
+import { createSealedFormat } from "./_kvc1.ts";
+import { encodeMeta } from "./_record.ts";
+import { fixedPieces, sourceOf } from "./_source.ts";
+import { isExpired, summarizeRecord } from "./_summary.ts";
+import { assertUserKey, describeKey, encodeKey } from "./_user_key.ts";
+import { finishTombstone, tombstoneOf } from "./_versions.ts";
+import { assertBeforeDeadline, expiryOptions, VersionWriter, type WriteTarget } from "./_writer.ts";
+
+/** Options of {@linkcode set} and {@linkcode stage}. */
+export interface SetOptions {
+  /**
+   * Encrypt every chunk and the metadata under this key (or, for an array,
+   * for each of these recipients).
+   */
+  encryptionKey?: EncryptionKey | undefined;
+  /** Milliseconds until the blob expires and reads as absent. */
+  expireIn?: number | undefined;
+  /**
+   * Compare-and-set: commit only if the record's versionstamp is this one
+   * (`null`: only if no blob is stored at the key). On a mismatch the write
+   * resolves to `{ ok: false }` and leaves nothing behind.
+   */
+  versionstamp?: string | null | undefined;
+  /** Aborts the write; it rejects with the signal's reason and leaves nothing behind. */
+  signal?: AbortSignal | undefined;
+  /** Called with the number of bytes committed so far. */
+  onProgress?: ((bytesWritten: number) => void) | undefined;
+}
+
+/** The versionstamp a record commit must check, or CONFLICT for a create-only write over a live blob. */
+export const CONFLICT = Symbol("conflict");
+
+export function expectedVersionstamp(
+  current: Deno.KvEntryMaybe<unknown>,
+  requested: string | null | undefined,
+): string | null | typeof CONFLICT {
+  if (requested !== null) return requested === undefined ? current.versionstamp : requested;
+  if (current.versionstamp === null) return null;
+  // An expired blob not yet purged counts as absent for a create-only write.
+  const summary = summarizeRecord(current.value);
+  return summary !== undefined && isExpired(summary) ? current.versionstamp : CONFLICT;
+}
+
+/** A Deno KV versionstamp: 20 lower-case hex digits. */
+const VERSIONSTAMP = /^[0-9a-f]{20}$/;
+
+/** Checks a caller's versionstamp option before it reaches Deno KV. */
+export function assertVersionstamp(versionstamp: unknown, action: string): void {
+  if (
+    versionstamp !== undefined && versionstamp !== null &&
+    (typeof versionstamp !== "string" || !VERSIONSTAMP.test(versionstamp))
+  ) {
+    throw new TypeError(
+      `Cannot ${action}: versionstamp must be null or a Deno KV versionstamp (20 hex digits)`,
+    );
+  }
+}
+
+function validateSetOptions(options: SetOptions, keyText: string): number {
+  const { expireIn, versionstamp } = options;
+  assertVersionstamp(versionstamp, `store ${keyText}`);
+  if (expireIn === undefined) return 0;
+  if (typeof expireIn !== "number") {
+    throw new TypeError(`Cannot store ${keyText}: expireIn must be a number of milliseconds`);
+  }
+  if (!Number.isFinite(expireIn) || expireIn <= 0) {
+    throw new RangeError(
+      `Cannot store ${keyText}: expireIn must be a positive number of milliseconds`,
+    );
+  }
+  return Date.now() + expireIn;
+}
+
+/** The chunked version a record commit replaces, if any. */
+export interface ReplacedVersion {
+  id: Uint8Array;
+  chunks: number;
+}
+
+export function replacedVersion(entry: Deno.KvEntryMaybe<unknown>): ReplacedVersion | undefined {
+  const summary = summarizeRecord(entry.value);
+  return summary === undefined || summary.inline ? undefined : summary;
+}
+
+/**
+ * Tombstones the replaced version in the atomic that replaces its record, so
+ * no version is ever live without a record pointing to it.
+ */
+export function tombstoneReplaced(
+  op: Deno.AtomicOperation,
+  replaced: ReplacedVersion | undefined,
+  key: Deno.KvKey,
+): Deno.AtomicOperation {
+  return replaced === undefined ? op : op.set(versionKey(replaced.id), tombstoneOf(encodeKey(key)));
+}
+
+/** Deletes the replaced version's chunks and tombstone; leftovers of a failure are vacuum's. */
+export async function deleteReplaced(
+  kv: Deno.Kv,
+  replaced: ReplacedVersion | undefined,
+): Promise<void> {
+  if (replaced === undefined) return;
+  try {
+    await finishTombstone(kv, replaced.id, replaced.chunks);
+  } catch {
+    // The new value is committed; a crash here leaves a tombstone vacuum finishes.
+  }
+}
+
+async function writeFormat(options: SetOptions, id: Uint8Array): Promise<WriteFormat> {
+  if (options.encryptionKey === undefined) return plainWriteFormat;
+  return createSealedFormat(await resolveRecipients(options.encryptionKey), id);
+}
+
+/** A version written but not yet published, with the record it will publish. */
+export interface PreparedWrite {
+  target: WriteTarget;
+  writer: VersionWriter;
+  record: Uint8Array;
+  current: Deno.KvEntryMaybe<unknown>;
+}
+
+/**
+ * Step 1 of the write protocol: validates everything, then writes the chunks
+ * while the current record is read. On failure nothing is left behind.
+ */
+export async function prepareWrite(
+  kv: Deno.Kv,
+  key: Deno.KvKey,
+  value: unknown,
+  options: SetOptions,
+): Promise<PreparedWrite> {
+  assertUserKey(key, "store the blob");
+  const keyText = describeKey(key);
+  const source = sourceOf(value, `store ${keyText}`);
+  const deadline = validateSetOptions(options, keyText);
+  encodeMeta(source.meta, keyText);
+  options.signal?.throwIfAborted();
+  const target: WriteTarget = {
+    kv,
+    key,
+    keyText,
+    deadline,
+    signal: options.signal,
+    onProgress: options.onProgress,
+  };
+  const writer = new VersionWriter(target);
+  const current = kv.get(key);
+  current.catch(() => {});
+  let pieces: AsyncGenerator<Uint8Array> | undefined;
+  try {
+    const format = await writeFormat(options, writer.id);
+    pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
+    const record = await writer.write(pieces, format, source.meta);
+    return { target, writer, record, current: await current };
+  } catch (error) {
+    await pieces?.return(undefined).catch(() => {});
+    await writer.abandon();
+    throw error;
+  }
+}
+
+/**
+ * Steps 2–4 of the write protocol: commits the record with its checks,
+ * retries a lost race (without a caller versionstamp), deletes the replaced
+ * version, and cleans up on any failure.
+ */
+export async function commitWrite(
+  prepared: PreparedWrite,
+  requested: string | null | undefined,
+): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  const { target, writer, record } = prepared;
+  const { kv, key, keyText } = target;
+  let current = prepared.current;
+  for (;;) {
+    const expected = expectedVersionstamp(current, requested);
+    if (expected === CONFLICT) {
+      await writer.abandon();
+      return { ok: false };
+    }
+    try {
+      assertBeforeDeadline(target);
+    } catch (error) {
+      await writer.abandon();
+      throw error;
+    }
+    const op = kv.atomic().check({ key, versionstamp: expected });
+    // A vacuum that removed this version makes the commit fail instead of
+    // publishing a record whose chunks are going away.
+    if (writer.versionstamp !== null) {
+      op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
+    }
+    const replaced = replacedVersion(current);
+    tombstoneReplaced(op.set(key, record, expiryOptions(target.deadline)), replaced, key);
+    let result: Deno.KvCommitResult | Deno.KvCommitError;
+    try {
+      result = await op.commit();
+    } catch (error) {
+      // The reply may be lost although the commit applied: look before cleaning up.
+      const published = await writer.abandon();
+      if (published === undefined) throw error;
+      result = { ok: true, versionstamp: published.versionstamp! };
+    }
+    if (result.ok) {
+      await deleteReplaced(kv, replaced);
+      writer.reportDone();
+      return result;
+    }
+    if (writer.versionstamp !== null) {
+      const version = await kv.get(writer.versionKey);
+      if (version.versionstamp !== writer.versionstamp) {
+        await writer.abandon();
+        throw new ConcurrentModificationError(
+          `Cannot store ${keyText}: vacuum removed its version before the commit`,
+        );
+      }
+    }
+    if (requested !== undefined) {
+      await writer.abandon();
+      return result;
+    }
+    // Another writer committed first; the last writer wins, so try again.
+    current = await kv.get(key);
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * Whole-value, Blob and stream reads built on the one chunk reader, and
+ * metadata without a key.
+ *
+ * @module
+ */
+
+import { owned } from "./_bytes.ts";
+import { BUFFERED_BATCHES_IN_FLIGHT, READ_RESTARTS_MAX } from "./_limits.ts";
+import { parseHeader } from "./_kvc1.ts";
+import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
+import {
+  type ChunkSpan,
+  explainMissing,
+  openEntry,
+  readChunks,
+  type ReadOptions,
+  type ReadTarget,
+  replacedError,
+} from "./_reader.ts";
+import { recordMagic } from "./_record.ts";
+import { isExpired, summarizeHeader } from "./_summary.ts";
+import { assertUserKey, describeKey } from "./_user_key.ts";
+
+/** A byte range: `start` inclusive, `end` exclusive (default: the size). */
+export type ByteRange = { start: number; end?: number };
+
+export function readTarget(
+  kv: Deno.Kv,
+  key: Deno.KvKey,
+  options: ReadOptions,
+  action: string,
+): ReadTarget {
+  assertUserKey(key, action);
+  return { kv, key, keyText: describeKey(key), options };
+}
+
+/** Reads a whole blob into one buffer, restarting when it is replaced under the read. */
+export async function readWhole(
+  target: ReadTarget,
+): Promise<{ entry: Deno.KvEntryMaybe<unknown>; bytes: Uint8Array; meta: BlobMeta } | null> {
+  for (let restarts = 0;; restarts++) {
+    const { entry, record } = await openEntry(target);
+    if (record === null) return null;
+    const bytes = new Uint8Array(record.size);
+    try {
+      let offset = 0;
+      const span = { first: 0, end: record.chunks };
+      for await (const chunk of readChunks(target.kv, record, span, BUFFERED_BATCHES_IN_FLIGHT)) {
+        bytes.set(chunk, offset);
+        offset += chunk.length;
+      }
+      return { entry, bytes, meta: metaOfRecord(record) };
+    } catch (error) {
+      const explained = await explainMissing(target, record, error);
+      if (explained !== "replaced") throw explained;
+      if (restarts >= READ_RESTARTS_MAX) throw replacedError(target.keyText);
+    }
+  }
+}
+
+function spanOf(
+  size: number,
+  chunkSize: number,
+  range: ByteRange | undefined,
+  keyText: string,
+): ChunkSpan & { start: number; stop: number } {
+  const start = range?.start ?? 0;
+  const stop = range?.end ?? size;
+  if (
+    !Number.isSafeInteger(start) || !Number.isSafeInteger(stop) || start < 0 || stop < start ||
+    stop > size
+  ) {
+    throw new RangeError(
+      `Cannot read ${keyText}: range ${start}..${stop} is outside the blob of ${size} bytes`,
+    );
+  }
+  return {
+    start,
+    stop,
+    first: Math.floor(start / chunkSize),
+    end: start === stop ? Math.floor(start / chunkSize) : Math.ceil(stop / chunkSize),
+  };
+}
+
+/**
+ * Opens a stream over a blob (or a byte range of it). The header is parsed
+ * and authenticated before this resolves; chunks are fetched ahead of the
+ * consumer and delivered with backpressure.
+ */
+export async function openStream(
+  target: ReadTarget,
+  range: ByteRange | undefined,
+): Promise<{ entry: Deno.KvEntryMaybe<unknown>; stream: ReadableStream<Uint8Array> } | null> {
+  const { entry, record } = await openEntry(target);
+  if (record === null) return null;
+  const span = spanOf(record.size, record.chunkSize, range, target.keyText);
+  async function* deliver(): AsyncGenerator<Uint8Array> {
+    let position = span.first * record!.chunkSize;
+    try {
+      for await (const chunk of readChunks(target.kv, record!, span)) {
+        const from = Math.max(0, span.start - position);
+        const to = Math.min(chunk.length, span.stop - position);
+        position += chunk.length;
+        if (to > from) yield from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to);
+      }
+    } catch (error) {
+      const explained = await explainMissing(target, record!, error);
+      // A stream has shown its caller this version's size and type: it never switches versions.
+      throw explained === "replaced" ? replacedError(target.keyText) : explained;
+    }
+  }
+  return { entry, stream: ReadableStream.from(deliver()) };
+}
+
+export function toBlob(bytes: Uint8Array, meta: BlobMeta): Blob | File {
+  if (meta.encrypted && !meta.verified) throw new TypeError("unreachable: unverified metadata");
+  const type = "type" in meta ? meta.type : "";
+  if ("kind" in meta && meta.kind === "file" && meta.name !== undefined) {
+    return new File([owned(bytes)], meta.name, {
+      type,
+      ...(meta.lastModified === undefined ? {} : { lastModified: meta.lastModified }),
+    });
+  }
+  return new Blob([owned(bytes)], { type });
+}
+
+/** Metadata of an encrypted record read without a key; null for anything else. */
+export function keylessMeta(
+  entry: Deno.KvEntryMaybe<unknown>,
+  keyText: string,
+): BlobMeta | "expired" | null {
+  if (recordMagic(entry.value) !== "sealed") return null;
+  const header = parseHeader(entry.value as Uint8Array, keyText);
+  if (isExpired(header)) return "expired";
+  return metaOfSummary(summarizeHeader(header));
+}
