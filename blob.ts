@@ -31,12 +31,13 @@ import {
   deleteReplaced,
   expectedVersionstamp,
   prepareWrite,
+  type ReplacedVersion,
   replacedVersion,
   type SetOptions,
   tombstoneReplaced,
 } from "./_commit.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
-import { INTERNAL_PREFIX } from "./_kv_keys.ts";
+import { INTERNAL_PREFIX, versionKey } from "./_kv_keys.ts";
 import { VACUUM_OLDER_THAN_MS } from "./_limits.ts";
 import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
 import {
@@ -48,7 +49,7 @@ import {
   toBlob,
 } from "./_reads.ts";
 import { openEntry, openRecord, readKeysOf, type ReadOptions } from "./_reader.ts";
-import { recordMagic } from "./_record.ts";
+import { decodeVersion, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
 import { isSealed, rewrapRecord } from "./_rewrap.ts";
 import type { BlobValue } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
@@ -617,13 +618,40 @@ export async function remove(
       : options.versionstamp;
     const replaced = replacedVersion(current);
     const op = kv.atomic().check({ key, versionstamp: expected }).delete(key);
-    const result = await tombstoneReplaced(op, replaced, key).commit();
+    let result: Deno.KvCommitResult | Deno.KvCommitError;
+    try {
+      result = await tombstoneReplaced(op, replaced, key).commit();
+    } catch (error) {
+      // The reply may be lost although the commit applied: look before failing.
+      const applied = await removalApplied(kv, key, replaced);
+      if (applied === undefined) throw error;
+      result = applied;
+    }
     if (result.ok) {
       await deleteReplaced(kv, replaced);
       return result;
     }
     if (options.versionstamp !== undefined) return result;
   }
+}
+
+/**
+ * After a removal whose commit threw: the commit result if it applied (the
+ * record is gone and its version carries the tombstone that same atomic
+ * wrote), else undefined.
+ */
+async function removalApplied(
+  kv: Deno.Kv,
+  key: Deno.KvKey,
+  replaced: ReplacedVersion | undefined,
+): Promise<Deno.KvCommitResult | undefined> {
+  if (replaced === undefined) return undefined;
+  const [record, version] = await kv.getMany([key, versionKey(replaced.id)]);
+  if (record!.versionstamp !== null) return undefined;
+  const state = decodeVersion(version!.value)?.state;
+  return state === VERSION_TOMBSTONE
+    ? { ok: true, versionstamp: version!.versionstamp! }
+    : undefined;
 }
 
 // ---------------------------------------------------------------------------

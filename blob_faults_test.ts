@@ -412,9 +412,7 @@ for (const format of FORMATS) {
         await set(kv, key, before, format.options);
       },
       run: (kv) => remove(kv, key),
-      // remove() does not re-read after a lost reply: it may reject although
-      // the record is gone (the chunks are then left for vacuum).
-      detectsLostReply: false,
+      detectsLostReply: true,
     });
     assert.equal(publish, 1, "the record is removed first");
     assert.ok(writes > publish, "then the chunks");
