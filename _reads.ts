@@ -6,6 +6,7 @@
  */
 
 import { owned } from "./_bytes.ts";
+import type { OpenedRecord } from "./_format.ts";
 import { BUFFERED_BATCHES_IN_FLIGHT, READ_RESTARTS_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
@@ -59,12 +60,16 @@ export async function readWhole(
   }
 }
 
-function spanOf(
+/**
+ * Checks a byte range against the blob's size.
+ *
+ * @throws {RangeError} when it is not a range of whole bytes inside the blob.
+ */
+function checkedRange(
   size: number,
-  chunkSize: number,
   range: ByteRange | undefined,
   keyText: string,
-): ChunkSpan & { start: number; stop: number } {
+): { start: number; stop: number } {
   const start = range?.start ?? 0;
   const stop = range?.end ?? size;
   if (
@@ -75,12 +80,43 @@ function spanOf(
       `Cannot read ${keyText}: range ${start}..${stop} is outside the blob of ${size} bytes`,
     );
   }
-  return {
-    start,
-    stop,
-    first: Math.floor(start / chunkSize),
-    end: start === stop ? Math.floor(start / chunkSize) : Math.ceil(stop / chunkSize),
-  };
+  return { start, stop };
+}
+
+/** The chunks holding bytes `start` up to (not including) `stop`. */
+function chunkSpan(start: number, stop: number, chunkSize: number): ChunkSpan {
+  const first = Math.floor(start / chunkSize);
+  return { first, end: start === stop ? first : Math.ceil(stop / chunkSize) };
+}
+
+/**
+ * Bytes `start` up to (not including) `stop` of an opened record as a pull
+ * stream: chunks are fetched ahead of the consumer, within the reader's
+ * window. If the version is replaced meanwhile the stream errors: it has
+ * shown its caller this version's size and type, so it never switches.
+ */
+export function streamRecord(
+  target: ReadTarget,
+  record: OpenedRecord,
+  start: number,
+  stop: number,
+): ReadableStream<Uint8Array> {
+  const span = chunkSpan(start, stop, record.chunkSize);
+  async function* deliver(): AsyncGenerator<Uint8Array> {
+    let position = span.first * record.chunkSize;
+    try {
+      for await (const chunk of readChunks(target.kv, record, span)) {
+        const from = Math.max(0, start - position);
+        const to = Math.min(chunk.length, stop - position);
+        position += chunk.length;
+        if (to > from) yield from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to);
+      }
+    } catch (error) {
+      const explained = await explainMissing(target, record, error);
+      throw explained === "replaced" ? replacedError(target.keyText) : explained;
+    }
+  }
+  return ReadableStream.from(deliver());
 }
 
 /**
@@ -94,23 +130,8 @@ export async function openStream(
 ): Promise<{ entry: Deno.KvEntryMaybe<unknown>; stream: ReadableStream<Uint8Array> } | null> {
   const { entry, record } = await openEntry(target);
   if (record === null) return null;
-  const span = spanOf(record.size, record.chunkSize, range, target.keyText);
-  async function* deliver(): AsyncGenerator<Uint8Array> {
-    let position = span.first * record!.chunkSize;
-    try {
-      for await (const chunk of readChunks(target.kv, record!, span)) {
-        const from = Math.max(0, span.start - position);
-        const to = Math.min(chunk.length, span.stop - position);
-        position += chunk.length;
-        if (to > from) yield from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to);
-      }
-    } catch (error) {
-      const explained = await explainMissing(target, record!, error);
-      // A stream has shown its caller this version's size and type: it never switches versions.
-      throw explained === "replaced" ? replacedError(target.keyText) : explained;
-    }
-  }
-  return { entry, stream: ReadableStream.from(deliver()) };
+  const { start, stop } = checkedRange(record.size, range, target.keyText);
+  return { entry, stream: streamRecord(target, record, start, stop) };
 }
 
 export function toBlob(bytes: Uint8Array, meta: BlobMeta): Blob | File {

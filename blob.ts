@@ -50,6 +50,7 @@ import {
 } from "./_reads.ts";
 import { openEntry, openRecord, readKeysOf, type ReadOptions } from "./_reader.ts";
 import { decodeVersion, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
+import { respond } from "./_response.ts";
 import { isSealed, rewrapRecord } from "./_rewrap.ts";
 import type { BlobValue } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
@@ -573,6 +574,96 @@ export async function rewrap(
       .commit();
     if (result.ok || options.versionstamp !== undefined) return result;
   }
+}
+
+// ---------------------------------------------------------------------------
+// Responses.
+
+/** Options of {@linkcode getAsResponse}. */
+export interface ResponseOptions extends ReadOptions {
+  /**
+   * The request to answer: its method (HEAD gets headers only) and its
+   * `If-None-Match`, `If-Modified-Since`, `Range` and `If-Range` fields.
+   * Without it: a 200 with the whole blob.
+   */
+  request?: Request | undefined;
+  /**
+   * Headers for every response about the stored blob (200, 206, 304, 416;
+   * not the 404), replacing computed ones of the same name: Cache-Control,
+   * Vary, CORS, a Content-Type of your own…
+   */
+  headers?: HeadersInit | undefined;
+  /** Send `Content-Disposition: attachment` with the name of a stored File. Default true. */
+  contentDisposition?: boolean | undefined;
+  /** Body of the 404 when no blob is stored (or it expired). Default none. */
+  notFoundBody?: BodyInit | undefined;
+  /** Headers of that 404. */
+  notFoundHeaders?: HeadersInit | undefined;
+}
+
+/**
+ * Answers an HTTP request with a blob, like a static file server: 200 with
+ * the whole blob, 206 for a single `Range` (`bytes=a-b`, `a-`, `-n`), 416
+ * for a range past the end, 304 when `If-None-Match` (weak comparison, `*`,
+ * lists) or, without it, `If-Modified-Since` says the client's copy is
+ * current, and 404 when nothing is stored. The ETag is the blob's version id
+ * (strong: every write changes it, `rewrap` does not). Responses carry
+ * Content-Type (`application/octet-stream` when none was stored),
+ * Content-Length, Accept-Ranges and, for a File, Last-Modified and
+ * `Content-Disposition: attachment` with the name quoted and
+ * percent-encoded (RFC 6266). Several ranges, a malformed Range or an
+ * `If-Range` that is not the current ETag get the whole blob (200); HEAD gets
+ * the headers only; other methods get the whole blob with no condition or
+ * range evaluated. Caching headers are the caller's (`headers`).
+ *
+ * The record is read and, if encrypted, authenticated before this resolves,
+ * so a wrong key rejects the call rather than sending a 200 with a broken
+ * body. The body streams with backpressure. A chunk that fails to open makes
+ * the body stream error; so does a replacement or removal of the blob while
+ * the body streams (`ConcurrentModificationError`): a response never mixes
+ * two versions. Clients resume with `Range` and `If-Range: <ETag>`, which
+ * answers 206 from the same version, or 200 with the new one.
+ *
+ * @param kv The store.
+ * @param key The blob's key.
+ * @param options Read options, the request, and extra headers.
+ * @returns The response (404 when no blob is stored).
+ * @throws {TypeError} if the key is not valid.
+ * @throws {CorruptBlobError} if the entry is not a kvcrypt blob.
+ * @throws {DecryptionError} for a wrong key or a tampered record.
+ *
+ * @example Whole file, a range, then a revalidation
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { getAsResponse, set } from "@kvcrypt/kvcrypt";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * await set(kv, ["files", "a"], new File(["hello world"], "a.txt", { type: "text/plain" }));
+ * const full = await getAsResponse(kv, ["files", "a"]);
+ * assert.equal(full.status, 200);
+ * assert.equal(full.headers.get("content-type"), "text/plain");
+ * assert.equal(await full.text(), "hello world");
+ *
+ * const url = "http://localhost/files/a";
+ * const ranged = new Request(url, { headers: { range: "bytes=6-" } });
+ * const part = await getAsResponse(kv, ["files", "a"], { request: ranged });
+ * assert.equal(part.status, 206);
+ * assert.equal(part.headers.get("content-range"), "bytes 6-10/11");
+ * assert.equal(await part.text(), "world");
+ *
+ * const etag = full.headers.get("etag")!;
+ * const revalidate = new Request(url, { headers: { "if-none-match": etag } });
+ * assert.equal((await getAsResponse(kv, ["files", "a"], { request: revalidate })).status, 304);
+ * assert.equal((await getAsResponse(kv, ["files", "b"])).status, 404);
+ * kv.close();
+ * ```
+ */
+export async function getAsResponse(
+  kv: Deno.Kv,
+  key: Deno.KvKey,
+  options: ResponseOptions = {},
+): Promise<Response> {
+  return await respond(readTarget(kv, key, options, "read the blob"), options);
 }
 
 // ---------------------------------------------------------------------------
