@@ -87,3 +87,34 @@ export async function internalEntries(kv: Deno.Kv): Promise<InternalEntries> {
   }
   return found;
 }
+
+/** How long one store test may run before it fails instead of hanging (a retry loop gone wrong). */
+const TEST_TIMEOUT_MS = 15_000;
+
+/** Runs `fn` against a fresh in-memory store that is always closed afterwards. */
+export function kvTest(
+  name: string,
+  fn: (kv: Deno.Kv) => Promise<void>,
+  options: { ignore?: boolean } = {},
+): void {
+  Deno.test({
+    name,
+    ignore: options.ignore ?? false,
+    async fn() {
+      const kv = await Deno.openKv(":memory:");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`timed out after ${TEST_TIMEOUT_MS} ms`)),
+          TEST_TIMEOUT_MS,
+        );
+      });
+      try {
+        await Promise.race([fn(kv), timeout]);
+      } finally {
+        clearTimeout(timer);
+        kv.close();
+      }
+    },
+  });
+}

@@ -19,6 +19,7 @@ import {
   hex,
   internalEntries,
   keyText,
+  kvTest,
   randomBytes,
   streamOf,
 } from "./_test_util.ts";
@@ -30,37 +31,6 @@ const CHUNK = PLAIN_CHUNK_SIZE;
 const INLINE_MAX = PLAIN_INLINE_MAX;
 const MiB = 1024 * 1024;
 const INTERNAL = "__kvcrypt__";
-
-/** Longest a single test may run: a hang (a retry loop that never ends) fails instead. */
-const TEST_TIMEOUT_MS = 15_000;
-
-/** Runs `fn` against a fresh in-memory store that is always closed afterwards. */
-function kvTest(
-  name: string,
-  fn: (kv: Deno.Kv) => Promise<void>,
-  options: { ignore?: boolean } = {},
-): void {
-  Deno.test({
-    name,
-    ignore: options.ignore ?? false,
-    async fn() {
-      const kv = await Deno.openKv(":memory:");
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`timed out after ${TEST_TIMEOUT_MS} ms`)),
-          TEST_TIMEOUT_MS,
-        );
-      });
-      try {
-        await Promise.race([fn(kv), timeout]);
-      } finally {
-        clearTimeout(timer);
-        kv.close();
-      }
-    },
-  });
-}
 
 type ErrorClass = abstract new (...args: never[]) => Error;
 

@@ -21,39 +21,16 @@ import { generateKey } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
 import { PLAIN_CHUNK_SIZE, SEALED_CHUNK_SIZE } from "./_limits.ts";
 import { contentDisposition, contentType, parseEntityTags, parseRange } from "./_response.ts";
-import { assertBytes, collect, randomBytes } from "./_test_util.ts";
+import { assertBytes, collect, kvTest, randomBytes } from "./_test_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-/** Longest a single test may run: a hang fails instead. */
-const TEST_TIMEOUT_MS = 15_000;
 
 const URL_ = "http://localhost/blob";
 const KEY = ["files", "blob"];
 const SIZE = 200_000; // Four chunks, plain or sealed.
 const MODIFIED = Date.UTC(2024, 4, 6, 7, 8, 9, 500); // With milliseconds, which HTTP drops.
 const MODIFIED_HTTP = "Mon, 06 May 2024 07:08:09 GMT";
-
-/** Runs `fn` against a fresh in-memory store that is always closed afterwards. */
-function kvTest(name: string, fn: (kv: Deno.Kv) => Promise<void>): void {
-  Deno.test(name, async () => {
-    const kv = await Deno.openKv(":memory:");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`timed out after ${TEST_TIMEOUT_MS} ms`)),
-        TEST_TIMEOUT_MS,
-      );
-    });
-    try {
-      await Promise.race([fn(kv), timeout]);
-    } finally {
-      clearTimeout(timer);
-      kv.close();
-    }
-  });
-}
 
 /** A request for the blob with the given header fields. */
 function request(headers: Record<string, string> = {}, method = "GET"): Request {
