@@ -7,6 +7,7 @@
  */
 
 import { ByteReader, ByteWriter, fromUtf8, utf8 } from "./_bytes.ts";
+import { KV_KEY_MAX } from "./_limits.ts";
 
 const TAG_BYTES = 0x01;
 const TAG_STRING = 0x02;
@@ -50,6 +51,51 @@ export function assertUserKey(key: unknown, action: string): asserts key is Deno
   if (key[0] === "__kvcrypt__") {
     throw new TypeError(`Cannot ${action}: keys starting with "__kvcrypt__" are reserved`);
   }
+  // Checked before anything is written: Deno KV would refuse the record only
+  // after the chunks were stored.
+  const size = kvKeySize(key);
+  if (size > KV_KEY_MAX) {
+    throw new RangeError(
+      `Cannot ${action}: the key takes ${size} bytes in Deno KV's encoding, more than ${KV_KEY_MAX}`,
+    );
+  }
+}
+
+/** Bytes of a bigint's magnitude. */
+function magnitudeBytes(value: bigint): number {
+  const magnitude = value < 0n ? -value : value;
+  return magnitude === 0n ? 0 : Math.ceil(magnitude.toString(16).length / 2);
+}
+
+/** Zero bytes in `bytes`: Deno KV escapes each with a second byte. */
+function zeroBytes(bytes: Uint8Array): number {
+  let count = 0;
+  for (const byte of bytes) if (byte === 0) count++;
+  return count;
+}
+
+/** Largest integer magnitude Deno KV writes with a one-byte tag and no length byte. */
+const SHORT_INT_BYTES = 8;
+
+/**
+ * Size of a key in Deno KV's encoding (a tuple encoding): a tag per part;
+ * bytes and strings escaped and terminated; numbers 8 bytes; bigints their
+ * magnitude, with a length byte past 8 bytes; booleans the tag alone.
+ */
+export function kvKeySize(key: Deno.KvKey): number {
+  let size = 0;
+  for (const part of key) {
+    if (part instanceof Uint8Array) size += 2 + part.length + zeroBytes(part);
+    else if (typeof part === "string") {
+      const bytes = utf8(part);
+      size += 2 + bytes.length + zeroBytes(bytes);
+    } else if (typeof part === "number") size += 1 + 8;
+    else if (typeof part === "bigint") {
+      const bytes = magnitudeBytes(part);
+      size += (bytes > SHORT_INT_BYTES ? 2 : 1) + bytes;
+    } else size += 1;
+  }
+  return size;
 }
 
 function bigintBytes(value: bigint): Uint8Array {

@@ -6,10 +6,10 @@
 
 import { bytesEqual } from "./_bytes.ts";
 import { versionPrefix } from "./_kv_keys.ts";
-import { VACUUM_LIST_BATCH } from "./_limits.ts";
-import { decodeVersion, VERSION_TOMBSTONE } from "./_record.ts";
+import { KV_KEY_MAX, VACUUM_LIST_BATCH } from "./_limits.ts";
+import { decodeVersion, VERSION_TOMBSTONE, type VersionEntry } from "./_record.ts";
 import { recordId } from "./_summary.ts";
-import { decodeKey } from "./_user_key.ts";
+import { decodeKey, kvKeySize } from "./_user_key.ts";
 import { finishTombstone, tombstoneOf } from "./_versions.ts";
 
 /**
@@ -30,7 +30,9 @@ export async function vacuumVersions(
     const id = entry.key[2];
     const version = decodeVersion(entry.value);
     if (!(id instanceof Uint8Array) || version === undefined || version.created > cutoff) continue;
-    if (version.state !== VERSION_TOMBSTONE && !await tombstoneOrphan(kv, entry, id)) continue;
+    if (version.state !== VERSION_TOMBSTONE && !await tombstoneOrphan(kv, entry, version, id)) {
+      continue;
+    }
     removed.chunks += await finishTombstone(kv, id);
     removed.versions++;
   }
@@ -45,20 +47,23 @@ export async function vacuumVersions(
 async function tombstoneOrphan(
   kv: Deno.Kv,
   entry: Deno.KvEntry<Uint8Array>,
+  version: VersionEntry,
   id: Uint8Array,
 ): Promise<boolean> {
-  const version = decodeVersion(entry.value)!;
   let userKey: Deno.KvKey;
   try {
     userKey = decodeKey(version.encodedKey);
   } catch {
     return false;
   }
-  const record = await kv.get(userKey);
-  const current = recordId(record.value);
-  if (current !== undefined && bytesEqual(current, id)) return false;
-  // Both checks: a writer publishing this version, or a concurrent deleter, wins.
-  const result = await kv.atomic().check(record).check(entry)
-    .set(entry.key, tombstoneOf(version.encodedKey)).commit();
-  return result.ok;
+  const op = kv.atomic().check(entry).set(entry.key, tombstoneOf(version.encodedKey));
+  // A key Deno KV cannot store holds no record (and reading it would throw).
+  if (kvKeySize(userKey) <= KV_KEY_MAX) {
+    const record = await kv.get(userKey);
+    const current = recordId(record.value);
+    if (current !== undefined && bytesEqual(current, id)) return false;
+    // Checks the record too: a writer publishing this version wins.
+    op.check(record);
+  }
+  return (await op.commit()).ok;
 }

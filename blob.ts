@@ -23,6 +23,7 @@
  * @module
  */
 
+import { bytesEqual } from "./_bytes.ts";
 import { CorruptBlobError } from "./_errors.ts";
 import {
   assertVersionstamp,
@@ -570,8 +571,17 @@ export async function rewrap(
       return { ok: false };
     }
     const bytes = await rewrapRecord(record, key, target.keyText, added, removed);
-    const result = await kv.atomic().check(entry).set(key, bytes, expiryOptions(record.expiresAt))
-      .commit();
+    const op = kv.atomic().check(entry).set(key, bytes, expiryOptions(record.expiresAt));
+    let result: Deno.KvCommitResult | Deno.KvCommitError;
+    try {
+      result = await op.commit();
+    } catch (error) {
+      // The reply may be lost although the commit applied: the fresh metaIv
+      // makes these record bytes unique, so finding them means it did.
+      const now = await kv.get(key);
+      if (!(now.value instanceof Uint8Array) || !bytesEqual(now.value, bytes)) throw error;
+      result = { ok: true, versionstamp: now.versionstamp! };
+    }
     if (result.ok || options.versionstamp !== undefined) return result;
   }
 }

@@ -13,6 +13,7 @@ import {
   getAsStream,
   getMeta,
   remove,
+  rewrap,
   set,
   type SetOptions,
   stage,
@@ -904,3 +905,31 @@ Deno.test("vacuum race: free-running vacuum against a slow 40-chunk write", asyn
   assert.ok(outcomes.includes("conflict"), outcomes.join());
   assert.ok(outcomes.includes("ok"), outcomes.join());
 });
+
+// ---------------------------------------------------------------------------
+// rewrap: its one write can fail before or after applying.
+
+for (const mode of ["before", "after"] as const) {
+  Deno.test(`faults: rewrap whose commit fails ${mode} applying`, async () => {
+    using kv = await Deno.openKv(":memory:");
+    const oldKey = await generateKey({ kid: "old" });
+    const newKey = await generateKey({ kid: "new" });
+    const data = randomBytes(3 * SEALED_CHUNK_SIZE);
+    await set(kv, ["doc"], data, { encryptionKey: oldKey });
+    const faulty = faultyKv(kv, { failAt: 1, mode });
+    const options = { encryptionKey: oldKey, add: newKey, remove: ["old"] };
+    const outcome = await rewrap(faulty.kv, ["doc"], options).then(
+      (result) => ({ ok: true as const, result }),
+      (error: unknown) => ({ ok: false as const, error }),
+    );
+    if (mode === "before") {
+      // Nothing applied: the caller sees the failure and the old key still reads.
+      assert.ok(!outcome.ok && outcome.error instanceof InjectedFault);
+      assert.deepEqual((await get(kv, ["doc"], { encryptionKey: oldKey })).value, data);
+    } else {
+      // Applied, reply lost: rewrap finds its own record bytes and reports success.
+      assert.ok(outcome.ok && outcome.result.ok, "a lost reply of an applied rewrap resolves ok");
+      assert.deepEqual((await get(kv, ["doc"], { encryptionKey: newKey })).value, data);
+    }
+  });
+}
