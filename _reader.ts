@@ -57,14 +57,29 @@ class MissingChunkError extends Error {
   }
 }
 
+/** How a read opens its record. */
+export interface OpenOptions {
+  /**
+   * The caller will read from chunk 0: fetch the first batch while an
+   * encrypted header is authenticated. Default false.
+   */
+  prefetch?: boolean;
+  /** Read the record with strong consistency whatever the caller asked (a restart). */
+  strong?: boolean;
+}
+
 /** Reads the record at the target's key and opens it (see {@linkcode openRecord}). */
-export async function openEntry(target: ReadTarget): Promise<OpenedEntry> {
+export async function openEntry(
+  target: ReadTarget,
+  open: OpenOptions = {},
+): Promise<OpenedEntry> {
   const { kv, key, options } = target;
+  const consistency = open.strong ? "strong" : options.consistency ?? "strong";
   const [entry, readKeys] = await Promise.all([
-    kv.get(key, { consistency: options.consistency ?? "strong" }),
+    kv.get(key, { consistency }),
     readKeysOf(options),
   ]);
-  return { entry, record: await openRecord(target, entry, readKeys) };
+  return { entry, record: await openRecord(target, entry, readKeys, open.prefetch) };
 }
 
 /** The caller's decryption keys, resolved (and cached), if any. */
@@ -83,6 +98,7 @@ export async function openRecord(
   target: ReadTarget,
   entry: Deno.KvEntryMaybe<unknown>,
   readKeys: readonly KeyEntry[] | undefined,
+  prefetch = false,
 ): Promise<OpenedRecord | null> {
   const { key, keyText, options } = target;
   if (entry.versionstamp === null) return null;
@@ -112,8 +128,8 @@ export async function openRecord(
     const header = parseHeader(entry.value as Uint8Array, keyText);
     // Start fetching chunks while the header is authenticated: the crypto
     // overlaps the round trip. Nothing fetched is used before it is opened.
-    const prefetch = header.inline ? undefined : prefetchFirstBatch(target.kv, header);
-    record = { ...await openParsedRecord(header, key, readKeys, keyText), prefetch };
+    const first = prefetch && !header.inline ? prefetchFirstBatch(target.kv, header) : undefined;
+    record = { ...await openParsedRecord(header, key, readKeys, keyText), prefetch: first };
   }
   // Checked after authentication, so the deadline itself cannot be forged.
   return isExpired(record) ? null : record;

@@ -41,7 +41,8 @@ export async function readWhole(
   target: ReadTarget,
 ): Promise<{ entry: Deno.KvEntryMaybe<unknown>; bytes: Uint8Array; meta: BlobMeta } | null> {
   for (let restarts = 0;; restarts++) {
-    const { entry, record } = await openEntry(target);
+    // A restart reads strongly: a lagging replica could keep serving the replaced record.
+    const { entry, record } = await openEntry(target, { prefetch: true, strong: restarts > 0 });
     if (record === null) return null;
     const bytes = new Uint8Array(record.size);
     try {
@@ -128,7 +129,8 @@ export async function openStream(
   target: ReadTarget,
   range: ByteRange | undefined,
 ): Promise<{ entry: Deno.KvEntryMaybe<unknown>; stream: ReadableStream<Uint8Array> } | null> {
-  const { entry, record } = await openEntry(target);
+  const fromStart = (range?.start ?? 0) === 0 && range?.end === undefined;
+  const { entry, record } = await openEntry(target, { prefetch: fromStart });
   if (record === null) return null;
   const { start, stop } = checkedRange(record.size, range, target.keyText);
   return { entry, stream: streamRecord(target, record, start, stop) };

@@ -253,7 +253,8 @@ export function blobHeaders(
 
 /** Reads (and authenticates) the record at the target, then answers `options.request`. */
 export async function respond(target: ReadTarget, options: ResponseOptions): Promise<Response> {
-  const { record } = await openEntry(target);
+  // A whole-body download reads from chunk 0: start fetching it during authentication.
+  const { record } = await openEntry(target, { prefetch: !options.request?.headers.has("range") });
   if (record === null) {
     const init = options.notFoundHeaders === undefined ? {} : { headers: options.notFoundHeaders };
     return new Response(options.notFoundBody ?? null, { status: 404, ...init });

@@ -69,3 +69,17 @@ for (const { name, options } of formats) {
     await reader.cancel();
   });
 }
+
+Deno.test("getMeta() and a ranged read of an encrypted blob fetch no chunk they do not use", async () => {
+  using raw = await Deno.openKv(":memory:");
+  const { options } = formats[1];
+  await set(raw, ["big"], new Uint8Array(2 * MIB), options);
+  const latency = new LatencyKv(raw, 0);
+  await getMeta(latency.kv, ["big"], options);
+  assert.deepEqual(latency.calls.map((call) => call.op), ["get"]);
+  latency.reset();
+  const tail = await getAsStream(latency.kv, ["big"], { ...options, range: { start: MIB } });
+  await new Response(tail).arrayBuffer();
+  // The record, then the batches from chunk 16 on: nothing from chunk 0.
+  assert.deepEqual(latency.calls.map((call) => call.op), ["get", "list-page", "list-page"]);
+});
