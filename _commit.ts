@@ -11,6 +11,7 @@ import { plainWriteFormat, type WriteFormat } from "./_format.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
+import { CHUNK_GRACE_MS, KV_DEADLINE_MAX } from "./_limits.ts";
 import { encodeMeta } from "./_record.ts";
 import { fixedPieces, sourceOf } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
@@ -35,7 +36,7 @@ export interface SetOptions {
   versionstamp?: string | null | undefined;
   /** Aborts the write; it rejects with the signal's reason and leaves nothing behind. */
   signal?: AbortSignal | undefined;
-  /** Called with the number of bytes committed so far. */
+  /** Called with the number of bytes committed so far; what it throws is ignored. */
   onProgress?: ((bytesWritten: number) => void) | undefined;
 }
 
@@ -75,12 +76,14 @@ function validateSetOptions(options: SetOptions, keyText: string): number {
   if (typeof expireIn !== "number") {
     throw new TypeError(`Cannot store ${keyText}: expireIn must be a number of milliseconds`);
   }
-  if (!Number.isFinite(expireIn) || expireIn <= 0) {
+  // Whole milliseconds, as Deno KV takes them; chunks outlive the record by the grace period.
+  const deadline = Date.now() + Math.ceil(expireIn);
+  if (!(expireIn > 0) || !(deadline + CHUNK_GRACE_MS <= KV_DEADLINE_MAX)) {
     throw new RangeError(
-      `Cannot store ${keyText}: expireIn must be a positive number of milliseconds`,
+      `Cannot store ${keyText}: expireIn must be a positive number of milliseconds that Deno KV accepts`,
     );
   }
-  return Date.now() + expireIn;
+  return deadline;
 }
 
 /** The chunked version a record commit replaces, if any. */

@@ -18,6 +18,11 @@ export const KV_ATOMIC_MUTATIONS_MAX = 1_000;
 export const KV_ATOMIC_CHECKS_MAX = 100;
 /** Most bytes of all keys together in one atomic operation. */
 export const KV_ATOMIC_KEY_BYTES_MAX = 81_920;
+/**
+ * Latest expiry deadline Deno KV accepts, in ms since the epoch (measured: a
+ * larger `expireIn` fails with "expireIn is too large").
+ */
+export const KV_DEADLINE_MAX = 8_210_266_876_799_999;
 /** Largest encoded key. */
 export const KV_KEY_MAX = 2_048;
 /** Largest `batchSize` a `kv.list` accepts. */

@@ -201,12 +201,21 @@ export class VersionWriter {
     }
     this.#versionstamp ??= result.versionstamp;
     this.#committedBytes += batch.reduce((sum, item) => sum + item.bytes, 0);
-    this.#target.onProgress?.(this.#committedBytes);
+    this.#report(this.#committedBytes);
   }
 
   /** Reports the whole size once the record is committed. */
   reportDone(): void {
-    if (this.#committedBytes !== this.#size) this.#target.onProgress?.(this.#size);
+    if (this.#committedBytes !== this.#size) this.#report(this.#size);
+  }
+
+  /** Tells the caller's progress callback; what it throws must not fail a committed write. */
+  #report(bytesWritten: number): void {
+    try {
+      this.#target.onProgress?.(bytesWritten);
+    } catch {
+      // The caller's bug: the write goes on.
+    }
   }
 
   /**

@@ -1505,3 +1505,28 @@ kvTest("vacuum() removes an orphan whose key Deno KV cannot store, and goes on",
   assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 1, chunks: 1 });
   assert.equal((await get(kv, ["live"])).value?.length, 2 * CHUNK);
 });
+
+kvTest("set() takes a fractional expireIn and refuses one Deno KV cannot store", async (kv) => {
+  assert.ok((await set(kv, ["frac"], randomBytes(3 * CHUNK), { expireIn: 60_000.5 })).ok);
+  assert.equal((await get(kv, ["frac"])).value?.length, 3 * CHUNK);
+  const before = await snapshot(kv);
+  for (const expireIn of [2 ** 53, Number.MAX_VALUE]) {
+    const error = await assertRejects(
+      () => set(kv, ["huge"], randomBytes(3 * CHUNK), { expireIn }),
+      RangeError,
+    );
+    assert.match(error.message, /^Cannot store \["huge"\]: expireIn/);
+  }
+  assert.deepEqual(await snapshot(kv), before, "nothing written");
+});
+
+kvTest("set() commits although its onProgress callback throws", async (kv) => {
+  const value = randomBytes(30 * CHUNK);
+  const result = await set(kv, ["p"], value, {
+    onProgress: () => {
+      throw new Error("a buggy progress bar");
+    },
+  });
+  assert.ok(result.ok);
+  assertBytes((await get(kv, ["p"])).value!, value);
+});
