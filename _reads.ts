@@ -6,6 +6,7 @@
  */
 
 import { owned } from "./_bytes.ts";
+import type { KeyEntry } from "./keys.ts";
 import type { OpenedRecord } from "./_format.ts";
 import { BUFFERED_BATCHES_IN_FLIGHT, READ_RESTARTS_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
@@ -14,6 +15,7 @@ import {
   type ChunkSpan,
   explainMissing,
   openEntry,
+  openRecord,
   readChunks,
   type ReadOptions,
   type ReadTarget,
@@ -148,13 +150,20 @@ export function toBlob(bytes: Uint8Array, meta: BlobMeta): Blob | File {
   return new Blob([owned(bytes)], { type });
 }
 
-/** Metadata of an encrypted record read without a key; null for anything else. */
-export function keylessMeta(
+/**
+ * The metadata of the record in `entry`: authenticated when keys are given;
+ * without keys, an encrypted record's public header fields. Null when absent
+ * or expired; a damaged record throws as a read would.
+ */
+export async function metaOfEntry(
+  target: ReadTarget,
   entry: Deno.KvEntryMaybe<unknown>,
-  keyText: string,
-): BlobMeta | "expired" | null {
-  if (recordMagic(entry.value) !== "sealed") return null;
-  const header = parseHeader(entry.value as Uint8Array, keyText);
-  if (isExpired(header)) return "expired";
-  return metaOfSummary(summarizeHeader(header));
+  readKeys: readonly KeyEntry[] | undefined,
+): Promise<BlobMeta | null> {
+  if (readKeys === undefined && recordMagic(entry.value) === "sealed") {
+    const header = parseHeader(entry.value as Uint8Array, target.keyText);
+    return isExpired(header) ? null : metaOfSummary(summarizeHeader(header));
+  }
+  const record = await openRecord(target, entry, readKeys);
+  return record && metaOfRecord(record);
 }

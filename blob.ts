@@ -40,21 +40,20 @@ import {
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
 import { INTERNAL_PREFIX, versionKey } from "./_kv_keys.ts";
 import { VACUUM_OLDER_THAN_MS } from "./_limits.ts";
-import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
+import type { BlobMeta } from "./_meta.ts";
 import {
   type ByteRange,
-  keylessMeta,
+  metaOfEntry,
   openStream,
   readTarget,
   readWhole,
   toBlob,
 } from "./_reads.ts";
-import { openEntry, openRecord, readKeysOf, type ReadOptions } from "./_reader.ts";
+import { openEntry, readKeysOf, type ReadOptions } from "./_reader.ts";
 import { decodeVersion, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
 import { respond } from "./_response.ts";
 import { isSealed, rewrapRecord } from "./_rewrap.ts";
 import type { BlobValue } from "./_source.ts";
-import { isExpired, summarizeRecord } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import { vacuumVersions } from "./_vacuum.ts";
 import { assertBeforeDeadline, expiryOptions } from "./_writer.ts";
@@ -432,15 +431,13 @@ export async function getMeta(
   options: ReadOptions = {},
 ): Promise<Deno.KvEntryMaybe<BlobMeta>> {
   const target = readTarget(kv, key, options, "read the blob's metadata");
-  if (options.encryptionKey === undefined) {
-    const entry = await kv.get(key, { consistency: options.consistency ?? "strong" });
-    const meta = keylessMeta(entry, target.keyText);
-    if (meta === "expired") return { key, value: null, versionstamp: null };
-    if (meta !== null) return { key, value: meta, versionstamp: entry.versionstamp! };
-  }
-  const { entry, record } = await openEntry(target);
-  if (record === null) return { key, value: null, versionstamp: null };
-  return { key, value: metaOfRecord(record), versionstamp: entry.versionstamp! };
+  const [entry, readKeys] = await Promise.all([
+    kv.get(key, { consistency: options.consistency ?? "strong" }),
+    readKeysOf(options),
+  ]);
+  const meta = await metaOfEntry(target, entry, readKeys);
+  if (meta === null) return { key, value: null, versionstamp: null };
+  return { key, value: meta, versionstamp: entry.versionstamp! };
 }
 
 /**
@@ -477,22 +474,15 @@ export async function* list(
   const readKeys = await readKeysOf(options);
   for await (const entry of kv.list(selector, listOptions)) {
     // A chunk's bytes may look like a record: kvcrypt's own entries are never blobs.
-    if (entry.key[0] === INTERNAL_PREFIX) continue;
-    const summary = summarizeRecord(entry.value);
-    if (summary === undefined || isExpired(summary)) continue;
-    let meta: BlobMeta | null;
-    if (summary.encrypted && readKeys === undefined) {
-      meta = metaOfSummary(summary);
-    } else {
-      const target = {
-        kv,
-        key: entry.key,
-        keyText: describeKey(entry.key),
-        options: { encryptionKey, allowPlaintext },
-      };
-      const record = await openRecord(target, entry, readKeys);
-      meta = record && metaOfRecord(record);
-    }
+    if (entry.key[0] === INTERNAL_PREFIX || recordMagic(entry.value) === undefined) continue;
+    const target = {
+      kv,
+      key: entry.key,
+      keyText: describeKey(entry.key),
+      options: { encryptionKey, allowPlaintext },
+    };
+    // Every record is opened as a read would: a tampered one throws, never vanishes.
+    const meta = await metaOfEntry(target, entry, readKeys);
     if (meta !== null) yield { key: entry.key, value: meta, versionstamp: entry.versionstamp };
   }
 }

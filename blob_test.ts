@@ -981,7 +981,12 @@ for (const [what, value] of FOREIGN_VALUES) {
     }
     await assertRejects(() => getAsStream(kv, ["x"]), CorruptBlobError);
     await assertRejects(() => getMeta(kv, ["x"]), CorruptBlobError);
-    assert.deepEqual(await Array.fromAsync(list(kv, { prefix: [] })), [], "list() skips it");
+    if (value instanceof Uint8Array && new TextDecoder().decode(value).startsWith("KVP1")) {
+      // A damaged record is reported, never silently left out of a listing.
+      await assertRejects(() => Array.fromAsync(list(kv, { prefix: [] })), CorruptBlobError);
+    } else {
+      assert.deepEqual(await Array.fromAsync(list(kv, { prefix: [] })), [], "list() skips it");
+    }
     assert.deepEqual(await snapshot(kv), before);
   });
 }

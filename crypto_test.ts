@@ -13,6 +13,7 @@ import {
   get,
   getAsStream,
   getMeta,
+  list,
   rewrap,
   set,
 } from "./blob.ts";
@@ -1064,5 +1065,21 @@ Deno.test("getMeta() without a key treats an expired encrypted blob as absent", 
     assert.equal((await get(kv, ["exp"], { encryptionKey: jwk })).value, null);
     assert.equal((await getMeta(kv, ["exp"], { encryptionKey: jwk })).value, null);
     assert.equal((await getMeta(kv, ["exp"])).value, null);
+  });
+});
+
+Deno.test("list() with a key reports a tampered record instead of leaving it out", async () => {
+  const jwk = await generateKey({ kid: "l" });
+  await withKv(async (kv) => {
+    await set(kv, ["dir", "a"], pattern(100), { encryptionKey: jwk });
+    await set(kv, ["dir", "b"], pattern(200_000), { encryptionKey: jwk });
+    const bytes = (await kv.get<Uint8Array>(["dir", "b"])).value!.slice();
+    new DataView(bytes.buffer).setBigUint64(69, 1n); // expiresAt edited into the past
+    await kv.set(["dir", "b"], bytes);
+    await assertRejectsWith(
+      Array.fromAsync(list(kv, { prefix: ["dir"] }, { encryptionKey: jwk })),
+      [DecryptionError],
+      "list",
+    );
   });
 });
