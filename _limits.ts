@@ -137,6 +137,13 @@ export const READ_BATCHES_IN_FLIGHT = 4;
  * trips (record, one wave of batches) and 64 MiB three.
  */
 export const BUFFERED_BATCHES_IN_FLIGHT = 32;
+/**
+ * Chunks a read opens (decrypts) ahead of the one it delivers. Web Crypto
+ * works on the calling thread in Deno: opening a whole batch at once delays
+ * the first byte, opening none ahead leaves the event loop idle between
+ * chunks.
+ */
+export const CHUNKS_OPENED_AHEAD = 4;
 /** Times a buffered read restarts when the blob is replaced under it. */
 export const READ_RESTARTS_MAX = 8;
 /** Chunks and the version entry outlive an expiring record by this much, so late readers finish. */

@@ -13,7 +13,7 @@ import { type EncryptionKey, resolveReadKeys } from "./_key_input.ts";
 import type { KeyEntry } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
 import { openParsedRecord, parseHeader } from "./_kvc1.ts";
-import { READ_BATCH_CHUNKS, READ_BATCHES_IN_FLIGHT } from "./_limits.ts";
+import { CHUNKS_OPENED_AHEAD, READ_BATCH_CHUNKS, READ_BATCHES_IN_FLIGHT } from "./_limits.ts";
 import { type RecordLayout, recordMagic } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
 
@@ -193,7 +193,7 @@ function prefetchFirstBatch(kv: Deno.Kv, layout: RecordLayout): Prefetch | undef
 
 /**
  * Yields the plaintext chunks of `span` in order, with `inFlight` batch
- * requests running ahead and chunks opening as soon as they arrive. A read
+ * requests running ahead; each chunk is opened as it is delivered. A read
  * to the last chunk also checks that no chunk lies past it.
  */
 export async function* readChunks(
@@ -213,34 +213,41 @@ export async function* readChunks(
     const reuse = first === 0 && prefetch?.end === end && prefetch.probe === probe;
     return reuse ? prefetch.stored : fetchStored(kv, record.id, first, end, probe);
   };
-  const queue: Promise<Promise<Uint8Array>[]>[] = [];
+  const queue: Promise<{ first: number; stored: Uint8Array[] }>[] = [];
   let next = span.first;
   const schedule = () => {
     while (queue.length < inFlight && next < span.end) {
       const first = next;
       const end = Math.min(span.end, first + READ_BATCH_CHUNKS);
       next = end;
-      const opened = fetch(first, end, verifyEnd && end === span.end).then(
-        (stored) => stored.map((chunk, i) => settleQuietly(record.openChunk(first + i, chunk))),
+      const fetched = fetch(first, end, verifyEnd && end === span.end).then(
+        (stored) => ({ first, stored }),
         (error) => {
           throw error instanceof PastEndError ? record.damaged(error.message) : error;
         },
       );
-      queue.push(settleQuietly(opened));
+      queue.push(settleQuietly(fetched));
     }
   };
   schedule();
+  // Opened in delivery order, a few ahead of the consumer: opening a whole
+  // batch at once would delay the first byte behind the batch's last chunk.
+  const opening: Promise<Uint8Array>[] = [];
   while (queue.length > 0) {
-    const batch = await queue.shift()!;
+    const { first, stored } = await queue.shift()!;
     schedule();
-    for (const chunk of batch) yield await chunk;
+    for (const [offset, chunk] of stored.entries()) {
+      opening.push(settleQuietly(record.openChunk(first + offset, chunk)));
+      if (opening.length > CHUNKS_OPENED_AHEAD) yield await opening.shift()!;
+    }
   }
+  while (opening.length > 0) yield await opening.shift()!;
 }
 
 /**
- * Turns a missing chunk into the right error: the blob was replaced
- * (ConcurrentModificationError, or `undefined` to let a caller restart) or is
- * damaged.
+ * Turns a missing chunk into the right error: `"replaced"` when the record
+ * now holds another version (the caller restarts or fails with
+ * ConcurrentModificationError), else the damage error of the record.
  */
 export async function explainMissing(
   target: ReadTarget,
