@@ -148,29 +148,32 @@ export async function prepareWrite(
   assertUserKey(key, "store the blob");
   const keyText = describeKey(key);
   const source = sourceOf(value, `store ${keyText}`);
-  const deadline = validateSetOptions(options, keyText);
-  encodeMeta(source.meta, keyText);
-  options.signal?.throwIfAborted();
-  const target: WriteTarget = {
-    kv,
-    key,
-    keyText,
-    deadline,
-    signal: options.signal,
-    onProgress: options.onProgress,
-  };
-  const writer = new VersionWriter(target);
-  const current = kv.get(key);
-  current.catch(() => {});
+  let writer: VersionWriter | undefined;
   let pieces: AsyncGenerator<Uint8Array> | undefined;
   try {
+    const deadline = validateSetOptions(options, keyText);
+    encodeMeta(source.meta, keyText);
+    options.signal?.throwIfAborted();
+    const target: WriteTarget = {
+      kv,
+      key,
+      keyText,
+      deadline,
+      signal: options.signal,
+      onProgress: options.onProgress,
+    };
+    writer = new VersionWriter(target);
+    const current = kv.get(key);
+    current.catch(() => {});
     const format = await writeFormat(options, writer.id);
     pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
     const record = await writer.write(pieces, format, source.meta);
     return { target, writer, record, current: await current };
   } catch (error) {
     await pieces?.return(undefined).catch(() => {});
-    await writer.abandon();
+    // Releases the caller's stream (a request body, say) whatever stopped the write.
+    if (!source.stream.locked) await source.stream.cancel(error).catch(() => {});
+    await writer?.abandon();
     throw error;
   }
 }

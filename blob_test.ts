@@ -1535,3 +1535,24 @@ kvTest("set() commits although its onProgress callback throws", async (kv) => {
   assert.ok(result.ok);
   assertBytes((await get(kv, ["p"])).value!, value);
 });
+
+kvTest("set() cancels the caller's stream whatever stops it before the upload", async (kv) => {
+  const failures: [string, (stream: ReadableStream<Uint8Array>) => Promise<unknown>][] = [
+    ["an aborted signal", (s) => set(kv, ["k"], s, { signal: AbortSignal.abort(new Error("no")) })],
+    ["a bad expireIn", (s) => set(kv, ["k"], s, { expireIn: -1 })],
+    ["a bad encryptionKey", (s) => set(kv, ["k"], s, { encryptionKey: "not json" })],
+    ["a bad versionstamp", (s) => set(kv, ["k"], s, { versionstamp: "nope" })],
+  ];
+  for (const [what, run] of failures) {
+    let cancelled = false;
+    const stream = new ReadableStream<Uint8Array>({
+      pull: (controller) => controller.enqueue(randomBytes(CHUNK)),
+      cancel: () => {
+        cancelled = true;
+      },
+    });
+    await assert.rejects(run(stream));
+    assert.ok(cancelled, `${what}: the stream is cancelled`);
+  }
+  assert.equal((await get(kv, ["k"])).value, null);
+});
