@@ -9,18 +9,24 @@
  */
 
 import { chunkKey, chunkPrefix, versionKey } from "./_kv_keys.ts";
-import { DELETES_PER_ATOMIC } from "./_limits.ts";
+import { DELETES_PER_ATOMIC, WRITE_ATOMICS_IN_FLIGHT } from "./_limits.ts";
 import { encodeVersion, VERSION_TOMBSTONE } from "./_record.ts";
 
-/** Deletes the given keys in as few atomics as the limits allow. */
+/** Deletes the given keys in as few atomics as the limits allow, a bounded number at once. */
 async function deleteKeys(kv: Deno.Kv, keys: readonly Deno.KvKey[]): Promise<void> {
-  const batches: Promise<unknown>[] = [];
-  for (let start = 0; start < keys.length; start += DELETES_PER_ATOMIC) {
+  const inFlight = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
+  for (let start = 0; start < keys.length && failure === undefined; start += DELETES_PER_ATOMIC) {
+    while (inFlight.size >= WRITE_ATOMICS_IN_FLIGHT) await Promise.race(inFlight);
     const op = kv.atomic();
     for (const key of keys.slice(start, start + DELETES_PER_ATOMIC)) op.delete(key);
-    batches.push(op.commit());
+    const running: Promise<void> = op.commit().then(() => {}, (error) => {
+      failure ??= { error };
+    }).finally(() => inFlight.delete(running));
+    inFlight.add(running);
   }
-  await Promise.all(batches);
+  await Promise.all(inFlight);
+  if (failure) throw failure.error;
 }
 
 /**

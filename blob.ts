@@ -245,10 +245,11 @@ export async function stage(
     },
     async complete(resultOrError) {
       if (completed) return;
-      completed = true;
       const ok = typeof resultOrError === "object" && resultOrError !== null &&
         (resultOrError as { ok?: unknown }).ok === true;
       if (ok || await writer.abandon() !== undefined) await deleteReplaced(kv, replaced);
+      // Only now: a cleanup that threw may be completed again.
+      completed = true;
     },
   };
 }
