@@ -66,6 +66,7 @@ export async function readWhole(
 /**
  * Checks a byte range against the blob's size.
  *
+ * @throws {TypeError} when its bounds are not numbers.
  * @throws {RangeError} when it is not a range of whole bytes inside the blob.
  */
 function checkedRange(
@@ -75,6 +76,9 @@ function checkedRange(
 ): { start: number; stop: number } {
   const start = range?.start ?? 0;
   const stop = range?.end ?? size;
+  if (typeof start !== "number" || typeof stop !== "number") {
+    throw new TypeError(`Cannot read ${keyText}: range start and end must be numbers`);
+  }
   if (
     !Number.isSafeInteger(start) || !Number.isSafeInteger(stop) || start < 0 || stop < start ||
     stop > size

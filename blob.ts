@@ -759,6 +759,7 @@ async function removalApplied(
  * @param kv The store.
  * @param options `olderThan` in milliseconds (default one hour).
  * @returns How many versions and chunks were removed.
+ * @throws {TypeError} if `olderThan` is not a number.
  * @throws {RangeError} if `olderThan` is negative.
  *
  * @example
@@ -774,7 +775,10 @@ async function removalApplied(
  */
 export async function vacuum(kv: Deno.Kv, options: VacuumOptions = {}): Promise<VacuumResult> {
   const olderThan = options.olderThan ?? VACUUM_OLDER_THAN_MS;
-  if (typeof olderThan !== "number" || !(olderThan >= 0)) {
+  if (typeof olderThan !== "number") {
+    throw new TypeError("Cannot vacuum: olderThan must be a number of milliseconds");
+  }
+  if (!(olderThan >= 0)) {
     throw new RangeError("Cannot vacuum: olderThan must be a non-negative number of milliseconds");
   }
   return await vacuumVersions(kv, olderThan);
