@@ -1,6 +1,6 @@
 /**
  * What the chunk pipelines need from a record format, and its plain
- * implementation. The encrypted implementation lives in crypto.ts.
+ * implementation. The encrypted implementation lives in _kvc1.ts.
  *
  * @module
  */

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { isRecord } from "./_guards.ts";
 import { type JsonWebKeySet, type KeyEntry, Keyring, keyring } from "./keys.ts";
 
 /**
@@ -88,13 +89,8 @@ export async function resolveReadKeys(input: EncryptionKey): Promise<readonly Ke
 function resolveKeyring(input: unknown): Promise<Keyring> {
   if (input instanceof Keyring) return Promise.resolve(input);
   if (typeof input === "string") return cachedByString(input);
-  if (input instanceof CryptoKey || isPlainObject(input)) return cachedByObject(input);
+  if (input instanceof CryptoKey || isRecord(input)) return cachedByObject(input);
   return Promise.reject(new TypeError(NOT_A_KEY));
-}
-
-/** Whether a value may be a JWK or JWK Set object (not null, not an array). */
-function isPlainObject(value: unknown): value is JsonWebKey | JsonWebKeySet {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** The keyring of a CryptoKey or JWK object, imported once per object. */

@@ -19,6 +19,7 @@ import { DecryptionError } from "./_errors.ts";
 import type { OpenedRecord, WriteFormat } from "./_format.ts";
 import type { KeyEntry, Keyring } from "./keys.ts";
 import {
+  COMMITMENT_BYTES,
   GCM_IV_BYTES,
   GCM_TAG_BYTES,
   ID_BYTES,
@@ -26,6 +27,7 @@ import {
   META_JSON_MAX,
   SEALED_CHUNK_SIZE,
   SEALED_INLINE_MAX,
+  SECRET_BYTES,
   STANZAS_MAX,
   WRAPPED_SECRET_BYTES,
 } from "./_limits.ts";
@@ -44,10 +46,6 @@ import { encodeKey } from "./_user_key.ts";
 export const SUITE_AES_128_GCM = 0x01;
 /** Suite byte of AES-256-GCM. */
 export const SUITE_AES_256_GCM = 0x02;
-/** Bytes of the per-version secret S. */
-export const SECRET_BYTES = 32;
-/** Bytes of the key commitment. */
-export const COMMITMENT_BYTES = 32;
 /** Largest sealed metadata: the JSON plus its tag. */
 export const SEALED_META_MAX = META_JSON_MAX + GCM_TAG_BYTES;
 /** Largest plaintext size a KVC1 header can describe: a u32 chunk count of full chunks. */

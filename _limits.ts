@@ -14,8 +14,6 @@ export const KV_VALUE_MAX = 65_536;
 export const KV_ATOMIC_BYTES_MAX = 819_200;
 /** Most mutations in one atomic operation. */
 export const KV_ATOMIC_MUTATIONS_MAX = 1_000;
-/** Most checks in one atomic operation. */
-export const KV_ATOMIC_CHECKS_MAX = 100;
 /** Most bytes of all keys together in one atomic operation. */
 export const KV_ATOMIC_KEY_BYTES_MAX = 81_920;
 /**
@@ -25,8 +23,6 @@ export const KV_ATOMIC_KEY_BYTES_MAX = 81_920;
 export const KV_DEADLINE_MAX = 8_210_266_876_799_999;
 /** Largest encoded key. */
 export const KV_KEY_MAX = 2_048;
-/** Largest `batchSize` a `kv.list` accepts. */
-export const KV_LIST_BATCH_MAX = 1_000;
 
 // ---------------------------------------------------------------------------
 // Chunking.
@@ -65,7 +61,7 @@ export const CHUNKS_PER_ATOMIC = Math.floor(
 export const DELETES_PER_ATOMIC = Math.min(
   KV_ATOMIC_MUTATIONS_MAX,
   Math.floor(KV_ATOMIC_KEY_BYTES_MAX / CHUNK_KEY_BYTES_MAX),
-) - 1; // one mutation is left for the tombstone's check when the batch carries it
+) - 1; // one mutation is left for the version entry's delete when the batch carries it
 
 // ---------------------------------------------------------------------------
 // Records.
@@ -82,8 +78,12 @@ export const KID_MAX = 64;
 export const STANZAS_MAX = 16;
 /** AES-GCM nonce length. */
 export const GCM_IV_BYTES = 12;
-/** A wrapped 32-byte secret: ciphertext plus tag. */
-export const WRAPPED_SECRET_BYTES = 32 + GCM_TAG_BYTES;
+/** Bytes of the per-version secret S. */
+export const SECRET_BYTES = 32;
+/** Bytes of the key commitment. */
+export const COMMITMENT_BYTES = 32;
+/** A wrapped secret: ciphertext plus tag. */
+export const WRAPPED_SECRET_BYTES = SECRET_BYTES + GCM_TAG_BYTES;
 
 /** Plain record header: magic, id, chunkSize u32, size u64, chunks u32, expiresAt u64, metaLen u32. */
 export const PLAIN_HEADER_FIXED = MAGIC_BYTES + ID_BYTES + 4 + 8 + 4 + 8 + 4;
@@ -93,7 +93,8 @@ export const PLAIN_HEADER_MAX = PLAIN_HEADER_FIXED + META_JSON_MAX;
 /** One stanza's largest size: kidLen, kid, iv, wrapped secret. */
 export const STANZA_MAX = 1 + KID_MAX + GCM_IV_BYTES + WRAPPED_SECRET_BYTES;
 /** KVC1 header up to the stanza count: magic, suite, id, commitment, chunkSize, size, chunks, expiresAt, n. */
-export const SEALED_HEADER_FIXED = MAGIC_BYTES + 1 + ID_BYTES + 32 + 4 + 8 + 4 + 8 + 1;
+export const SEALED_HEADER_FIXED = MAGIC_BYTES + 1 + ID_BYTES + COMMITMENT_BYTES + 4 + 8 + 4 + 8 +
+  1;
 /** Largest KVC1 header: all stanzas at their largest, metaIv, metaLen, the largest sealed metadata. */
 export const SEALED_HEADER_MAX = SEALED_HEADER_FIXED + STANZAS_MAX * STANZA_MAX + GCM_IV_BYTES +
   4 + META_JSON_MAX + GCM_TAG_BYTES;

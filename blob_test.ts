@@ -1557,9 +1557,12 @@ kvTest("set() cancels the caller's stream whatever stops it before the upload", 
   assert.equal((await get(kv, ["k"])).value, null);
 });
 
-kvTest("vacuum() and getAsStream() reject arguments of the wrong type with TypeError", async (kv) => {
-  await set(kv, ["x"], randomBytes(10));
-  await assertRejects(() => vacuum(kv, { olderThan: "5" as unknown as number }), TypeError);
-  const range = { start: "1" as unknown as number };
-  await assertRejects(() => getAsStream(kv, ["x"], { range }), TypeError);
-});
+kvTest(
+  "vacuum() and getAsStream() reject arguments of the wrong type with TypeError",
+  async (kv) => {
+    await set(kv, ["x"], randomBytes(10));
+    await assertRejects(() => vacuum(kv, { olderThan: "5" as unknown as number }), TypeError);
+    const range = { start: "1" as unknown as number };
+    await assertRejects(() => getAsStream(kv, ["x"], { range }), TypeError);
+  },
+);

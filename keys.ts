@@ -32,6 +32,8 @@
  * @module
  */
 
+import { utf8 } from "./_bytes.ts";
+import { isRecord } from "./_guards.ts";
 import { KID_MAX } from "./_limits.ts";
 
 /** One key of a {@linkcode Keyring}: an AES-GCM key and its key id. */
@@ -65,8 +67,6 @@ const BASE64URL_PATTERN = /^[A-Za-z0-9_-]*$/;
 const RAW_KEY_PATTERN = /^\s*[A-Za-z0-9+/_-]{16,}={0,2}\s*$/;
 /** What to pass instead of a string that is not JSON. */
 const PASS_A_JWK = "pass a JWK or a JWK Set (generate one with generateKey())";
-
-const utf8 = new TextEncoder();
 
 /**
  * An ordered, non-empty list of AES-GCM keys: the first key ({@linkcode Keyring.current})
@@ -408,11 +408,6 @@ function parseKeyJson(text: string, fail: Fail): unknown {
   }
 }
 
-/** Whether a value is a non-null, non-array object. */
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /** Whether a parsed value has the shape of a JWK Set. */
 function isKeySet(value: unknown): boolean {
   return isRecord(value) && "keys" in value;
@@ -542,7 +537,7 @@ function kidProblem(kid: unknown): { detail: string; tooLong: boolean } | undefi
   // A lone surrogate would be stored as U+FFFD and never match its key again.
   if (!kid.isWellFormed()) return { detail: "kid is not well-formed Unicode", tooLong: false };
   // The header keeps a kid in at most KID_MAX bytes (its length is one byte).
-  if (utf8.encode(kid).length > KID_MAX) {
+  if (utf8(kid).length > KID_MAX) {
     return { detail: `kid is longer than ${KID_MAX} UTF-8 bytes`, tooLong: true };
   }
   return undefined;
