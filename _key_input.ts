@@ -41,8 +41,12 @@ const STRING_CACHE_MAX = 16;
 const NOT_A_KEY =
   "Cannot use encryptionKey: expected a CryptoKey, a JWK, a JWK Set, a JSON string of one, a Keyring, or an array of them";
 
-/** Keyrings resolved from CryptoKeys and JWK or JWK Set objects, dropped with their key. */
-const objectCache = new WeakMap<object, Promise<Keyring>>();
+/**
+ * Keyrings resolved from CryptoKeys and JWK or JWK Set objects, dropped with
+ * their key. A JWK object is mutable, so its entry also keeps the JSON it was
+ * imported from and is used only while the object still serializes to it.
+ */
+const objectCache = new WeakMap<object, { json: string | undefined; ring: Promise<Keyring> }>();
 /** Keyrings resolved from JSON strings, least recently used first. */
 const stringCache = new Map<string, Promise<Keyring>>();
 
@@ -95,13 +99,16 @@ function resolveKeyring(input: unknown): Promise<Keyring> {
 
 /** The keyring of a CryptoKey or JWK object, imported once per object. */
 function cachedByObject(input: CryptoKey | JsonWebKey | JsonWebKeySet): Promise<Keyring> {
+  // Stops a JWK changed in place from being used as the key it was before.
+  const json = input instanceof CryptoKey ? undefined : JSON.stringify(input);
   const cached = objectCache.get(input);
-  if (cached !== undefined) return cached;
+  if (cached !== undefined && cached.json === json) return cached.ring;
   const resolved = keyring(input);
-  objectCache.set(input, resolved);
+  const entry = { json, ring: resolved };
+  objectCache.set(input, entry);
   // A failed import is not cached: the next call reports the error afresh.
   resolved.catch(() => {
-    if (objectCache.get(input) === resolved) objectCache.delete(input);
+    if (objectCache.get(input) === entry) objectCache.delete(input);
   });
   return resolved;
 }

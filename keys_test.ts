@@ -791,3 +791,13 @@ Deno.test("keys CLI --add fails with exit code 1 without printing the file", asy
     for (const path of Object.values(files)) await Deno.remove(path);
   }
 });
+
+Deno.test("resolveRecipients() re-imports a JWK object changed in place", async () => {
+  const jwk: JsonWebKey & { kid?: string } = await generateKey({ kid: "v1" });
+  const first = await resolveRecipients(jwk);
+  assert.equal(first[0]!.current.kid, "v1");
+  Object.assign(jwk, await generateKey({ kid: "v2" }));
+  const second = await resolveRecipients(jwk);
+  assert.equal(second[0]!.current.kid, "v2");
+  assert.notEqual(second[0], first[0]);
+});
