@@ -19,7 +19,16 @@ import {
 } from "./blob.ts";
 import { DecryptionError } from "./crypto.ts";
 import { generateKey, importKey, keyring } from "./keys.ts";
-import { parseHeader } from "./_kvc1.ts";
+import {
+  deriveVersionKeys,
+  encodeHeader,
+  parseHeader,
+  sealChunk,
+  SUITE_AES_256_GCM,
+  systemRandom,
+  wrapSecret,
+} from "./_kvc1.ts";
+import { resolveRecipients } from "./_key_input.ts";
 import { SEALED_CHUNK_SIZE, SEALED_INLINE_MAX } from "./_limits.ts";
 
 // ---------------------------------------------------------------------------
@@ -1080,6 +1089,44 @@ Deno.test("list() with a key reports a tampered record instead of leaving it out
       Array.fromAsync(list(kv, { prefix: ["dir"] }, { encryptionKey: jwk })),
       [DecryptionError],
       "list",
+    );
+  });
+});
+
+Deno.test("get() rejects a header whose commitment is wrong although its metadata tag is valid", async () => {
+  // Built with the version's real keys, so only the key commitment (step 3) can catch it.
+  const jwk = await generateKey({ kid: "c" });
+  const [ring] = await resolveRecipients(jwk);
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const id = crypto.getRandomValues(new Uint8Array(16));
+  const keys = await deriveVersionKeys(secret, id, SUITE_AES_256_GCM);
+  const stanza = await wrapSecret(ring!.current, secret, id, systemRandom);
+  const plaintext = pattern(100);
+  const sealed = await sealChunk(keys, 0, plaintext);
+  const fields = { id, chunkSize: SEALED_CHUNK_SIZE, size: 100, chunks: 1, expiresAt: 0 };
+  const build = async (commitment: Uint8Array) => {
+    const header = await encodeHeader(
+      { ...fields, suite: SUITE_AES_256_GCM, commitment, stanzas: [stanza] },
+      keys,
+      { kind: "buffer" },
+      ["doc"],
+      systemRandom,
+    );
+    const record = new Uint8Array(header.length + sealed.length);
+    record.set(header);
+    record.set(sealed, header.length);
+    return record;
+  };
+  await withKv(async (kv) => {
+    await kv.set(["doc"], await build(keys.commitment));
+    assert.deepEqual((await get(kv, ["doc"], { encryptionKey: jwk })).value, plaintext);
+    const wrong = keys.commitment.slice();
+    wrong[0]! ^= 1;
+    await kv.set(["doc"], await build(wrong));
+    await assert.rejects(get(kv, ["doc"], { encryptionKey: jwk }), DecryptionError);
+    await get(kv, ["doc"], { encryptionKey: jwk }).then(
+      () => assert.fail("a wrong commitment was accepted"),
+      (e: Error) => assert.match(e.message, /commitment/),
     );
   });
 });
