@@ -13,7 +13,12 @@ import { type EncryptionKey, resolveReadKeys } from "./_key_input.ts";
 import type { KeyEntry } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
 import { openParsedRecord, parseHeader } from "./_kvc1.ts";
-import { CHUNKS_OPENED_AHEAD, READ_BATCH_CHUNKS, READ_BATCHES_IN_FLIGHT } from "./_limits.ts";
+import {
+  BUFFERED_BATCHES_IN_FLIGHT,
+  CHUNKS_OPENED_AHEAD,
+  READ_BATCH_CHUNKS,
+  READ_BATCHES_IN_FLIGHT,
+} from "./_limits.ts";
 import { type RecordLayout, recordMagic } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
 
@@ -191,16 +196,39 @@ function prefetchFirstBatch(kv: Deno.Kv, layout: RecordLayout): Prefetch | undef
   return { end, probe, stored: settleQuietly(fetchStored(kv, layout.id, 0, end, probe)) };
 }
 
+/** How far ahead of its consumer a read fetches and opens chunks. */
+export interface ReadPace {
+  /** Batch requests kept in flight. */
+  batchesInFlight: number;
+  /**
+   * Open (decrypt) each batch as soon as it arrives, for the most throughput;
+   * otherwise chunks open in delivery order, a few ahead of the consumer, so
+   * a stream's next byte never waits behind a whole batch.
+   */
+  openOnArrival: boolean;
+}
+
+/** A stream's pace: bounded read-ahead, chunks opened in delivery order. */
+export const STREAM_PACE: ReadPace = {
+  batchesInFlight: READ_BATCHES_IN_FLIGHT,
+  openOnArrival: false,
+};
+/** A buffered read's pace: it holds the whole value anyway, so it reads and opens ahead. */
+export const BUFFERED_PACE: ReadPace = {
+  batchesInFlight: BUFFERED_BATCHES_IN_FLIGHT,
+  openOnArrival: true,
+};
+
 /**
- * Yields the plaintext chunks of `span` in order, with `inFlight` batch
- * requests running ahead; each chunk is opened as it is delivered. A read
- * to the last chunk also checks that no chunk lies past it.
+ * Yields the plaintext chunks of `span` in order, fetching and opening
+ * ahead at the given pace. A read to the last chunk also checks that no
+ * chunk lies past it.
  */
 export async function* readChunks(
   kv: Deno.Kv,
   record: OpenedRecord,
   span: ChunkSpan,
-  inFlight = READ_BATCHES_IN_FLIGHT,
+  pace: ReadPace = STREAM_PACE,
 ): AsyncGenerator<Uint8Array> {
   if (span.first >= span.end) return;
   if (record.inline !== undefined) {
@@ -208,20 +236,24 @@ export async function* readChunks(
     return;
   }
   const verifyEnd = span.end === record.chunks;
+  const open = (index: number, chunk: Uint8Array) => settleQuietly(record.openChunk(index, chunk));
   const fetch = (first: number, end: number, probe: boolean) => {
     const { prefetch } = record;
     const reuse = first === 0 && prefetch?.end === end && prefetch.probe === probe;
     return reuse ? prefetch.stored : fetchStored(kv, record.id, first, end, probe);
   };
-  const queue: Promise<{ first: number; stored: Uint8Array[] }>[] = [];
+  const queue: Promise<{ first: number; chunks: (Uint8Array | Promise<Uint8Array>)[] }>[] = [];
   let next = span.first;
   const schedule = () => {
-    while (queue.length < inFlight && next < span.end) {
+    while (queue.length < pace.batchesInFlight && next < span.end) {
       const first = next;
       const end = Math.min(span.end, first + READ_BATCH_CHUNKS);
       next = end;
       const fetched = fetch(first, end, verifyEnd && end === span.end).then(
-        (stored) => ({ first, stored }),
+        (stored) => ({
+          first,
+          chunks: pace.openOnArrival ? stored.map((chunk, i) => open(first + i, chunk)) : stored,
+        }),
         (error) => {
           throw error instanceof PastEndError ? record.damaged(error.message) : error;
         },
@@ -230,14 +262,12 @@ export async function* readChunks(
     }
   };
   schedule();
-  // Opened in delivery order, a few ahead of the consumer: opening a whole
-  // batch at once would delay the first byte behind the batch's last chunk.
   const opening: Promise<Uint8Array>[] = [];
   while (queue.length > 0) {
-    const { first, stored } = await queue.shift()!;
+    const { first, chunks } = await queue.shift()!;
     schedule();
-    for (const [offset, chunk] of stored.entries()) {
-      opening.push(settleQuietly(record.openChunk(first + offset, chunk)));
+    for (const [offset, chunk] of chunks.entries()) {
+      opening.push(chunk instanceof Uint8Array ? open(first + offset, chunk) : chunk);
       if (opening.length > CHUNKS_OPENED_AHEAD) yield await opening.shift()!;
     }
   }

@@ -8,10 +8,11 @@
 import { owned } from "./_bytes.ts";
 import type { KeyEntry } from "./keys.ts";
 import type { OpenedRecord } from "./_format.ts";
-import { BUFFERED_BATCHES_IN_FLIGHT, READ_RESTARTS_MAX } from "./_limits.ts";
+import { READ_RESTARTS_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
 import {
+  BUFFERED_PACE,
   type ChunkSpan,
   explainMissing,
   openEntry,
@@ -50,7 +51,7 @@ export async function readWhole(
     try {
       let offset = 0;
       const span = { first: 0, end: record.chunks };
-      for await (const chunk of readChunks(target.kv, record, span, BUFFERED_BATCHES_IN_FLIGHT)) {
+      for await (const chunk of readChunks(target.kv, record, span, BUFFERED_PACE)) {
         bytes.set(chunk, offset);
         offset += chunk.length;
       }
