@@ -227,12 +227,13 @@ function checkExpireIn(expireIn: unknown, what: string): number | undefined {
       `Cannot store ${what}: expireIn must be a positive number of milliseconds`,
     );
   }
-  return expireIn;
+  // Whole milliseconds, as Deno KV takes them; the sealed deadline uses the same.
+  return Math.ceil(expireIn);
 }
 
-/** The sealed deadline for `expireIn` from now (0 = none); whole milliseconds, rounded up. */
+/** The sealed deadline for `expireIn` (whole milliseconds) from now; 0 = none. */
 function deadline(expireIn: number | undefined): number {
-  return expireIn === undefined ? 0 : Date.now() + Math.ceil(expireIn);
+  return expireIn === undefined ? 0 : Date.now() + expireIn;
 }
 
 /** Deno KV's set options for `expireIn`. */

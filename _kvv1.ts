@@ -5,7 +5,7 @@
  *
  * ```text
  * "KVV1" || suite (1) || kidLen (1) || kid (UTF-8) || expiresAt (u64 BE) || iv (12) || sealed
- * sealed = AES-GCM(KEK, iv, v8.serialize(value), AAD = "kvcrypt/1 value" || bytes before iv || encodeKey(K))
+ * sealed = AES-GCM(KEK, iv, V8-serialized value, AAD = "kvcrypt/1 value" || bytes before iv || encodeKey(K))
  * ```
  *
  * Everything here is byte exact; the public surface is `cryptoKv` in crypto.ts.
@@ -13,7 +13,7 @@
  * @module
  */
 
-import { deserialize, serialize } from "node:v8";
+import { deserialize, Serializer } from "node:v8";
 import { ByteReader, ByteWriter, concat, fromUtf8, owned, utf8 } from "./_bytes.ts";
 import { DecryptionError } from "./_errors.ts";
 import { SUITE_AES_128_GCM, SUITE_AES_256_GCM, suiteOf } from "./_kvc1.ts";
@@ -205,18 +205,57 @@ export async function openValue(
 }
 
 /**
- * Serializes a structured value with V8's serializer, as Deno KV does.
+ * Refuses values V8's serializer would turn into `{}` without a word: a Blob
+ * or File (store those with the blob API) and a CryptoKey (never store key
+ * material).
+ */
+function assertNoPlatformObjects(value: unknown, what: string): void {
+  const seen = new Set<object>();
+  const visit = (item: unknown): void => {
+    if (typeof item !== "object" || item === null || seen.has(item)) return;
+    seen.add(item);
+    if (item instanceof Blob) {
+      throw new TypeError(`Cannot store ${what}: it holds a Blob or File; store those with set()`);
+    }
+    if (item instanceof CryptoKey) {
+      throw new TypeError(
+        `Cannot store ${what}: it holds a CryptoKey; key material is never stored`,
+      );
+    }
+    if (ArrayBuffer.isView(item) || item instanceof ArrayBuffer) return;
+    if (item instanceof Map) {
+      for (const [key, entry] of item) {
+        visit(key);
+        visit(entry);
+      }
+    } else if (item instanceof Set || Array.isArray(item)) {
+      for (const entry of item) visit(entry);
+    } else {
+      for (const entry of Object.values(item)) visit(entry);
+    }
+  };
+  visit(value);
+}
+
+/**
+ * Serializes a structured value with V8's serializer (format 15 in Deno 2.9).
  *
  * @throws {TypeError} when the value cannot be cloned (functions, symbols, …).
  */
 export function serializeValue(value: unknown, what: string): Uint8Array {
+  assertNoPlatformObjects(value, what);
   let bytes: Uint8Array;
   try {
-    bytes = serialize(value);
-  } catch (cause) {
+    // The plain serializer writes typed arrays as V8's own views, which any V8
+    // deserializer reads (node:v8's serialize() would use Node's host-object form).
+    const serializer = new Serializer();
+    serializer.writeHeader();
+    serializer.writeValue(value);
+    bytes = serializer.releaseBuffer();
+  } catch {
+    // No cause attached: V8's message quotes the value (a function's source, say).
     throw new TypeError(
       `Cannot store ${what}: the value cannot be serialized (functions, symbols and similar cannot be cloned)`,
-      { cause },
     );
   }
   // Keeps the format promise: every value kvcrypt writes is readable by Deno and Node.

@@ -8,7 +8,17 @@
  */
 
 import assert from "node:assert/strict";
-import { serialize } from "node:v8";
+import { serialize as nodeSerialize, Serializer } from "node:v8";
+import { generateKey } from "./keys.ts";
+import { serializeValue } from "./_kvv1.ts";
+
+/** V8's plain serializer, as KVV1 writes values. */
+function serialize(value: unknown): Uint8Array {
+  const serializer = new Serializer();
+  serializer.writeHeader();
+  serializer.writeValue(value);
+  return serializer.releaseBuffer();
+}
 import { set as setBlob } from "./blob.ts";
 import { cryptoKv, DecryptionError } from "./crypto.ts";
 import { importKey, keyring } from "./keys.ts";
@@ -931,5 +941,50 @@ Deno.test("cryptoKv() is synchronous and imports its key once, on first use", as
     } finally {
       subtle.importKey = original;
     }
+  });
+});
+
+Deno.test("cryptoKv() set() refuses a Blob, File or CryptoKey inside a value", async () => {
+  await withKv(async (kv) => {
+    const jwk = await generateKey({ kid: "b" });
+    const ckv = cryptoKv(kv, jwk);
+    const cryptoKey = await crypto.subtle.generateKey({ name: "AES-GCM", length: 128 }, true, [
+      "encrypt",
+    ]);
+    const values = [
+      { file: new File(["important"], "a.txt") },
+      [new Blob(["x"])],
+      new Map([["k", cryptoKey]]),
+    ];
+    for (const value of values) {
+      await assert.rejects(ckv.set(["x"], value), TypeError);
+      assert.throws(() => ckv.atomic().set(["x"], value), TypeError); // serialized when added
+    }
+    assert.equal((await kv.get(["x"])).versionstamp, null, "nothing written");
+  });
+});
+
+Deno.test("cryptoKv() writes typed arrays as V8's own views, readable by any V8 deserializer", async () => {
+  const value = { bytes: new Uint8Array([1, 2, 3]) };
+  const written = serializeValue(value, '["t"]');
+  assert.equal(hex(written), hex(serialize(value)), "the plain serializer's bytes");
+  assert.notEqual(hex(written), hex(nodeSerialize(value)), "not node:v8's host-object form");
+  await withKv(async (kv) => {
+    const jwk = await generateKey({ kid: "t" });
+    await cryptoKv(kv, jwk).set(["t"], value);
+    assert.deepEqual((await cryptoKv(kv, jwk).get(["t"])).value, value);
+  });
+});
+
+Deno.test("cryptoKv() set() of an unclonable value never shows the value in its error", async () => {
+  await withKv(async (kv) => {
+    const ckv = cryptoKv(kv, await generateKey({ kid: "f" }));
+    const error = await ckv.set(["f"], {
+      f: function secret() {
+        return "PLAINTEXT-PW";
+      },
+    }).then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof TypeError);
+    assert.ok(!Deno.inspect(error).includes("PLAINTEXT-PW"));
   });
 });
