@@ -138,7 +138,8 @@ async function readKeys(path: string, newKid: string): Promise<JsonWebKey[]> {
   const name = JSON.stringify(path);
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    // Editors on some systems start a UTF-8 file with a byte-order mark, which is not JSON.
+    text = (await Deno.readTextFile(path)).replace(/^\uFEFF/, "");
   } catch (error) {
     throw new Error(`Cannot read ${name}: ${(error as Error).message}`);
   }

@@ -140,16 +140,6 @@ export function httpDate(ms: number | undefined): string | undefined {
   return new Date(Math.floor(ms)).toUTCString();
 }
 
-/**
- * Whether an `If-Modified-Since` field says the client's copy is current:
- * the last modification, in whole seconds, is not after the field's date.
- * A field that is not a date is ignored (RFC 9110 section 13.1.3).
- */
-export function notModifiedSince(field: string, lastModified: number): boolean {
-  const since = Date.parse(field);
-  return !Number.isNaN(since) && Math.floor(lastModified / 1000) <= Math.floor(since / 1000);
-}
-
 /** Printable ASCII is kept in the quoted `filename` fallback; any other character becomes one `_`. */
 const FALLBACK_UNSAFE = /[^\x20-\x7e]|["\\%]/gu;
 
@@ -188,8 +178,7 @@ function lastModifiedOf(meta: BlobMeta): number | undefined {
 
 /**
  * Decides the status and range for `request` (RFC 9110 section 13.2.2):
- * If-None-Match (or, without it, If-Modified-Since) first, then Range with
- * If-Range. Methods other than GET and HEAD get the whole blob with no
+ * If-None-Match first, then Range with If-Range. Methods other than GET and HEAD get the whole blob with no
  * condition evaluated: what they mean is the caller's business.
  */
 export function planResponse(request: Request | undefined, meta: BlobMeta): Plan {
@@ -198,14 +187,10 @@ export function planResponse(request: Request | undefined, meta: BlobMeta): Plan
   const { method, headers } = request;
   if (method !== "GET" && method !== "HEAD") return whole;
   const etag = entityTag(meta);
+  // Only the ETag decides a 304: a File's lastModified is chosen by its writer,
+  // so a newer version may carry an older date (If-Modified-Since is ignored).
   const noneMatch = headers.get("if-none-match");
-  const modifiedSince = headers.get("if-modified-since");
-  const lastModified = lastModifiedOf(meta);
-  if (noneMatch !== null) {
-    if (noneMatchHits(noneMatch, etag)) return { status: 304 };
-  } else if (modifiedSince !== null && httpDate(lastModified) !== undefined) {
-    if (notModifiedSince(modifiedSince, lastModified!)) return { status: 304 };
-  }
+  if (noneMatch !== null && noneMatchHits(noneMatch, etag)) return { status: 304 };
   if (method === "HEAD") return { ...whole, body: false };
   // Range is defined for GET only (RFC 9110 section 14.2).
   const rangeField = headers.get("range");
@@ -251,10 +236,17 @@ export function blobHeaders(
   return headers;
 }
 
+/** Whether the answer is sure to be the whole body (no HEAD, Range or possible 304). */
+function wholeBodyCertain(request: Request | undefined): boolean {
+  if (request === undefined) return true;
+  const { method, headers } = request;
+  return method !== "HEAD" && !headers.has("range") && !headers.has("if-none-match");
+}
+
 /** Reads (and authenticates) the record at the target, then answers `options.request`. */
 export async function respond(target: ReadTarget, options: ResponseOptions): Promise<Response> {
-  // A whole-body download reads from chunk 0: start fetching it during authentication.
-  const { record } = await openEntry(target, { prefetch: !options.request?.headers.has("range") });
+  // A certain whole-body download reads from chunk 0: fetch it during authentication.
+  const { record } = await openEntry(target, { prefetch: wholeBodyCertain(options.request) });
   if (record === null) {
     const init = options.notFoundHeaders === undefined ? {} : { headers: options.notFoundHeaders };
     return new Response(options.notFoundBody ?? null, { status: 404, ...init });

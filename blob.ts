@@ -584,7 +584,8 @@ export async function rewrap(
 export interface ResponseOptions extends ReadOptions {
   /**
    * The request to answer: its method (HEAD gets headers only) and its
-   * `If-None-Match`, `If-Modified-Since`, `Range` and `If-Range` fields.
+   * `If-None-Match`, `Range` and `If-Range` fields (`If-Modified-Since` is
+   * ignored: a File's date is chosen by its writer).
    * Without it: a 200 with the whole blob.
    */
   request?: Request | undefined;
@@ -606,8 +607,7 @@ export interface ResponseOptions extends ReadOptions {
  * Answers an HTTP request with a blob, like a static file server: 200 with
  * the whole blob, 206 for a single `Range` (`bytes=a-b`, `a-`, `-n`), 416
  * for a range past the end, 304 when `If-None-Match` (weak comparison, `*`,
- * lists) or, without it, `If-Modified-Since` says the client's copy is
- * current, and 404 when nothing is stored. The ETag is the blob's version id
+ * lists) says the client's copy is current, and 404 when nothing is stored. The ETag is the blob's version id
  * (strong: every write changes it, `rewrap` does not). Responses carry
  * Content-Type (`application/octet-stream` when none was stored),
  * Content-Length, Accept-Ranges and, for a File, Last-Modified and

@@ -801,3 +801,16 @@ Deno.test("resolveRecipients() re-imports a JWK object changed in place", async 
   assert.equal(second[0]!.current.kid, "v2");
   assert.notEqual(second[0], first[0]);
 });
+
+Deno.test("keys CLI --add reads a key file that starts with a byte-order mark", async () => {
+  const old = await generateKey({ kid: "bom" });
+  const file = await tempFile("\uFEFF" + JSON.stringify(old));
+  try {
+    const result = await runCli("--add", file, "--kid", "new");
+    assert.equal(result.code, 0, result.stderr);
+    const set = parseLine(result.stdout) as JsonWebKeySet;
+    assert.deepEqual(set.keys.map((jwk) => (jwk as { kid?: string }).kid), ["new", "bom"]);
+  } finally {
+    await Deno.remove(file);
+  }
+});

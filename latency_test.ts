@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { LatencyKv } from "./bench/_latency_kv.ts";
 import { READ_BATCH_CHUNKS } from "./_limits.ts";
-import { generateKey, get, getAsStream, getMeta, set } from "./mod.ts";
+import { generateKey, get, getAsResponse, getAsStream, getMeta, set } from "./mod.ts";
 
 /** Simulated round trip: long enough that calls issued together overlap. */
 const RTT_MS = 5;
@@ -82,4 +82,21 @@ Deno.test("getMeta() and a ranged read of an encrypted blob fetch no chunk they 
   await new Response(tail).arrayBuffer();
   // The record, then the batches from chunk 16 on: nothing from chunk 0.
   assert.deepEqual(latency.calls.map((call) => call.op), ["get", "list-page", "list-page"]);
+});
+
+Deno.test("getAsResponse() fetches chunks only for a body it sends", async () => {
+  using raw = await Deno.openKv(":memory:");
+  const { options } = formats[1];
+  await set(raw, ["big"], new Uint8Array(2 * MIB), options);
+  const etag = (await getAsResponse(raw, ["big"], options)).headers.get("etag")!;
+  const latency = new LatencyKv(raw, 0);
+  for (const init of [{ method: "HEAD" }, { headers: { "if-none-match": etag } }]) {
+    latency.reset();
+    const response = await getAsResponse(latency.kv, ["big"], {
+      ...options,
+      request: new Request("http://localhost/big", init),
+    });
+    await response.body?.cancel();
+    assert.deepEqual(latency.calls.map((call) => call.op), ["get"], JSON.stringify(init));
+  }
 });

@@ -234,38 +234,22 @@ kvTest("getAsResponse() answers 200 for an If-None-Match that does not match", a
   }
 });
 
-kvTest(
-  "getAsResponse() answers 304 for If-Modified-Since only when the File is not newer",
-  async (kv) => {
-    const { etag } = await storeFile(kv, { size: 10 });
-    const cases: [Record<string, string>, number][] = [
-      [{ "if-modified-since": MODIFIED_HTTP }, 304],
-      [{ "if-modified-since": new Date(MODIFIED + 3_600_000).toUTCString() }, 304],
-      [{ "if-modified-since": new Date(MODIFIED - 1_000).toUTCString() }, 200],
-      [{ "if-modified-since": "yesterday" }, 200],
-      // If-None-Match takes precedence, whether it matches or not (RFC 9110 section 13.1.3).
-      [{ "if-modified-since": MODIFIED_HTTP, "if-none-match": `"other"` }, 200],
-      [{ "if-modified-since": "yesterday", "if-none-match": etag }, 304],
-    ];
-    for (const [headers, status] of cases) {
-      const response = await getAsResponse(kv, KEY, { request: request(headers) });
-      assert.equal(response.status, status, JSON.stringify(headers));
-      await response.body?.cancel();
-    }
-  },
-);
-
-kvTest(
-  "getAsResponse() ignores If-Modified-Since for a blob with no modification time",
-  async (kv) => {
-    await set(kv, ["bytes"], new Uint8Array(10));
-    const headers = { "if-modified-since": new Date(Date.now() + 86_400_000).toUTCString() };
-    const response = await getAsResponse(kv, ["bytes"], { request: request(headers) });
-    assert.equal(response.status, 200);
-    assert.equal(response.headers.get("last-modified"), null);
-    await response.body!.cancel();
-  },
-);
+kvTest("getAsResponse() decides 304 by the ETag alone, never by If-Modified-Since", async (kv) => {
+  const { etag } = await storeFile(kv, { size: 10 });
+  const cases: [Record<string, string>, number][] = [
+    // A writer may store a newer version with an older date: the date proves nothing.
+    [{ "if-modified-since": MODIFIED_HTTP }, 200],
+    [{ "if-modified-since": new Date(MODIFIED + 3_600_000).toUTCString() }, 200],
+    [{ "if-modified-since": "2030" }, 200],
+    [{ "if-modified-since": MODIFIED_HTTP, "if-none-match": `"other"` }, 200],
+    [{ "if-modified-since": "yesterday", "if-none-match": etag }, 304],
+  ];
+  for (const [headers, status] of cases) {
+    const response = await getAsResponse(kv, KEY, { request: request(headers) });
+    assert.equal(response.status, status, JSON.stringify(headers));
+    await response.body?.cancel();
+  }
+});
 
 kvTest("getAsResponse() changes the ETag on every write, not on rewrap", async (kv) => {
   const encryptionKey = await generateKey({ kid: "a" });
