@@ -67,6 +67,10 @@ const BASE64URL_PATTERN = /^[A-Za-z0-9_-]*$/;
 const RAW_KEY_PATTERN = /^\s*[A-Za-z0-9+/_-]{16,}={0,2}\s*$/;
 /** What to pass instead of a string that is not JSON. */
 const PASS_A_JWK = "pass a JWK or a JWK Set (generate one with generateKey())";
+/** What to do with raw key bytes (kv-toolbox keys are hex strings). */
+const PASS_RAW_KEY = "import the raw bytes as an AES-GCM CryptoKey " +
+  '(crypto.subtle.importKey("raw", bytes, "AES-GCM", true, ["encrypt", "decrypt"])) and pass ' +
+  "that, or turn it into a JWK with exportKey() and pass the JWK to importKey()";
 
 /**
  * An ordered, non-empty list of AES-GCM keys: the first key ({@linkcode Keyring.current})
@@ -398,7 +402,7 @@ async function importKeyAs(input: unknown, prefix: string): Promise<Keyring> {
 function parseKeyJson(text: string, fail: Fail): unknown {
   // A raw hex or base64 key is not a JWK: say what to pass instead of a JSON error.
   if (RAW_KEY_PATTERN.test(text)) {
-    fail(`the text looks like a raw hex or base64 key, which is not JSON; ${PASS_A_JWK}`);
+    fail(`the text looks like a raw hex or base64 key, which is not JSON; ${PASS_RAW_KEY}`);
   }
   try {
     return JSON.parse(text);

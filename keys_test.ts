@@ -306,7 +306,7 @@ Deno.test("importKey() rejects text that is not JSON, pointing at JWKs, without 
   const cases: Array<[string, RegExp]> = [
     [
       raw.toHex(),
-      /looks like a raw hex or base64 key, which is not JSON; pass a JWK or a JWK Set \(generate one with generateKey\(\)\)$/,
+      /looks like a raw hex or base64 key, which is not JSON; import the raw bytes as an AES-GCM CryptoKey .*importKey\(\)$/,
     ],
     [raw.toBase64(), /looks like a raw hex or base64 key/],
     [jwk.k ?? "", /looks like a raw hex or base64 key/],
@@ -621,9 +621,14 @@ Deno.test("resolveRecipients() rejects values that are not keys", async () => {
   }
 });
 
-Deno.test("resolveRecipients() rejects a raw hex key, pointing at JWKs", async () => {
+Deno.test("resolveRecipients() rejects a raw hex key, pointing at importKey()", async () => {
   const hex = keyBytes(await generateKey()).toHex();
-  await assertRejectsSafely(resolveRecipients(hex), TypeError, /not JSON; pass a JWK/, [hex]);
+  await assertRejectsSafely(
+    resolveRecipients(hex),
+    TypeError,
+    /not JSON; import the raw bytes .*importKey\(\)/,
+    [hex],
+  );
 });
 
 Deno.test("resolveReadKeys() lists every key of every recipient once, in order", async () => {
