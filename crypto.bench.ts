@@ -2,7 +2,9 @@
  * `deno bench crypto.bench.ts` (or `deno task bench`): what encryption costs.
  *
  * Per size, one group compares a `set` + `get` round trip of plain blobs
- * (the baseline) with AES-128 and AES-256 blobs on a file-backed KV. A last
+ * (the baseline) with AES-128 and AES-256 blobs on a file-backed KV, next
+ * to the floor: the same chunk pattern against Deno KV and Web Crypto
+ * directly, plain and AES-256 (bench/_raw_crypto_roundtrip.ts). A last
  * group compares the library's own chunk path without KV (cutting a stream
  * into chunks, sealing, building and opening the header, opening every
  * chunk, copies included) with raw Web Crypto AES-GCM over the same bytes,
@@ -18,6 +20,7 @@ import { chunkNonce, createSealedFormat, deriveVersionKeys, SUITE_AES_256_GCM } 
 import { SEALED_CHUNK_SIZE } from "./_limits.ts";
 import { openSealedRecord } from "./_kvc1.ts";
 import { generateKey, get, importKey, set } from "./mod.ts";
+import { rawRoundTrip } from "./bench/_raw_crypto_roundtrip.ts";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -29,6 +32,10 @@ const keys = {
   "AES-128": await generateKey({ bits: 128 }),
   "AES-256": await generateKey({ bits: 256 }),
 };
+const rawAesKey = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+  "encrypt",
+  "decrypt",
+]);
 globalThis.addEventListener("unload", () => {
   kv.close();
   Deno.removeSync(dir, { recursive: true });
@@ -59,6 +66,22 @@ for (const size of SIZES) {
       await get(kv, key);
     },
   });
+  // The floor: the same pattern against Deno KV and Web Crypto, without the library.
+  for (
+    const [name, key] of [["raw KV", undefined], [
+      "raw KV + Web Crypto AES-256",
+      rawAesKey,
+    ]] as const
+  ) {
+    Deno.bench({
+      name: `${name} ${label(size)}`,
+      group,
+      ...iterations(size),
+      async fn() {
+        await rawRoundTrip(kv, ["bench", "raw", name, size, round++ % 4], data, key);
+      },
+    });
+  }
   for (const [name, encryptionKey] of Object.entries(keys)) {
     Deno.bench({
       name: `${name} ${label(size)}`,
