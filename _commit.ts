@@ -40,18 +40,58 @@ export interface SetOptions {
   onProgress?: ((bytesWritten: number) => void) | undefined;
 }
 
-/** The versionstamp a record commit must check, or CONFLICT for a create-only write over a live blob. */
+/** A create-only write over a live blob: the record commit must fail. */
 export const CONFLICT = Symbol("conflict");
 
-export function expectedVersionstamp(
+/** The chunked version a record commit replaces, if any. */
+export interface ReplacedVersion {
+  id: Uint8Array;
+  chunks: number;
+}
+
+/** What a record commit checks and replaces, read from the record it replaces. */
+export interface CommitPlan {
+  /** The record versionstamp to check, or CONFLICT. */
+  expected: string | null | typeof CONFLICT;
+  /** The chunked version the commit replaces (tombstoned in the same atomic). */
+  replaced: ReplacedVersion | undefined;
+}
+
+/** Plans a record commit over `current` (parsed once) for the caller's versionstamp option. */
+export function planCommit(
   current: Deno.KvEntryMaybe<unknown>,
   requested: string | null | undefined,
-): string | null | typeof CONFLICT {
-  if (requested !== null) return requested === undefined ? current.versionstamp : requested;
-  if (current.versionstamp === null) return null;
-  // An expired blob not yet purged counts as absent for a create-only write.
+): CommitPlan {
   const summary = summarizeRecord(current.value);
-  return summary !== undefined && isExpired(summary) ? current.versionstamp : CONFLICT;
+  const replaced = summary === undefined || summary.inline ? undefined : summary;
+  if (requested !== null) {
+    return { expected: requested === undefined ? current.versionstamp : requested, replaced };
+  }
+  if (current.versionstamp === null) return { expected: null, replaced };
+  // An expired blob not yet purged counts as absent for a create-only write.
+  const expired = summary !== undefined && isExpired(summary);
+  return { expected: expired ? current.versionstamp : CONFLICT, replaced };
+}
+
+/**
+ * Adds a prepared write's record commit to `op`: the record's check (a
+ * CONFLICT checks for absence, so the commit fails), the version entry's
+ * check, the record, and the replaced version's tombstone.
+ */
+export function addRecordCommit(
+  op: Deno.AtomicOperation,
+  prepared: PreparedWrite,
+  plan: CommitPlan,
+): Deno.AtomicOperation {
+  const { target, writer, record } = prepared;
+  op.check({ key: target.key, versionstamp: plan.expected === CONFLICT ? null : plan.expected });
+  // A vacuum that removed this version makes the commit fail instead of
+  // publishing a record whose chunks are going away.
+  if (writer.versionstamp !== null) {
+    op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
+  }
+  op.set(target.key, record, expiryOptions(target.deadline));
+  return tombstoneReplaced(op, plan.replaced, target.key);
 }
 
 /** A Deno KV versionstamp: 20 lower-case hex digits. */
@@ -84,17 +124,6 @@ function validateSetOptions(options: SetOptions, keyText: string): number {
     );
   }
   return deadline;
-}
-
-/** The chunked version a record commit replaces, if any. */
-export interface ReplacedVersion {
-  id: Uint8Array;
-  chunks: number;
-}
-
-export function replacedVersion(entry: Deno.KvEntryMaybe<unknown>): ReplacedVersion | undefined {
-  const summary = summarizeRecord(entry.value);
-  return summary === undefined || summary.inline ? undefined : summary;
 }
 
 /**
@@ -187,12 +216,12 @@ export async function commitWrite(
   prepared: PreparedWrite,
   requested: string | null | undefined,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  const { target, writer, record } = prepared;
+  const { target, writer } = prepared;
   const { kv, key, keyText } = target;
   let current = prepared.current;
   for (;;) {
-    const expected = expectedVersionstamp(current, requested);
-    if (expected === CONFLICT) {
+    const plan = planCommit(current, requested);
+    if (plan.expected === CONFLICT) {
       await writer.abandon();
       return { ok: false };
     }
@@ -202,14 +231,7 @@ export async function commitWrite(
       await writer.abandon();
       throw error;
     }
-    const op = kv.atomic().check({ key, versionstamp: expected });
-    // A vacuum that removed this version makes the commit fail instead of
-    // publishing a record whose chunks are going away.
-    if (writer.versionstamp !== null) {
-      op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
-    }
-    const replaced = replacedVersion(current);
-    tombstoneReplaced(op.set(key, record, expiryOptions(target.deadline)), replaced, key);
+    const op = addRecordCommit(kv.atomic(), prepared, plan);
     let result: Deno.KvCommitResult | Deno.KvCommitError;
     try {
       result = await op.commit();
@@ -220,7 +242,7 @@ export async function commitWrite(
       result = { ok: true, versionstamp: published.versionstamp! };
     }
     if (result.ok) {
-      await deleteReplaced(kv, replaced);
+      await deleteReplaced(kv, plan.replaced);
       writer.reportDone();
       return result;
     }

@@ -385,16 +385,6 @@ export interface OpenedSealedRecord extends OpenedRecord {
   readonly secret: Uint8Array;
 }
 
-/** Decrypt order steps 1–4 for a record at `key`; chunks open lazily (step 5). */
-export async function openSealedRecord(
-  bytes: Uint8Array,
-  key: Deno.KvKey,
-  readKeys: readonly KeyEntry[],
-  what: string,
-): Promise<OpenedSealedRecord> {
-  return await openParsedRecord(parseHeader(bytes, what), key, readKeys, what);
-}
-
 /** Decrypt order steps 2–4 for a header parsed by {@linkcode parseHeader}. */
 export async function openParsedRecord(
   header: SealedHeader,

@@ -22,7 +22,7 @@ import {
   type ReadTarget,
   replacedError,
 } from "./_reader.ts";
-import { recordMagic } from "./_record.ts";
+import { type BlobMetaFields, recordMagic } from "./_record.ts";
 import { isExpired, summarizeHeader } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 
@@ -42,7 +42,9 @@ export function readTarget(
 /** Reads a whole blob into one buffer, restarting when it is replaced under the read. */
 export async function readWhole(
   target: ReadTarget,
-): Promise<{ entry: Deno.KvEntryMaybe<unknown>; bytes: Uint8Array; meta: BlobMeta } | null> {
+): Promise<
+  { entry: Deno.KvEntryMaybe<unknown>; bytes: Uint8Array; fields: BlobMetaFields } | null
+> {
   for (let restarts = 0;; restarts++) {
     // A restart reads strongly: a lagging replica could keep serving the replaced record.
     const { entry, record } = await openEntry(target, { prefetch: true, strong: restarts > 0 });
@@ -55,7 +57,7 @@ export async function readWhole(
         bytes.set(chunk, offset);
         offset += chunk.length;
       }
-      return { entry, bytes, meta: metaOfRecord(record) };
+      return { entry, bytes, fields: record.meta };
     } catch (error) {
       const explained = await explainMissing(target, record, error);
       if (explained !== "replaced") throw explained;
@@ -143,16 +145,14 @@ export async function openStream(
   return { entry, stream: streamRecord(target, record, start, stop) };
 }
 
-export function toBlob(bytes: Uint8Array, meta: BlobMeta): Blob | File {
-  if (meta.encrypted && !meta.verified) throw new TypeError("unreachable: unverified metadata");
-  const type = "type" in meta ? meta.type : "";
-  if ("kind" in meta && meta.kind === "file" && meta.name !== undefined) {
-    return new File([owned(bytes)], meta.name, {
-      type,
-      ...(meta.lastModified === undefined ? {} : { lastModified: meta.lastModified }),
-    });
+/** A File for a stored File (name, type, lastModified restored), else a Blob. */
+export function toBlob(bytes: Uint8Array, fields: BlobMetaFields): Blob | File {
+  const type = fields.type ?? "";
+  if (fields.kind !== "file" || fields.name === undefined) {
+    return new Blob([owned(bytes)], { type });
   }
-  return new Blob([owned(bytes)], { type });
+  const modified = fields.lastModified === undefined ? {} : { lastModified: fields.lastModified };
+  return new File([owned(bytes)], fields.name, { type, ...modified });
 }
 
 /**

@@ -26,14 +26,13 @@
 import { bytesEqual } from "./_bytes.ts";
 import { CorruptBlobError } from "./_errors.ts";
 import {
+  addRecordCommit,
   assertVersionstamp,
   commitWrite,
-  CONFLICT,
   deleteReplaced,
-  expectedVersionstamp,
+  planCommit,
   prepareWrite,
   type ReplacedVersion,
-  replacedVersion,
   type SetOptions,
   tombstoneReplaced,
 } from "./_commit.ts";
@@ -229,19 +228,14 @@ export async function stage(
   options: SetOptions = {},
 ): Promise<StagedBlob> {
   const prepared = await prepareWrite(kv, key, value, options);
-  const { target, writer, record, current } = prepared;
-  const expected = expectedVersionstamp(current, options.versionstamp);
-  const replaced = replacedVersion(current);
+  const plan = planCommit(prepared.current, options.versionstamp);
+  const { writer } = prepared;
+  const { replaced } = plan;
   let completed = false;
   return {
     addTo(op) {
-      assertBeforeDeadline(target);
-      // A create-only stage over a live blob checks for absence, so the commit fails.
-      op.check({ key, versionstamp: expected === CONFLICT ? null : expected });
-      if (writer.versionstamp !== null) {
-        op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
-      }
-      return tombstoneReplaced(op.set(key, record, expiryOptions(target.deadline)), replaced, key);
+      assertBeforeDeadline(prepared.target);
+      return addRecordCommit(op, prepared, plan);
     },
     async complete(resultOrError) {
       if (completed) return;
@@ -330,7 +324,7 @@ export async function get(
   }
   const whole = await readWhole(target);
   if (whole === null) return absent;
-  const value = options.blob ? toBlob(whole.bytes, whole.meta) : whole.bytes;
+  const value = options.blob ? toBlob(whole.bytes, whole.fields) : whole.bytes;
   return { key, value, versionstamp: whole.entry.versionstamp! };
 }
 
@@ -708,7 +702,7 @@ export async function remove(
     const expected = options.versionstamp === undefined
       ? current.versionstamp
       : options.versionstamp;
-    const replaced = replacedVersion(current);
+    const { replaced } = planCommit(current, undefined);
     const op = kv.atomic().check({ key, versionstamp: expected }).delete(key);
     let result: Deno.KvCommitResult | Deno.KvCommitError;
     try {
