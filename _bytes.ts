@@ -5,14 +5,16 @@
  */
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the text (a key part, a kid, a file
+// name), not a byte-order mark to strip; stripping it made decodeKey lose it.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** UTF-8 bytes of `text`. */
 export function utf8(text: string): Uint8Array {
   return encoder.encode(text);
 }
 
-/** Text of UTF-8 `bytes`; throws a TypeError on invalid UTF-8. */
+/** Text of UTF-8 `bytes`, every code point kept (a leading U+FEFF too); throws a TypeError on invalid UTF-8. */
 export function fromUtf8(bytes: Uint8Array): string {
   return decoder.decode(bytes);
 }

@@ -10,6 +10,8 @@ import {
   keyringFromEnv,
 } from "./keys.ts";
 import { type EncryptionKey, resolveReadKeys, resolveRecipients } from "./_key_input.ts";
+import { get, getMeta, set } from "./blob.ts";
+import { cryptoKv } from "./crypto.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -817,5 +819,24 @@ Deno.test("keys CLI --add reads a key file that starts with a byte-order mark", 
     assert.deepEqual(set.keys.map((jwk) => (jwk as { kid?: string }).kid), ["new", "bom"]);
   } finally {
     await Deno.remove(file);
+  }
+});
+
+Deno.test("a kid starting with U+FEFF round-trips through blobs and cryptoKv", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const jwk = await generateKey({ kid: "\uFEFFbom-key" });
+  assert.equal(jwk.kid, "\uFEFFbom-key");
+  const imported = await importKey(JSON.stringify(jwk));
+  for (const encryptionKey of [jwk, imported, await keyring(jwk)]) {
+    await set(kv, ["chunked"], new Uint8Array(200_000).fill(7), { encryptionKey });
+    assert.equal((await get(kv, ["chunked"], { encryptionKey })).value?.length, 200_000);
+    const meta = (await getMeta(kv, ["chunked"])).value!;
+    assert.ok(meta.encrypted);
+    assert.deepEqual(meta.kids, ["\uFEFFbom-key"]);
+    await set(kv, ["inline"], new Uint8Array([1, 2]), { encryptionKey });
+    assert.deepEqual((await get(kv, ["inline"], { encryptionKey })).value, new Uint8Array([1, 2]));
+    const values = cryptoKv(kv, encryptionKey);
+    await values.set(["value"], { hello: "world" });
+    assert.deepEqual((await values.get(["value"])).value, { hello: "world" });
   }
 });

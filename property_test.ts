@@ -16,16 +16,51 @@ import { generateKey } from "./keys.ts";
 /** Runs per property: enough to find edge cases, few enough for CI. */
 const RUNS = 200;
 
+/** Code units that text decoders, normalizers or Deno KV treat specially. */
+const TRICKY_UNITS = [
+  "\uFEFF", // byte-order mark: a default TextDecoder strips it when leading
+  "\uFFFE",
+  "\uFFFF",
+  "\0",
+  "\uD800", // lone high surrogate: Deno KV stores U+FFFD
+  "\uDFFF", // lone low surrogate
+  "\u0301", // combining acute accent
+  "e\u0301",
+  "\u00E9",
+  "a",
+];
+
+/** Strings built to start, end or be interleaved with the tricky code units. */
+const trickyString = fc.array(
+  fc.oneof(fc.constantFrom(...TRICKY_UNITS), fc.string({ unit: "binary", maxLength: 4 })),
+  { maxLength: 12 },
+).map((pieces) => pieces.join(""));
+
 const keyPart: fc.Arbitrary<Deno.KvKeyPart> = fc.oneof(
   fc.string({ unit: "binary" }),
+  trickyString,
+  fc.string({ unit: "grapheme", minLength: 200, maxLength: 400 }),
   fc.uint8Array({ maxLength: 40 }),
   fc.double({ noNaN: true }),
+  fc.constantFrom(-0, 0, Infinity, -Infinity, Number.MAX_VALUE, Number.MIN_VALUE),
   fc.bigInt({ min: -(2n ** 130n), max: 2n ** 130n }),
   fc.boolean(),
 );
 const userKey = fc.array(keyPart, { minLength: 1, maxLength: 8 });
 
-Deno.test("encodeKey() and decodeKey() round-trip every key, −0 included", () => {
+/** Whether two keys are the same Deno KV key: bytes equal, −0 apart from 0. */
+function sameKey(a: Deno.KvKey, b: Deno.KvKey): boolean {
+  return a.length === b.length && a.every((part, i) => {
+    const other = b[i];
+    if (part instanceof Uint8Array) {
+      return other instanceof Uint8Array && part.length === other.length &&
+        part.every((byte, j) => byte === other[j]);
+    }
+    return Object.is(part, other);
+  });
+}
+
+Deno.test("encodeKey() and decodeKey() round-trip every key, −0 and a leading U+FEFF included", () => {
   fc.assert(
     fc.property(userKey, (key) => {
       const back = decodeKey(encodeKey(key));
@@ -33,8 +68,33 @@ Deno.test("encodeKey() and decodeKey() round-trip every key, −0 included", () 
       key.forEach((part, i) => {
         // Object.is keeps 0 and −0 apart, as Deno KV does.
         if (part instanceof Uint8Array) assert.deepEqual(back[i], part);
+        // A lone surrogate has no UTF-8 form: it comes back as U+FFFD, as Deno KV stores it.
+        else if (typeof part === "string") assert.equal(back[i], part.toWellFormed(), `part ${i}`);
         else assert.ok(Object.is(back[i], part), `part ${i}`);
       });
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+Deno.test("decodeKey(encodeKey(K)) is the key Deno KV stores for K, and encodes back to the same bytes", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await fc.assert(
+    fc.asyncProperty(userKey, async (key) => {
+      const fits = kvKeySize(key) <= KV_KEY_MAX;
+      fc.pre(fits);
+      // What Deno KV itself makes of the key (a lone surrogate becomes U+FFFD).
+      await kv.set(key, 1);
+      const stored = (await Array.fromAsync(kv.list({ prefix: [] })))[0]!.key;
+      await kv.delete(stored);
+      const encoded = encodeKey(key);
+      const decoded = decodeKey(encoded);
+      assert.ok(
+        sameKey(decoded, stored),
+        `decoded ${Deno.inspect(decoded)} != ${Deno.inspect(stored)}`,
+      );
+      assert.deepEqual(encodeKey(decoded), encoded);
+      assert.deepEqual(encodeKey(stored), encoded);
     }),
     { numRuns: RUNS },
   );
