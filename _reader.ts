@@ -19,7 +19,7 @@ import {
   READ_BATCH_CHUNKS,
   READ_BATCHES_IN_FLIGHT,
 } from "./_limits.ts";
-import { type RecordLayout, recordMagic } from "./_record.ts";
+import { isUnknownRecordVersion, type RecordLayout, recordMagic } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
 
 /** Options every read accepts. */
@@ -109,6 +109,13 @@ export async function openRecord(
   if (entry.versionstamp === null) return null;
   const magic = recordMagic(entry.value);
   if (magic === undefined) {
+    if (isUnknownRecordVersion(entry.value)) {
+      // Left alone, never guessed at: a newer kvcrypt may share the database.
+      const ErrorClass = readKeys === undefined ? CorruptBlobError : DecryptionError;
+      throw new ErrorClass(
+        `Cannot read ${keyText}: the record is in a format version this kvcrypt does not know (written by a newer kvcrypt?)`,
+      );
+    }
     // A reader holding a key fails closed: a damaged magic is tampering (step 1).
     if (readKeys !== undefined) {
       throw new DecryptionError(`Cannot decrypt ${keyText}: the header does not parse (step 1)`);

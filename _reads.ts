@@ -8,7 +8,7 @@
 import { owned } from "./_bytes.ts";
 import type { KeyEntry } from "./keys.ts";
 import type { OpenedRecord } from "./_format.ts";
-import { READ_RESTARTS_MAX } from "./_limits.ts";
+import { READ_RESTARTS_MAX, UNVERIFIED_PREALLOCATE_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
 import {
@@ -39,6 +39,44 @@ export function readTarget(
   return { kv, key, keyText: describeKey(key), options };
 }
 
+/**
+ * A buffered read's plaintext, gathered into one buffer of the blob's size.
+ * An authenticated size (an encrypted record's) is allocated at once; an
+ * unauthenticated one (a plain record's) only as chunks arrive, so a forged
+ * size fails at the first missing chunk instead of allocating it.
+ */
+class WholeBuffer {
+  #bytes: Uint8Array;
+  #length = 0;
+  #size: number;
+
+  constructor(size: number, sizeAuthenticated: boolean) {
+    this.#size = size;
+    this.#bytes = new Uint8Array(
+      sizeAuthenticated ? size : Math.min(size, UNVERIFIED_PREALLOCATE_MAX),
+    );
+  }
+
+  /** Appends a chunk (the reader has checked its length against the record). */
+  append(chunk: Uint8Array): void {
+    const end = this.#length + chunk.length;
+    if (end > this.#bytes.length) this.#grow(end);
+    this.#bytes.set(chunk, this.#length);
+    this.#length = end;
+  }
+
+  #grow(needed: number): void {
+    const grown = new Uint8Array(Math.min(this.#size, Math.max(needed, 2 * this.#bytes.length)));
+    grown.set(this.#bytes.subarray(0, this.#length));
+    this.#bytes = grown;
+  }
+
+  /** The bytes gathered. */
+  finish(): Uint8Array {
+    return this.#length === this.#bytes.length ? this.#bytes : this.#bytes.slice(0, this.#length);
+  }
+}
+
 /** Reads a whole blob into one buffer, restarting when it is replaced under the read. */
 export async function readWhole(
   target: ReadTarget,
@@ -49,15 +87,13 @@ export async function readWhole(
     // A restart reads strongly: a lagging replica could keep serving the replaced record.
     const { entry, record } = await openEntry(target, { prefetch: true, strong: restarts > 0 });
     if (record === null) return null;
-    const bytes = new Uint8Array(record.size);
+    const whole = new WholeBuffer(record.size, record.encrypted);
     try {
-      let offset = 0;
       const span = { first: 0, end: record.chunks };
       for await (const chunk of readChunks(target.kv, record, span, BUFFERED_PACE)) {
-        bytes.set(chunk, offset);
-        offset += chunk.length;
+        whole.append(chunk);
       }
-      return { entry, bytes, fields: record.meta };
+      return { entry, bytes: whole.finish(), fields: record.meta };
     } catch (error) {
       const explained = await explainMissing(target, record, error);
       if (explained !== "replaced") throw explained;

@@ -52,6 +52,24 @@ export function chunkLength(layout: RecordLayout, index: number): number {
   return index < layout.chunks - 1 ? layout.chunkSize : layout.size - index * layout.chunkSize;
 }
 
+/**
+ * The part every blob record magic shares across format versions: `KVP`
+ * (plain) or `KVC` (encrypted), then one version byte. A newer kvcrypt may
+ * write `KVP2` or `KVC2`; this version must leave such records alone.
+ */
+const RECORD_FAMILIES: readonly Uint8Array[] = [utf8("KVP"), utf8("KVC")];
+
+/**
+ * Whether the value at a user key is a blob record of a format version this
+ * kvcrypt does not know (a newer writer's `KVP2`, `KVC2`, …).
+ */
+export function isUnknownRecordVersion(value: unknown): boolean {
+  if (!(value instanceof Uint8Array) || value.length < PLAIN_MAGIC.length) return false;
+  const family = value.subarray(0, PLAIN_MAGIC.length - 1);
+  return recordMagic(value) === undefined &&
+    RECORD_FAMILIES.some((known) => bytesEqual(family, known));
+}
+
 /** Whether the value at a user key starts with one of kvcrypt's record magics. */
 export function recordMagic(value: unknown): "plain" | "sealed" | undefined {
   if (!(value instanceof Uint8Array) || value.length < PLAIN_MAGIC.length) return undefined;

@@ -171,6 +171,46 @@ export function contentType(type: string): string {
   return SAFE_TYPE.test(type) ? type : DEFAULT_CONTENT_TYPE;
 }
 
+/**
+ * Sent with every response about a blob: browsers must not guess a type
+ * (a sniffed "text/plain" upload could otherwise run as HTML).
+ */
+export const NOSNIFF = "nosniff";
+
+/**
+ * The default Content-Security-Policy of a response about a blob, as
+ * user-content hosts send: a document opened from it runs no script, loads
+ * nothing but itself (an image or video document shows its own URL), and
+ * lives in a unique origin (`sandbox`), so stored content cannot act in
+ * the app's origin. The caller's `headers` may replace it.
+ */
+export const SANDBOX_POLICY =
+  "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox";
+
+/** Passive types by their top-level type: a browser shows them without running anything. */
+const PASSIVE_TOP_LEVEL = new Set(["image", "audio", "video"]);
+
+/** Passive types by their essence. */
+const PASSIVE_TYPES = new Set(["application/pdf", "text/plain", "application/octet-stream"]);
+
+/**
+ * Whether a browser shows `type` without running or rendering it as a
+ * document: images other than SVG (and any XML-based image), audio, video,
+ * PDF, plain text and raw bytes. Matched case-insensitively, parameters
+ * ignored. Every other type (HTML, XHTML, SVG, XML, JavaScript, unknown
+ * ones) may carry script.
+ */
+export function isPassiveType(type: string): boolean {
+  const essence = type.split(";", 1)[0]!.trim().toLowerCase();
+  if (PASSIVE_TYPES.has(essence)) return true;
+  const slash = essence.indexOf("/");
+  const top = essence.slice(0, slash);
+  const sub = essence.slice(slash + 1);
+  if (slash <= 0 || sub === "" || !PASSIVE_TOP_LEVEL.has(top)) return false;
+  // Stops image/svg+xml (or another XML image) from running script as a document.
+  return !sub.includes("svg") && !sub.includes("xml");
+}
+
 /** The Last-Modified of a blob: only a File has a modification time. */
 function lastModifiedOf(meta: BlobMeta): number | undefined {
   return "kind" in meta && meta.kind === "file" ? meta.lastModified : undefined;
@@ -210,9 +250,13 @@ export function planResponse(request: Request | undefined, meta: BlobMeta): Plan
 export function blobHeaders(
   meta: BlobMeta,
   plan: Plan,
-  options: Pick<ResponseOptions, "headers" | "contentDisposition">,
+  options: Pick<ResponseOptions, "headers" | "contentDisposition" | "allowActiveContent">,
 ): Headers {
-  const headers = new Headers({ etag: entityTag(meta) });
+  const headers = new Headers({
+    etag: entityTag(meta),
+    "x-content-type-options": NOSNIFF,
+    "content-security-policy": SANDBOX_POLICY,
+  });
   if (plan.status !== 304) headers.set("accept-ranges", "bytes");
   if (plan.status === 416) {
     headers.set("content-range", `bytes */${meta.size}`);
@@ -225,7 +269,7 @@ export function blobHeaders(
     }
     const lastModified = httpDate(lastModifiedOf(meta));
     if (lastModified !== undefined) headers.set("last-modified", lastModified);
-    const name = "kind" in meta && meta.kind === "file" ? meta.name : undefined;
+    const name = nameOf(meta);
     if (name !== undefined && options.contentDisposition !== false) {
       headers.set("content-disposition", contentDisposition(name));
     }
@@ -233,7 +277,21 @@ export function blobHeaders(
   const extra = new Headers(options.headers);
   for (const name of extra.keys()) headers.delete(name);
   for (const [name, value] of extra) headers.append(name, value);
+  const sentType = headers.get("content-type");
+  // Stops stored HTML, SVG or script from opening as a page of the app's
+  // origin: such types download unless the caller opts in (or sets the field).
+  if (
+    sentType !== null && !isPassiveType(sentType) && !options.allowActiveContent &&
+    !extra.has("content-disposition")
+  ) {
+    headers.set("content-disposition", contentDisposition(nameOf(meta) ?? ""));
+  }
   return headers;
+}
+
+/** The name of a stored File, if the blob is one. */
+function nameOf(meta: BlobMeta): string | undefined {
+  return "kind" in meta && meta.kind === "file" ? meta.name : undefined;
 }
 
 /** Whether the answer is sure to be the whole body (no HEAD, Range or possible 304). */

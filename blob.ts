@@ -88,8 +88,10 @@ export interface StagedBlob {
   addTo(op: Deno.AtomicOperation): Deno.AtomicOperation;
   /**
    * Finishes the write after `op.commit()`: pass its result, or the error it
-   * threw. On success the replaced blob's chunks are deleted; otherwise the
-   * staged chunks are (unless a lost reply turns out to have committed).
+   * threw. It looks at the record: if it holds the staged blob, the replaced
+   * blob's chunks are deleted; otherwise the staged chunks are and the blob
+   * stored before is kept (whatever the result said: a commit of an atomic
+   * that did not carry `addTo` committed nothing of the staged blob).
    */
   complete(resultOrError: Deno.KvCommitResult | Deno.KvCommitError | unknown): Promise<void>;
 }
@@ -109,12 +111,18 @@ export interface VacuumOptions {
   olderThan?: number | undefined;
 }
 
-/** What {@linkcode vacuum} removed. */
+/** What {@linkcode vacuum} removed, and what it left alone. */
 export interface VacuumResult {
   /** Version entries removed. */
   versions: number;
   /** Chunk entries removed. */
   chunks: number;
+  /**
+   * Old versions kept because the record at their key could not be
+   * understood: a format version this kvcrypt does not know (a newer
+   * kvcrypt's), or a record that fails to parse. Their chunks stay.
+   */
+  skipped: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -237,11 +245,12 @@ export async function stage(
       assertBeforeDeadline(prepared.target);
       return addRecordCommit(op, prepared, plan);
     },
-    async complete(resultOrError) {
+    async complete(_resultOrError) {
       if (completed) return;
-      const ok = typeof resultOrError === "object" && resultOrError !== null &&
-        (resultOrError as { ok?: unknown }).ok === true;
-      if (ok || await writer.abandon() !== undefined) await deleteReplaced(kv, replaced);
+      // The result is not trusted: `{ ok: true }` from an atomic that did not
+      // carry addTo would delete the live blob's chunks. Only the record
+      // holding the staged version proves the commit; else clean up.
+      if (await writer.abandon() !== undefined) await deleteReplaced(kv, replaced);
       // Only now: a cleanup that threw may be completed again.
       completed = true;
     },
@@ -589,8 +598,26 @@ export interface ResponseOptions extends ReadOptions {
    * Vary, CORS, a Content-Type of your own…
    */
   headers?: HeadersInit | undefined;
-  /** Send `Content-Disposition: attachment` with the name of a stored File. Default true. */
+  /**
+   * Send `Content-Disposition: attachment` with the name of a stored File.
+   * Types a browser would run or render as a document are sent as
+   * `attachment` whatever this says (see `allowActiveContent`).
+   *
+   * @default {true}
+   */
   contentDisposition?: boolean | undefined;
+  /**
+   * Let types a browser would run or render as a document (HTML, XHTML,
+   * SVG, XML, JavaScript, and every type outside the passive list: images
+   * other than SVG, audio, video, PDF, `text/plain`,
+   * `application/octet-stream`) be displayed inline. Without it they are
+   * sent as `attachment`, since a stored type is whatever the uploader
+   * claimed. Only for content you trust: the sandboxing
+   * Content-Security-Policy is still sent unless `headers` replaces it.
+   *
+   * @default {false}
+   */
+  allowActiveContent?: boolean | undefined;
   /** Body of the 404 when no blob is stored (or it expired). Default none. */
   notFoundBody?: BodyInit | undefined;
   /** Headers of that 404. */
@@ -610,6 +637,14 @@ export interface ResponseOptions extends ReadOptions {
  * `If-Range` that is not the current ETag get the whole blob (200); HEAD gets
  * the headers only; other methods get the whole blob with no condition or
  * range evaluated. Caching headers are the caller's (`headers`).
+ *
+ * Safe for user content by default: every response about a blob carries
+ * `X-Content-Type-Options: nosniff` and a sandboxing
+ * `Content-Security-Policy` (no script, no subresources, a unique origin),
+ * and a type a browser would run or render as a document (HTML, SVG, XML,
+ * JavaScript, anything but images, audio, video, PDF, plain text and raw
+ * bytes) is sent as `attachment`, for Blobs too, unless
+ * `allowActiveContent` is set. `headers` may replace any of these.
  *
  * The record is read and, if encrypted, authenticated before this resolves,
  * so a wrong key rejects the call rather than sending a 200 with a broken
@@ -750,9 +785,15 @@ async function removalApplied(
  * others write: a writer that publishes first makes vacuum skip the version,
  * and a vacuum that wins makes the writer fail instead of publishing.
  *
+ * It deletes only what it can prove orphaned: a version is removed when the
+ * record at its key is absent, is not a kvcrypt record, or is a record this
+ * version of kvcrypt understands that names another version. A record of an
+ * unknown format version (written by a newer kvcrypt sharing the database)
+ * or one that fails to parse keeps its chunks, counted in `skipped`.
+ *
  * @param kv The store.
  * @param options `olderThan` in milliseconds (default one hour).
- * @returns How many versions and chunks were removed.
+ * @returns How many versions and chunks were removed, and how many versions were kept as not provably orphaned.
  * @throws {TypeError} if `olderThan` is not a number.
  * @throws {RangeError} if `olderThan` is negative.
  *
@@ -763,7 +804,7 @@ async function removalApplied(
  *
  * const kv = await Deno.openKv(":memory:");
  * await set(kv, ["x"], new Uint8Array(100_000));
- * assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 });
+ * assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
  * kv.close();
  * ```
  */

@@ -134,6 +134,8 @@ async function leftovers(kv: Deno.Kv, key: Deno.KvKey): Promise<VacuumResult> {
   return {
     versions: extra.filter((entry) => entry[1] === "version").length,
     chunks: extra.filter((entry) => entry[1] === "chunk").length,
+    // Every leftover is provably orphaned: vacuum must not skip one.
+    skipped: 0,
   };
 }
 
@@ -306,7 +308,11 @@ async function runMatrix(
         const left = await leftovers(kv, key);
         if (!crash && !outcome.ok && !published) {
           // A failed write with working cleanup removes what it wrote itself.
-          assert.deepEqual(left, { versions: 0, chunks: 0 }, `${label}: the writer cleaned up`);
+          assert.deepEqual(
+            left,
+            { versions: 0, chunks: 0, skipped: 0 },
+            `${label}: the writer cleaned up`,
+          );
         }
         // Every leftover is one vacuum finds: chunks without a version entry would stay.
         const removed = await vacuum(kv, { olderThan: 0 });
@@ -609,7 +615,7 @@ async function concurrentWritersAndReaders(kv: Deno.Kv, format: Format): Promise
   assert.deepEqual(final.value, values[last]);
   // Every overwrite deleted what it replaced: no orphan even before vacuum.
   await assertOnlyLive(kv, key, "concurrent writers leave no orphan");
-  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 });
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
   await assertOnlyLive(kv, key, "after vacuum");
 }
 
@@ -664,7 +670,7 @@ Deno.test("concurrency: sets and removes race on one key while readers read", as
     const final = await get(kv, key);
     assert.deepEqual(final.value, ops[last]!.value);
     await assertOnlyLive(kv, key, "sets and removes leave no orphan");
-    assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 });
+    assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
   } finally {
     kv.close();
   }
@@ -715,7 +721,11 @@ for (const format of FORMATS) {
         assert.equal(stored.versionstamp, winner.versionstamp);
         // The loser cleaned up by itself, and the winner deleted what it replaced.
         await assertOnlyLive(kv, key, `round ${round}: no orphan without vacuum`);
-        assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 });
+        assert.deepEqual(await vacuum(kv, { olderThan: 0 }), {
+          versions: 0,
+          chunks: 0,
+          skipped: 0,
+        });
       } finally {
         kv.close();
       }
@@ -777,6 +787,7 @@ for (const format of FORMATS) {
       assert.deepEqual(await vacuum(kv, { olderThan: 0 }), {
         versions: 1,
         chunks: CHUNKS_PER_ATOMIC,
+        skipped: 0,
       });
       const vacuumedAt = recorded.writes;
       gate.resolve();
@@ -798,7 +809,7 @@ for (const format of FORMATS) {
       assert.ok(outcome.error instanceof ConcurrentModificationError, String(outcome.error));
       assert.deepEqual(await readBytes(kv, key, format), old);
       await assertOnlyLive(kv, key, "the failed write cleaned up after itself");
-      assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 });
+      assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
     } finally {
       kv.close();
     }
@@ -847,7 +858,11 @@ Deno.test("vacuum race: vacuum just before every write of a 40-chunk overwrite",
         assert.deepEqual(await readBytes(kv, key, PLAIN), old, label);
       }
       await assertOnlyLive(kv, key, `${label}: no orphan without another vacuum`);
-      assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 }, label);
+      assert.deepEqual(
+        await vacuum(kv, { olderThan: 0 }),
+        { versions: 0, chunks: 0, skipped: 0 },
+        label,
+      );
     } finally {
       kv.close();
     }
@@ -896,7 +911,11 @@ Deno.test("vacuum race: free-running vacuum against a slow 40-chunk write", asyn
       }
       outcomes.push(outcome.ok ? "ok" : "conflict");
       await assertOnlyLive(kv, key, `${label}: no orphan, no record without chunks`);
-      assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 }, label);
+      assert.deepEqual(
+        await vacuum(kv, { olderThan: 0 }),
+        { versions: 0, chunks: 0, skipped: 0 },
+        label,
+      );
     } finally {
       kv.close();
     }

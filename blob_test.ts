@@ -1035,6 +1035,17 @@ const RECORD_TAMPERS: {
     patch: (view) => view.setBigUint64(24, BigInt(3 * CHUNK - 11)),
   },
   {
+    // Plain sizes are not authenticated: a read must fail at the first missing
+    // chunk, not try to allocate 32 TiB.
+    what: "a forged size of 2^45 bytes and a matching chunk count",
+    size: 3 * CHUNK,
+    header: false,
+    patch: (view) => {
+      view.setBigUint64(24, 2n ** 45n);
+      view.setUint32(32, 2 ** 45 / CHUNK);
+    },
+  },
+  {
     what: "inline data longer than its size",
     size: 100,
     header: true,
@@ -1313,6 +1324,24 @@ kvTest(
 );
 
 kvTest(
+  "stage().complete({ ok: true }) from an atomic without addTo keeps the live blob and removes the staged chunks",
+  async (kv) => {
+    const live = randomBytes(4 * CHUNK);
+    await set(kv, ["doc"], live);
+    const before = await snapshot(kv);
+    const staged = await stage(kv, ["doc"], randomBytes(6 * CHUNK));
+    // The caller forgot addTo: this commit carries nothing of the staged blob.
+    const result = await kv.atomic().set(["index"], 1).commit();
+    assert.equal(result.ok, true);
+    await staged.complete(result);
+    assertBytes((await get(kv, ["doc"])).value!, live, "the live blob is intact");
+    await assertInternalCounts(kv, live.length, "no staged chunk left");
+    const after = await snapshot(kv);
+    for (const [key, versionstamp] of before) assert.equal(after.get(key), versionstamp, key);
+  },
+);
+
+kvTest(
   "stage() whose key changed before the commit fails, and complete() removes its chunks",
   async (kv) => {
     await set(kv, ["doc"], randomBytes(2 * CHUNK));
@@ -1412,7 +1441,7 @@ async function backdateVersion(kv: Deno.Kv, id: Uint8Array, state?: number): Pro
 }
 
 kvTest("vacuum() finds nothing to remove in a store written only through the API", async (kv) => {
-  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 });
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
   const live = randomBytes(3 * CHUNK);
   await set(kv, ["a"], randomBytes(2 * CHUNK));
   await set(kv, ["a"], live);
@@ -1420,8 +1449,8 @@ kvTest("vacuum() finds nothing to remove in a store written only through the API
   await set(kv, ["c"], randomBytes(14 * CHUNK));
   await remove(kv, ["c"]);
   const before = await snapshot(kv);
-  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 });
-  assert.deepEqual(await vacuum(kv), { versions: 0, chunks: 0 });
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
+  assert.deepEqual(await vacuum(kv), { versions: 0, chunks: 0, skipped: 0 });
   assert.deepEqual(await snapshot(kv), before);
   assertBytes((await get(kv, ["a"])).value!, live);
 });
@@ -1433,11 +1462,15 @@ kvTest("vacuum() removes a version no record points to, and keeps the live blob"
   await set(kv, ["gone"], randomBytes(5 * CHUNK + 1)); // 6 chunks
   await kv.delete(["gone"]); // as if a crash hit right after the record's removal
 
-  assert.deepEqual(await vacuum(kv), { versions: 0, chunks: 0 }, "too young by default");
-  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 1, chunks: 6 });
+  assert.deepEqual(
+    await vacuum(kv),
+    { versions: 0, chunks: 0, skipped: 0 },
+    "too young by default",
+  );
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 1, chunks: 6, skipped: 0 });
   assert.deepEqual(await snapshot(kv), liveEntries);
   assertBytes((await get(kv, ["live"])).value!, live);
-  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 });
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
 });
 
 kvTest("vacuum() removes an old version whose key now holds something else", async (kv) => {
@@ -1449,7 +1482,11 @@ kvTest("vacuum() removes an old version whose key now holds something else", asy
   await backdateVersion(kv, id);
   await kv.set(["k"], "overwritten outside kvcrypt");
 
-  assert.deepEqual(await vacuum(kv), { versions: 1, chunks: 3 }, "older than the default hour");
+  assert.deepEqual(
+    await vacuum(kv),
+    { versions: 1, chunks: 3, skipped: 0 },
+    "older than the default hour",
+  );
   const after = await snapshot(kv);
   after.delete(keyText(["k"]));
   assert.deepEqual(after, liveEntries);
@@ -1461,7 +1498,7 @@ kvTest("vacuum() never removes an old version its record still points to", async
   await set(kv, ["k"], data);
   await backdateVersion(kv, (await rawRecord(kv, ["k"])).id);
   const before = await snapshot(kv);
-  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0 });
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
   assert.deepEqual(await snapshot(kv), before);
   assertBytes((await get(kv, ["k"])).value!, data);
 });
@@ -1472,7 +1509,7 @@ kvTest("vacuum() finishes a tombstone a crash left behind", async (kv) => {
   await kv.delete(["k"]);
   await backdateVersion(kv, id, 2);
   await kv.delete([INTERNAL, "chunk", id, 0]); // the crash came after the first deletes
-  assert.deepEqual(await vacuum(kv), { versions: 1, chunks: 2 });
+  assert.deepEqual(await vacuum(kv), { versions: 1, chunks: 2, skipped: 0 });
   assert.equal((await internalEntries(kv)).keys.size, 0);
 });
 
@@ -1507,7 +1544,7 @@ kvTest("vacuum() removes an orphan whose key Deno KV cannot store, and goes on",
   version.set(oversized, 9); // created = 0: long ago
   await kv.set([INTERNAL, "version", id], version);
   await kv.set([INTERNAL, "chunk", id, 0], randomBytes(CHUNK));
-  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 1, chunks: 1 });
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 1, chunks: 1, skipped: 0 });
   assert.equal((await get(kv, ["live"])).value?.length, 2 * CHUNK);
 });
 

@@ -19,8 +19,16 @@ import {
 import { DecryptionError } from "./crypto.ts";
 import { generateKey } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
+import { encodePlainRecord } from "./_record.ts";
 import { PLAIN_CHUNK_SIZE, SEALED_CHUNK_SIZE } from "./_limits.ts";
-import { contentDisposition, contentType, parseEntityTags, parseRange } from "./_response.ts";
+import {
+  contentDisposition,
+  contentType,
+  isPassiveType,
+  parseEntityTags,
+  parseRange,
+  SANDBOX_POLICY,
+} from "./_response.ts";
 import { assertBytes, collect, kvTest, randomBytes } from "./_test_util.ts";
 
 // ---------------------------------------------------------------------------
@@ -87,9 +95,11 @@ for (const encrypted of [false, true]) {
         "accept-ranges": "bytes",
         "content-disposition": `attachment; filename="photo.png"; filename*=UTF-8''photo.png`,
         "content-length": String(SIZE),
+        "content-security-policy": SANDBOX_POLICY,
         "content-type": "image/png",
         etag,
         "last-modified": MODIFIED_HTTP,
+        "x-content-type-options": "nosniff",
       });
       assert.match(etag, /^"[0-9a-f]{32}"$/);
       assertBytes(await collect(response.body!), bytes);
@@ -97,16 +107,19 @@ for (const encrypted of [false, true]) {
   );
 }
 
-kvTest("getAsResponse() sends no Content-Disposition or Last-Modified for a Blob", async (kv) => {
-  await set(kv, ["blob"], new Blob(["<p>hi</p>"], { type: "text/html" }));
-  const response = await getAsResponse(kv, ["blob"]);
-  assert.equal(response.status, 200);
-  assert.equal(response.headers.get("content-type"), "text/html");
-  assert.equal(response.headers.get("content-length"), "9");
-  assert.equal(response.headers.get("content-disposition"), null);
-  assert.equal(response.headers.get("last-modified"), null);
-  assert.equal(await response.text(), "<p>hi</p>");
-});
+kvTest(
+  "getAsResponse() sends no Content-Disposition or Last-Modified for a passive Blob",
+  async (kv) => {
+    await set(kv, ["blob"], new Blob(["hi there"], { type: "text/plain" }));
+    const response = await getAsResponse(kv, ["blob"]);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-type"), "text/plain");
+    assert.equal(response.headers.get("content-length"), "8");
+    assert.equal(response.headers.get("content-disposition"), null);
+    assert.equal(response.headers.get("last-modified"), null);
+    assert.equal(await response.text(), "hi there");
+  },
+);
 
 kvTest("getAsResponse() sends application/octet-stream for bytes with no type", async (kv) => {
   await set(kv, ["bytes"], new Uint8Array([1, 2, 3]));
@@ -209,7 +222,13 @@ kvTest("getAsResponse() answers 304 for a matching If-None-Match", async (kv) =>
       });
       assert.equal(response.status, 304, `${method} ${field}`);
       assert.equal(response.body, null);
-      assert.deepEqual(headersOf(response), { etag, "cache-control": "no-cache", vary: "cookie" });
+      assert.deepEqual(headersOf(response), {
+        etag,
+        "cache-control": "no-cache",
+        vary: "cookie",
+        "content-security-policy": SANDBOX_POLICY,
+        "x-content-type-options": "nosniff",
+      });
     }
   }
 });
@@ -408,9 +427,11 @@ kvTest(
         "accept-ranges",
         "content-disposition",
         "content-length",
+        "content-security-policy",
         "content-type",
         "etag",
         "last-modified",
+        "x-content-type-options",
       ]);
       await response.body!.cancel();
     }
@@ -569,3 +590,148 @@ kvTest(
     assertBytes(await collect(resumed.body!), replacement.bytes);
   },
 );
+
+// ---------------------------------------------------------------------------
+// Safe for user content: nosniff, a sandboxing CSP, active types as attachments.
+
+/** Types a browser would run or render as a document, spelled as uploaders send them. */
+const ACTIVE_TYPES = [
+  "text/html",
+  "TEXT/HTML",
+  "Text/Html; charset=utf-8",
+  "text/html;charset=UTF-8",
+  "application/xhtml+xml",
+  "image/svg+xml",
+  "IMAGE/SVG+XML; charset=utf-8",
+  "application/xml",
+  "text/xml",
+  "text/javascript",
+  "application/javascript",
+  "application/x-unknown-thing",
+];
+
+/** The ways a blob with a type gets stored: Blob or File, plain or encrypted. */
+const STORED_FORMS = [
+  { form: "Blob", file: false, encrypted: false },
+  { form: "File", file: true, encrypted: false },
+  { form: "encrypted Blob", file: false, encrypted: true },
+  { form: "encrypted File", file: true, encrypted: true },
+];
+
+for (const { form, file, encrypted } of STORED_FORMS) {
+  kvTest(
+    `getAsResponse() sends an active-type ${form} as an attachment with nosniff`,
+    async (kv) => {
+      const options = encrypted ? { encryptionKey: await generateKey() } : {};
+      for (const type of ACTIVE_TYPES) {
+        const body = "<script>alert(document.cookie)</script>";
+        const value = file ? new File([body], "page.html", { type }) : new Blob([body], { type });
+        await set(kv, ["upload"], value, options);
+        for (const fields of [{}, { range: "bytes=0-3" }]) {
+          const response = await getAsResponse(kv, ["upload"], {
+            ...options,
+            request: request(fields),
+          });
+          const disposition = response.headers.get("content-disposition");
+          assert.ok(disposition?.startsWith("attachment"), `${type}: ${disposition}`);
+          if (file) assert.match(disposition!, /filename="page\.html"/);
+          // contentDisposition: false does not make an active type inline.
+          const withoutName = await getAsResponse(kv, ["upload"], {
+            ...options,
+            contentDisposition: false,
+          });
+          assert.ok(withoutName.headers.get("content-disposition")?.startsWith("attachment"));
+          await withoutName.body?.cancel();
+          assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+          assert.equal(response.headers.get("content-security-policy"), SANDBOX_POLICY);
+          await response.body?.cancel();
+        }
+      }
+    },
+  );
+
+  kvTest(
+    `getAsResponse() serves an image/png ${form} inline with nosniff and the sandbox`,
+    async (kv) => {
+      const options = encrypted ? { encryptionKey: await generateKey() } : {};
+      const value = file
+        ? new File([randomBytes(10)], "p.png", { type: "image/png" })
+        : new Blob([randomBytes(10)], { type: "image/png" });
+      await set(kv, ["img"], value, options);
+      const response = await getAsResponse(kv, ["img"], { ...options, contentDisposition: false });
+      assert.equal(response.headers.get("content-disposition"), null);
+      assert.equal(response.headers.get("content-type"), "image/png");
+      assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+      assert.equal(response.headers.get("content-security-policy"), SANDBOX_POLICY);
+      await response.body?.cancel();
+    },
+  );
+
+  kvTest(
+    `getAsResponse() serves an HTML ${form} inline only with allowActiveContent`,
+    async (kv) => {
+      const options = encrypted ? { encryptionKey: await generateKey() } : {};
+      const value = file
+        ? new File(["<p>ok</p>"], "page.html", { type: "text/html" })
+        : new Blob(["<p>ok</p>"], { type: "text/html" });
+      await set(kv, ["page"], value, options);
+      const response = await getAsResponse(kv, ["page"], {
+        ...options,
+        allowActiveContent: true,
+        contentDisposition: false,
+      });
+      assert.equal(response.headers.get("content-disposition"), null);
+      assert.equal(response.headers.get("content-type"), "text/html");
+      assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+      assert.equal(await response.text(), "<p>ok</p>");
+      // The caller's headers may replace the policy for content they trust.
+      const trusted = await getAsResponse(kv, ["page"], {
+        ...options,
+        allowActiveContent: true,
+        headers: { "content-security-policy": "default-src 'self'" },
+      });
+      assert.equal(trusted.headers.get("content-security-policy"), "default-src 'self'");
+      await trusted.body?.cancel();
+    },
+  );
+}
+
+kvTest(
+  "getAsResponse() sends a forged plain record whose metadata says text/html as an attachment",
+  async (kv) => {
+    // No set(): an attacker with write access stores a record of their own.
+    const id = randomBytes(16);
+    const body = new TextEncoder().encode("<script>steal()</script>");
+    const layout = { id, chunkSize: PLAIN_CHUNK_SIZE, size: body.length, chunks: 1, expiresAt: 0 };
+    await kv.set(["forged"], encodePlainRecord(layout, { kind: "blob", type: "text/html" }, body));
+    const response = await getAsResponse(kv, ["forged"]);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-type"), "text/html");
+    assert.equal(response.headers.get("content-disposition"), "attachment");
+    assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+    assert.equal(response.headers.get("content-security-policy"), SANDBOX_POLICY);
+    assert.equal(await response.text(), "<script>steal()</script>");
+  },
+);
+
+Deno.test("isPassiveType() allows only images but SVG, audio, video, PDF, plain text and bytes", () => {
+  for (
+    const type of [
+      "image/png",
+      "IMAGE/JPEG",
+      "image/webp; q=1",
+      "audio/mpeg",
+      "video/mp4",
+      "application/pdf",
+      "Application/PDF",
+      "text/plain",
+      "text/plain; charset=utf-8",
+      "application/octet-stream",
+    ]
+  ) {
+    assert.ok(isPassiveType(type), type);
+  }
+  for (const type of [...ACTIVE_TYPES, "", "image", "image/", "/png", "text/plain+html"]) {
+    assert.ok(!isPassiveType(type), type);
+  }
+});

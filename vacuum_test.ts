@@ -1,0 +1,157 @@
+/**
+ * vacuum() removes only what it can prove orphaned: blobs at keys whose text
+ * a careless decoder would change survive it, records of an unknown format
+ * version or that fail to parse keep their chunks, and a key overwritten
+ * with another value is cleaned.
+ */
+
+import assert from "node:assert/strict";
+import { ByteWriter } from "./_bytes.ts";
+import { versionKey } from "./_kv_keys.ts";
+import { encodeVersion, VERSION_LIVE } from "./_record.ts";
+import { assertBytes, internalEntries, kvTest, randomBytes } from "./_test_util.ts";
+import { encodeKey } from "./_user_key.ts";
+import { CorruptBlobError, get, set, vacuum } from "./blob.ts";
+import { DecryptionError } from "./crypto.ts";
+import { generateKey } from "./keys.ts";
+
+/** Four chunks: large enough that the blob has chunk entries and a version entry. */
+const CHUNKED = 200_000;
+
+/** Keys whose parts a BOM-stripping or normalizing decoder would change, and every part type. */
+const TRICKY_KEYS: Deno.KvKey[] = [
+  ["files", "\uFEFFreport.csv"],
+  ["files", "a\uFEFFb"],
+  ["\uFEFF"],
+  ["\uFFFE", "\uFFFF"],
+  ["nul\0inside", "\0"],
+  ["e\u0301", "\u00E9"], // the same text in two normal forms: two keys
+  ["x".repeat(1_500)],
+  [-0],
+  [0],
+  [Infinity, -Infinity],
+  [2n ** 70n, -(2n ** 70n), 0n],
+  [true, false],
+  [new Uint8Array([0, 0xef, 0xbb, 0xbf, 0xff])],
+];
+
+for (const encrypted of [false, true]) {
+  const label = encrypted ? "encrypted" : "plain";
+  kvTest(
+    `vacuum() keeps ${label} chunked blobs at keys with a BOM, NUL, −0 and every part type`,
+    async (kv) => {
+      const options = encrypted ? { encryptionKey: await generateKey() } : {};
+      const values = TRICKY_KEYS.map(() => randomBytes(CHUNKED));
+      for (const [i, key] of TRICKY_KEYS.entries()) await set(kv, key, values[i]!, options);
+      const before = await internalEntries(kv);
+      assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
+      assert.deepEqual(await internalEntries(kv), before);
+      for (const [i, key] of TRICKY_KEYS.entries()) {
+        assertBytes((await get(kv, key, options)).value!, values[i]!, Deno.inspect(key));
+      }
+    },
+  );
+}
+
+kvTest(
+  "vacuum() keeps a blob whose key has a lone surrogate (stored by Deno KV as U+FFFD)",
+  async (kv) => {
+    const value = randomBytes(CHUNKED);
+    await set(kv, ["files", "\uD800name"], value);
+    assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
+    assertBytes((await get(kv, ["files", "\uFFFDname"])).value!, value);
+    assertBytes((await get(kv, ["files", "\uD800name"])).value!, value);
+  },
+);
+
+/** Replaces the first four bytes of the record at `key`; returns the original bytes. */
+async function rewriteMagic(kv: Deno.Kv, key: Deno.KvKey, magic: string): Promise<Uint8Array> {
+  const original = (await kv.get<Uint8Array>(key)).value!;
+  const edited = original.slice();
+  edited.set(new TextEncoder().encode(magic), 0);
+  await kv.set(key, edited);
+  return original;
+}
+
+for (const [encrypted, magic] of [[false, "KVP9"], [true, "KVC2"], [false, "KVC7"]] as const) {
+  const label = encrypted ? "encrypted" : "plain";
+  kvTest(
+    `vacuum() keeps every chunk of ${
+      label === "plain" ? "a" : "an"
+    } ${label} blob whose record became ${magic}`,
+    async (kv) => {
+      const options = encrypted ? { encryptionKey: await generateKey() } : {};
+      const value = randomBytes(CHUNKED);
+      await set(kv, ["doc"], value, options);
+      const before = await internalEntries(kv);
+      const original = await rewriteMagic(kv, ["doc"], magic);
+      assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 1 });
+      assert.deepEqual(await internalEntries(kv), before, "no chunk or version entry removed");
+      await kv.set(["doc"], original);
+      assertBytes((await get(kv, ["doc"], options)).value!, value, "readable once restored");
+    },
+  );
+}
+
+kvTest("vacuum() keeps the chunks of a record that fails to parse", async (kv) => {
+  const value = randomBytes(CHUNKED);
+  await set(kv, ["doc"], value);
+  const before = await internalEntries(kv);
+  const original = (await kv.get<Uint8Array>(["doc"])).value!;
+  await kv.set(["doc"], original.subarray(0, 30)); // a KVP1 record cut short
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 1 });
+  assert.deepEqual(await internalEntries(kv), before);
+  await kv.set(["doc"], original);
+  assertBytes((await get(kv, ["doc"])).value!, value);
+});
+
+for (const encrypted of [false, true]) {
+  const label = encrypted ? "encrypted" : "plain";
+  kvTest(
+    `vacuum() cleans ${
+      label === "plain" ? "a" : "an"
+    } ${label} blob whose key was overwritten with another value`,
+    async (kv) => {
+      const options = encrypted ? { encryptionKey: await generateKey() } : {};
+      await set(kv, ["doc"], randomBytes(CHUNKED), options);
+      const { chunks } = await internalEntries(kv);
+      await kv.set(["doc"], { note: "no longer a blob" });
+      assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 1, chunks, skipped: 0 });
+      assert.deepEqual((await internalEntries(kv)).keys.size, 0);
+      assert.deepEqual((await kv.get(["doc"])).value, { note: "no longer a blob" });
+    },
+  );
+}
+
+kvTest(
+  "vacuum() leaves a version alone whose stored key does not re-encode to the same bytes",
+  async (kv) => {
+    const id = randomBytes(16);
+    // A bigint part with a leading zero byte: it decodes to [5n], whose encoding differs.
+    const nonCanonical = new ByteWriter().u8(0x04).u32(3).bytes(Uint8Array.of(0, 0, 5)).finish();
+    assert.notDeepEqual(encodeKey([5n]), nonCanonical);
+    await kv.set(
+      versionKey(id),
+      encodeVersion({ state: VERSION_LIVE, created: 0, encodedKey: nonCanonical }),
+    );
+    assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 1 });
+    assert.notEqual((await kv.get(versionKey(id))).versionstamp, null);
+  },
+);
+
+kvTest("get() of a record in an unknown format version says so and changes nothing", async (kv) => {
+  await set(kv, ["doc"], randomBytes(CHUNKED));
+  await rewriteMagic(kv, ["doc"], "KVP2");
+  const before = await internalEntries(kv);
+  await assert.rejects(get(kv, ["doc"]), (error: Error) => {
+    assert.ok(error instanceof CorruptBlobError);
+    assert.match(
+      error.message,
+      /^Cannot read \["doc"\]: .*format version this kvcrypt does not know/,
+    );
+    return true;
+  });
+  const encryptionKey = await generateKey();
+  await assert.rejects(get(kv, ["doc"], { encryptionKey }), DecryptionError);
+  assert.deepEqual(await internalEntries(kv), before);
+});
