@@ -13,14 +13,14 @@ import { versionKey } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
 import { CHUNK_GRACE_MS, KV_DEADLINE_MAX } from "./_limits.ts";
 import { encodeMeta } from "./_record.ts";
-import { fixedPieces, sourceOf } from "./_source.ts";
+import { applyMetadata, fixedPieces, type MetadataOptions, sourceOf } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
 import { assertUserKey, describeKey, encodeKey } from "./_user_key.ts";
 import { finishTombstone, tombstoneOf } from "./_versions.ts";
 import { assertBeforeDeadline, expiryOptions, VersionWriter, type WriteTarget } from "./_writer.ts";
 
 /** Options of {@linkcode set} and {@linkcode stage}. */
-export interface SetOptions {
+export interface SetOptions extends MetadataOptions {
   /**
    * Encrypt every chunk and the metadata under this key (or, for an array,
    * for each of these recipients).
@@ -181,7 +181,8 @@ export async function prepareWrite(
   let pieces: AsyncGenerator<Uint8Array> | undefined;
   try {
     const deadline = validateSetOptions(options, keyText);
-    encodeMeta(source.meta, keyText);
+    const meta = applyMetadata(source.meta, options, `store ${keyText}`);
+    encodeMeta(meta, keyText);
     options.signal?.throwIfAborted();
     const target: WriteTarget = {
       kv,
@@ -196,7 +197,7 @@ export async function prepareWrite(
     current.catch(() => {});
     const format = await writeFormat(options, writer.id);
     pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
-    const record = await writer.write(pieces, format, source.meta);
+    const record = await writer.write(pieces, format, meta);
     return { target, writer, record, current: await current };
   } catch (error) {
     await pieces?.return(undefined).catch(() => {});

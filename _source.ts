@@ -34,6 +34,54 @@ function singleChunkStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
   });
 }
 
+/** Metadata a caller gives `set` for a value, replacing what the value itself carries. */
+export interface MetadataOptions {
+  /** MIME type; the value is then stored as a Blob (or a File, with `name`). */
+  type?: string | undefined;
+  /** File name; the value is then stored as a File. */
+  name?: string | undefined;
+  /** A File's last modification time, ms since the epoch (only with a name or for a File). */
+  lastModified?: number | undefined;
+}
+
+/**
+ * The value's own metadata with the caller's options applied: `name` makes
+ * it a File (lastModified defaulting to now, as `new File` does), `type`
+ * alone a Blob.
+ *
+ * @throws {TypeError} if an option has the wrong type, or `lastModified` is
+ * given for a value that is not a File and without a `name`.
+ */
+export function applyMetadata(
+  own: BlobMetaFields,
+  options: MetadataOptions,
+  action: string,
+): BlobMetaFields {
+  const { type, name, lastModified } = options;
+  if (type !== undefined && typeof type !== "string") {
+    throw new TypeError(`Cannot ${action}: type must be a string`);
+  }
+  if (name !== undefined && typeof name !== "string") {
+    throw new TypeError(`Cannot ${action}: name must be a string`);
+  }
+  if (lastModified !== undefined && !Number.isSafeInteger(lastModified)) {
+    throw new TypeError(`Cannot ${action}: lastModified must be a whole number of milliseconds`);
+  }
+  const file = name !== undefined || own.kind === "file";
+  if (lastModified !== undefined && !file) {
+    throw new TypeError(`Cannot ${action}: lastModified is kept for files only; give a name too`);
+  }
+  if (type === undefined && name === undefined && lastModified === undefined) return own;
+  const meta: BlobMetaFields = { kind: file ? "file" : "blob" };
+  const finalType = type ?? own.type;
+  if (finalType) meta.type = finalType;
+  if (file) {
+    meta.name = name ?? own.name ?? "";
+    meta.lastModified = lastModified ?? own.lastModified ?? Date.now();
+  }
+  return meta;
+}
+
 /**
  * The metadata and byte stream of a value.
  *

@@ -68,7 +68,7 @@ export type {
 } from "./_meta.ts";
 export type { BlobKind } from "./_record.ts";
 export type { ReadOptions } from "./_reader.ts";
-export type { BlobValue } from "./_source.ts";
+export type { BlobValue, MetadataOptions } from "./_source.ts";
 export type { SetOptions } from "./_commit.ts";
 export type { ByteRange } from "./_reads.ts";
 
@@ -141,7 +141,8 @@ export interface VacuumResult {
  * @param value Bytes (an ArrayBuffer or any view: only the view's bytes), a
  * ReadableStream of Uint8Array, a Blob or a File (type, name and
  * lastModified are kept).
- * @param options Encryption, expiry, compare-and-set, abort and progress.
+ * @param options Encryption, expiry, compare-and-set, abort, progress, and
+ * metadata (`type`, `name`, `lastModified`) for a stream or bytes.
  * @returns The commit result of the record; `{ ok: false }` only when
  * `versionstamp` was given and did not match.
  * @throws {TypeError} if the key or value is not valid.
@@ -149,6 +150,21 @@ export interface VacuumResult {
  * positive, or its deadline passes during the write.
  * @throws {ConcurrentModificationError} if `vacuum` removed the version while
  * it was being written.
+ *
+ * @example A streamed upload keeps its file name and type
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { getAsBlob, set } from "@kvcrypt/kvcrypt";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const body = new Blob(["%PDF-1.7 …"]).stream(); // e.g. request.body
+ * await set(kv, ["docs", 1], body, { name: "report.pdf", type: "application/pdf" });
+ * const file = await getAsBlob(kv, ["docs", 1]);
+ * assert.ok(file instanceof File);
+ * assert.equal(file.name, "report.pdf");
+ * assert.equal(file.type, "application/pdf");
+ * kv.close();
+ * ```
  *
  * @example Last writer wins, or compare-and-set
  * ```ts
@@ -177,7 +193,8 @@ export function set(
  * @param kv The store.
  * @param key Where to store the blob.
  * @param value The bytes, stream, Blob or File.
- * @param options Encryption, expiry, compare-and-set, abort and progress.
+ * @param options Encryption, expiry, compare-and-set, abort, progress, and
+ * metadata (`type`, `name`, `lastModified`) for a stream or bytes.
  * @returns The commit result, `{ ok: false }` when `versionstamp` did not match.
  */
 export function set(
