@@ -32,7 +32,9 @@ function rawKeyOf(input: unknown): Uint8Array<ArrayBuffer> {
   if (typeof input === "string") {
     const text = input.trim();
     if (text.length % 2 !== 0 || !HEX.test(text)) {
-      throw new SyntaxError(`${prefix}: it is not a hex string (kv-toolbox's generateKey() output)`);
+      throw new SyntaxError(
+        `${prefix}: it is not a hex string (kv-toolbox's generateKey() output)`,
+      );
     }
     bytes = hexBytes(text);
   } else if (input instanceof Uint8Array) {
@@ -72,7 +74,9 @@ export async function openKvToolboxBlob(
 ): Promise<Uint8Array> {
   const fail = (cause?: unknown) =>
     new DecryptionError(
-      `Cannot migrate ${describeKey(key)}: the kv-toolbox blob does not decrypt with kvToolboxKey (wrong key or altered parts)`,
+      `Cannot migrate ${
+        describeKey(key)
+      }: the kv-toolbox blob does not decrypt with kvToolboxKey (wrong key or altered parts)`,
       { cause },
     );
   if (stored.length < GCM_IV_BYTES + GCM_TAG_BYTES) throw fail();

@@ -141,7 +141,9 @@ export async function* readParts(
   // Stops a truncated or padded blob from being migrated as if it were whole.
   if (meta.size !== undefined && total !== meta.size) {
     throw new CorruptBlobError(
-      `Cannot migrate ${describeKey(key)}: its kv-toolbox parts hold ${total} bytes, its metadata says ${meta.size}`,
+      `Cannot migrate ${
+        describeKey(key)
+      }: its kv-toolbox parts hold ${total} bytes, its metadata says ${meta.size}`,
     );
   }
 }
@@ -215,7 +217,9 @@ export async function deleteParts(kv: Deno.Kv, key: Deno.KvKey, known: number): 
   };
   for (let first = 1; first <= known; first += perAtomic) {
     const count = Math.min(perAtomic, known - first + 1);
-    if (!await commit(Array.from({ length: count }, (_, i) => [...prefix, first + i]))) return false;
+    if (!await commit(Array.from({ length: count }, (_, i) => [...prefix, first + i]))) {
+      return false;
+    }
   }
   let batch: Deno.KvKey[] = [];
   for await (const entry of partsList(kv, key)) {

@@ -49,12 +49,17 @@ function keysEqual(a: Deno.KvKey, b: Deno.KvKey): boolean {
 }
 
 /** Where the scan goes after an entry, or undefined to read on. */
-function skipAfter(selector: Deno.KvListSelector, key: Deno.KvKey): Deno.KvListSelector | undefined {
+function skipAfter(
+  selector: Deno.KvListSelector,
+  key: Deno.KvKey,
+): Deno.KvListSelector | undefined {
   const blobKey = blobKeyOfPart(key);
   // Every part number is finite, and numbers sort before Infinity: this lands after the parts.
   if (blobKey !== undefined) return jumpTo(selector, [...blobKey, KVTB_PARTS, Infinity]);
   // kvcrypt's internal keys have strings second, and strings sort before booleans.
-  if (key[0] === INTERNAL_PREFIX && typeof key[1] === "string") return jumpTo(selector, [INTERNAL_PREFIX, true]);
+  if (key[0] === INTERNAL_PREFIX && typeof key[1] === "string") {
+    return jumpTo(selector, [INTERNAL_PREFIX, true]);
+  }
   return undefined;
 }
 
