@@ -123,15 +123,15 @@ type Outcome = Pick<MigrateProgress, "outcome" | "reason" | "error">;
 const CANNOT = "Cannot migrate from kv-toolbox";
 
 function optionalBoolean(options: MigrateOptions, name: keyof MigrateOptions): boolean {
-  const value = options[name];
+  const value: unknown = options[name];
   if (value !== undefined && typeof value !== "boolean") {
     throw new TypeError(`${CANNOT}: ${name} must be a boolean`);
   }
   return value === true;
 }
 
-/** Checks the arguments and imports the keys, before anything is read. */
-async function planOf(kv: unknown, selector: unknown, options: unknown): Promise<Plan> {
+/** Checks the three arguments' types. */
+function assertArguments(kv: unknown, selector: unknown, options: unknown): void {
   if (!isRecord(kv) || typeof kv.list !== "function" || typeof kv.atomic !== "function") {
     throw new TypeError(`${CANNOT}: kv must be a Deno.Kv`);
   }
@@ -139,7 +139,11 @@ async function planOf(kv: unknown, selector: unknown, options: unknown): Promise
     throw new TypeError(`${CANNOT}: the selector must be a Deno.KvListSelector`);
   }
   if (!isRecord(options)) throw new TypeError(`${CANNOT}: options must be an object`);
-  const { kvToolboxKey, encryptionKey, signal, onProgress } = options as MigrateOptions;
+}
+
+/** Checks the options' types and combinations. */
+function assertOptions(options: MigrateOptions): void {
+  const { encryptionKey, signal, onProgress } = options;
   const encryptPlain = optionalBoolean(options, "encryptPlain");
   const decryptToPlaintext = optionalBoolean(options, "decryptToPlaintext");
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
@@ -154,16 +158,23 @@ async function planOf(kv: unknown, selector: unknown, options: unknown): Promise
   if (encryptPlain && encryptionKey === undefined) {
     throw new TypeError(`${CANNOT}: encryptPlain needs an encryptionKey`);
   }
+}
+
+/** Checks the arguments and imports the keys, before anything is read. */
+async function planOf(kv: Deno.Kv, selector: unknown, options: MigrateOptions): Promise<Plan> {
+  assertArguments(kv, selector, options);
+  assertOptions(options);
+  const { kvToolboxKey, encryptionKey, signal } = options;
   // A bad key fails the call at once instead of every blob in turn.
   if (encryptionKey !== undefined) await resolveRecipients(encryptionKey);
   const openKey = kvToolboxKey === undefined ? undefined : await importKvToolboxKey(kvToolboxKey);
   signal?.throwIfAborted();
   return {
-    kv: kv as unknown as Deno.Kv,
+    kv,
     openKey,
     encryptionKey,
-    encryptPlain,
-    decryptToPlaintext,
+    encryptPlain: options.encryptPlain === true,
+    decryptToPlaintext: options.decryptToPlaintext === true,
     signal,
   };
 }
@@ -172,6 +183,7 @@ async function planOf(kv: unknown, selector: unknown, options: unknown): Promise
 function skipReason(plan: Plan, meta: KvToolboxMeta): string | undefined {
   if (!meta.encrypted) return undefined;
   if (plan.openKey === undefined) return "it is encrypted and no kvToolboxKey was given";
+  // Stops an encrypted blob from being stored as plaintext without the caller asking for it.
   if (plan.encryptionKey === undefined && !plan.decryptToPlaintext) {
     return "it is encrypted and there is no encryptionKey (or decryptToPlaintext) to store it with";
   }
@@ -234,6 +246,7 @@ async function swap(
     signal,
     ...(encrypt ? { encryptionKey: plan.encryptionKey } : {}),
   });
+  // Checking the metadata stops a kv-toolbox blob rewritten meanwhile from being deleted unmoved.
   const op = staged.addTo(kv.atomic()).check(metaEntry).delete(metaKeyOf(key));
   let result: Deno.KvCommitResult | Deno.KvCommitError;
   try {
@@ -269,7 +282,8 @@ async function migrateBlob(
     return { outcome: "failed", reason: "it or its key changed during the migration; run again" };
   }
   if (!await deleteParts(plan.kv, key, tally.parts)) {
-    return { outcome: "failed", reason: "kv-toolbox wrote it anew during the migration" };
+    const reason = "moved, but kv-toolbox wrote a new blob at its key meanwhile: both are kept";
+    return { outcome: "failed", reason };
   }
   return { outcome: "migrated" };
 }

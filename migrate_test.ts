@@ -534,53 +534,114 @@ fixtureTest("range and start selectors find the same blobs", async (kv) => {
 // ---------------------------------------------------------------------------
 // Streaming.
 
+/** `kv` with hooks on every kv-toolbox part any list yields and on every atomic commit. */
+function watchedKv(
+  kv: Deno.Kv,
+  hooks: { part?: (n: number) => void; commit?: () => void },
+): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, property) {
+      if (property === "list") {
+        return async function* (selector: Deno.KvListSelector, options?: Deno.KvListOptions) {
+          for await (const entry of target.list(selector, options)) {
+            if (entry.key.at(-2) === KVTB_PARTS) hooks.part?.(entry.key.at(-1) as number);
+            yield entry;
+          }
+        };
+      }
+      if (property === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = () => {
+            hooks.commit?.();
+            return commit();
+          };
+          return op;
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/** A plain kv-toolbox blob of `parts` parts of 63,000 bytes (part n filled with n) at `key`. */
+async function storeManyParts(kv: Deno.Kv, key: Deno.KvKey, parts: number): Promise<void> {
+  for (let n = 1; n <= parts; n++) {
+    await kv.set([...key, KVTB_PARTS, n], new Uint8Array(63_000).fill(n));
+  }
+  await kv.set(metaKeyOf(key), { kind: "buffer", size: parts * 63_000 });
+}
+
 Deno.test("a plain blob streams: kvcrypt chunks are committed before its last part is read", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
-    // 80 parts of kv-toolbox's 63,000 bytes: 8 pages of parts.
+    // 80 parts: 8 pages of parts, 77 kvcrypt chunks.
     const parts = 80;
-    const key: Deno.KvKey = ["big"];
-    for (let n = 1; n <= parts; n++) {
-      await kv.set([...key, KVTB_PARTS, n], new Uint8Array(63_000).fill(n));
-    }
-    await kv.set(metaKeyOf(key), { kind: "buffer", size: parts * 63_000 });
+    await storeManyParts(kv, ["big"], parts);
     const events: string[] = [];
-    const watched = new Proxy(kv, {
-      get(target, property) {
-        if (property === "list") {
-          return async function* (selector: Deno.KvListSelector, options?: Deno.KvListOptions) {
-            for await (const entry of target.list(selector, options)) {
-              if (entry.key[1] === KVTB_PARTS) events.push(`part ${String(entry.key[2])}`);
-              yield entry;
-            }
-          };
-        }
-        if (property === "atomic") {
-          return () => {
-            const op = target.atomic();
-            const commit = op.commit.bind(op);
-            op.commit = () => {
-              events.push("commit");
-              return commit();
-            };
-            return op;
-          };
-        }
-        const value = Reflect.get(target, property, target);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
+    const watched = watchedKv(kv, {
+      part: (n) => events.push(`part ${n}`),
+      commit: () => events.push("commit"),
     });
     const result = await migrateKvToolbox(watched, { prefix: [] });
     assert.deepEqual(result, { migrated: 1, skipped: 0, failed: 0 });
     const firstCommit = events.indexOf("commit");
     const lastPart = events.lastIndexOf(`part ${parts}`);
     assert.ok(firstCommit !== -1 && firstCommit < lastPart, events.join(", "));
-    const bytes = (await get(kv, key)).value!;
+    const bytes = (await get(kv, ["big"])).value!;
     assert.equal(bytes.length, parts * 63_000);
+    assert.equal(bytes[0], 1);
     assert.equal(bytes[bytes.length - 1], parts);
   } finally {
     kv.close();
   }
+});
+
+Deno.test("an abort inside a blob rejects with the reason and leaves the kv-toolbox blob whole", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const parts = 80;
+    await storeManyParts(kv, ["big"], parts);
+    const controller = new AbortController();
+    const reason = new Error("stop in the middle");
+    const watched = watchedKv(kv, { part: (n) => n === 40 && controller.abort(reason) });
+    await assert.rejects(
+      migrateKvToolbox(watched, { prefix: [] }, { signal: controller.signal }),
+      (error) => error === reason,
+    );
+    assert.equal((await kv.get(["big"])).versionstamp, null);
+    const bytes = (await readKvToolbox(kv, ["big"]))!.bytes;
+    assert.equal(bytes.length, parts * 63_000);
+    // What the write had staged is gone.
+    assert.deepEqual(await Array.fromAsync(kv.list({ prefix: ["__kvcrypt__"] })), []);
+    assert.deepEqual(await migrateKvToolbox(kv, { prefix: [] }), {
+      migrated: 1,
+      skipped: 0,
+      failed: 0,
+    });
+  } finally {
+    kv.close();
+  }
+});
+
+fixtureTest("parts without metadata are removed only under a kvcrypt blob", async (kv) => {
+  const [orphan, leftover] = [PLAIN_BLOBS[3]!.key, PLAIN_BLOBS[4]!.key];
+  await kv.delete(metaKeyOf(orphan));
+  await kv.delete(metaKeyOf(leftover));
+  await set(kv, leftover, new Uint8Array([7]));
+  const reasons = new Map<string, string | undefined>();
+  const result = await migrateKvToolbox(kv, { prefix: ["kvtb", "plain"] }, {
+    onProgress: (event) => reasons.set(keyText(event.key), event.reason),
+  });
+  // The orphan's parts are invisible to kv-toolbox and not under a kvcrypt blob: not counted.
+  assert.deepEqual(result, { migrated: PLAIN_BLOBS.length - 1, skipped: 0, failed: 0 });
+  assert.ok(!reasons.has(keyText(orphan)));
+  assert.equal((await kvToolboxEntries(kv, orphan)).length, 3, "orphan parts kept");
+  assert.match(reasons.get(keyText(leftover))!, /removed the kv-toolbox parts/);
+  assert.deepEqual(await kvToolboxEntries(kv, leftover), []);
+  assert.deepEqual((await get(kv, leftover)).value, new Uint8Array([7]));
 });
 
 // ---------------------------------------------------------------------------
