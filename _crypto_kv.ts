@@ -16,6 +16,7 @@ import {
   sealValue,
   serializeValue,
 } from "./_kvv1.ts";
+import { isKvU64 } from "./_runtime.ts";
 import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import type { KeyEntry } from "./keys.ts";
@@ -244,7 +245,7 @@ function kvSetOptions(expireIn: number | undefined): { expireIn?: number } {
 /** Serializes a value for `key`, refusing what cannot be encrypted meaningfully. */
 function serializeFor(key: Deno.KvKey, value: unknown): Uint8Array {
   const what = describeKey(key);
-  if (value instanceof Deno.KvU64) {
+  if (isKvU64(value)) {
     throw new TypeError(
       `Cannot store ${what}: a Deno.KvU64 cannot be encrypted (sum, min and max need the plain number); store a bigint`,
     );
