@@ -27,10 +27,13 @@ export function readEnv(name: string): string | undefined {
   return deno === undefined ? processEnv()?.[name] : deno.env.get(name);
 }
 
-/** Whether a value is a `Deno.KvU64`; always false where `Deno` is absent. */
+/**
+ * Whether a value is a `Deno.KvU64`; always false where `Deno` or its
+ * `KvU64` is absent (Node, or Deno without `--unstable-kv` using `@deno/kv`).
+ */
 export function isKvU64(value: unknown): boolean {
-  const deno = denoGlobal();
-  return deno !== undefined && value instanceof deno.KvU64;
+  const KvU64 = denoGlobal()?.KvU64 as typeof Deno.KvU64 | undefined;
+  return typeof KvU64 === "function" && value instanceof KvU64;
 }
 
 /** Whether this runtime has the `Deno` global (the keys CLI needs it). */
