@@ -19,7 +19,7 @@ import {
   READ_BATCH_CHUNKS,
   READ_BATCHES_IN_FLIGHT,
 } from "./_limits.ts";
-import { type RecordLayout, recordMagic } from "./_record.ts";
+import { newerFormatMagic, type RecordLayout, recordMagic } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
 
 /** Options every read accepts. */
@@ -95,6 +95,18 @@ export function readKeysOf(options: ReadOptions): Promise<readonly KeyEntry[] | 
 }
 
 /**
+ * Throws for a record in a format newer than this version reads: a
+ * DecryptionError for a reader holding a key (a changed magic may be
+ * tampering), a CorruptBlobError otherwise.
+ */
+function throwNewerFormat(keyText: string, magic: string, withKey: boolean): never {
+  const detail =
+    `the record is in format ${magic}, which a newer kvcrypt wrote; upgrade to read it`;
+  if (withKey) throw new DecryptionError(`Cannot decrypt ${keyText}: ${detail}`);
+  throw new CorruptBlobError(`Cannot read ${keyText}: ${detail}`);
+}
+
+/**
  * Opens the record in `entry` (read at the target's key): parses it, and for
  * an encrypted blob authenticates header, metadata and key (decrypt steps
  * 1–4). Null when absent or expired (step 6).
@@ -109,6 +121,9 @@ export async function openRecord(
   if (entry.versionstamp === null) return null;
   const magic = recordMagic(entry.value);
   if (magic === undefined) {
+    const newer = newerFormatMagic(entry.value);
+    // A format from a later version: say so instead of calling the blob damaged.
+    if (newer !== undefined) throwNewerFormat(keyText, newer, readKeys !== undefined);
     // A reader holding a key fails closed: a damaged magic is tampering (step 1).
     if (readKeys !== undefined) {
       throw new DecryptionError(`Cannot decrypt ${keyText}: the header does not parse (step 1)`);

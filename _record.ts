@@ -42,6 +42,24 @@ export const PLAIN_MAGIC: Uint8Array = utf8("KVP1");
 /** Magic of an encrypted record. */
 export const SEALED_MAGIC: Uint8Array = utf8("KVC1");
 
+/**
+ * kvcrypt's magics: "KV", an upper-case letter, a digit. KVP1, KVC1 (records)
+ * and KVV1 (cryptoKv values) are in use; the rest are kept for later formats.
+ */
+const MAGIC_FAMILY = /^KV[A-Z][0-9]$/;
+/** Magics this version reads or writes. */
+const KNOWN_MAGICS: ReadonlySet<string> = new Set(["KVP1", "KVC1", "KVV1"]);
+
+/**
+ * The magic of a value in a kvcrypt format newer than this version (say
+ * "KVC2"), or undefined. Old readers leave such a record alone.
+ */
+export function newerFormatMagic(value: unknown): string | undefined {
+  if (!(value instanceof Uint8Array) || value.length < PLAIN_MAGIC.length) return undefined;
+  const magic = String.fromCharCode(...value.subarray(0, PLAIN_MAGIC.length));
+  return MAGIC_FAMILY.test(magic) && !KNOWN_MAGICS.has(magic) ? magic : undefined;
+}
+
 /** Number of chunks a blob of `size` bytes is cut into. */
 export function chunkCount(size: number, chunkSize: number): number {
   return Math.ceil(size / chunkSize);

@@ -7,7 +7,12 @@
 import { bytesEqual } from "./_bytes.ts";
 import { versionPrefix } from "./_kv_keys.ts";
 import { KV_KEY_MAX, VACUUM_LIST_BATCH } from "./_limits.ts";
-import { decodeVersion, VERSION_TOMBSTONE, type VersionEntry } from "./_record.ts";
+import {
+  decodeVersion,
+  newerFormatMagic,
+  VERSION_TOMBSTONE,
+  type VersionEntry,
+} from "./_record.ts";
 import { recordId } from "./_summary.ts";
 import { decodeKey, kvKeySize } from "./_user_key.ts";
 import { finishTombstone, tombstoneOf } from "./_versions.ts";
@@ -62,6 +67,8 @@ async function tombstoneOrphan(
     const record = await kv.get(userKey);
     const current = recordId(record.value);
     if (current !== undefined && bytesEqual(current, id)) return false;
+    // A newer format's record may point to this version: only its own version may free it.
+    if (newerFormatMagic(record.value) !== undefined) return false;
     // Checks the record too: a writer publishing this version wins.
     op.check(record);
   }
