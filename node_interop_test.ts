@@ -6,7 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import { denoSideChecks, prepareNodeCheck, runNodeSide, writeDenoSide } from "./node/run.ts";
+import {
+  denoSideChecks,
+  prepareNodeCheck,
+  runNodeSide,
+  runReadmeExample,
+  writeDenoSide,
+} from "./node/run.ts";
 
 Deno.test("Node with @deno/kv reads Deno's SQLite file, and Deno reads Node's", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "kvcrypt-node-interop-" });
@@ -20,6 +26,8 @@ Deno.test("Node with @deno/kv reads Deno's SQLite file, and Deno reads Node's", 
     const checks = (await Deno.readTextFile(new URL("node/check.mjs", import.meta.url)))
       .match(/^await check\(/gm)?.length;
     assert.equal(node.passed, checks, node.output);
+    const example = await runReadmeExample(dir, files, key);
+    assert.equal(example.code, 0, `the README's Node example failed:\n${example.output}`);
     const kv = await Deno.openKv(`${dir}/node.sqlite`);
     try {
       for (const check of denoSideChecks(dir)) {

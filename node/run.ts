@@ -5,7 +5,8 @@
  * 2. bundles mod.ts with `deno bundle`,
  * 3. writes blobs and a cryptoKv value to a SQLite file with Deno's own KV,
  * 4. runs node/check.mjs on Node, which reads them, round-trips its own and writes them,
- * 5. reads what Node wrote, here in Deno.
+ * 5. reads what Node wrote, here in Deno,
+ * 6. runs the README's Node example on Node.
  *
  * The last line is `N passed, N failed` (Node's checks and Deno's together);
  * the exit code is 1 when anything failed. node_interop_test.ts runs the same
@@ -202,6 +203,34 @@ export async function runNodeSide(
   return { code, output, passed: Number(counts?.[1] ?? 0), failed: Number(counts?.[2] ?? 1) };
 }
 
+/**
+ * Runs the README's Node example (its one `js ignore` block) on Node, its
+ * package imports pointed at the bundle and `@deno/kv`, in `dir`.
+ *
+ * @param dir The scratch directory (the example's SQLite file lands there).
+ * @param files What {@linkcode prepareNodeCheck} made.
+ * @param key The key the example reads from `KVCRYPT_KEY`.
+ * @returns Node's exit code and output.
+ */
+export async function runReadmeExample(
+  dir: string,
+  files: NodeCheckFiles,
+  key: JsonWebKey,
+): Promise<{ code: number; output: string }> {
+  const readme = await Deno.readTextFile(new URL("README.md", ROOT));
+  const blocks = [...readme.matchAll(/^```js ignore\n([\s\S]*?)^```$/gm)];
+  if (blocks.length !== 1) {
+    throw new Error(`Cannot find the README's Node example (${blocks.length} found)`);
+  }
+  const source = blocks[0]![1]!
+    .replace('from "@kvcrypt/kvcrypt"', `from ${JSON.stringify(`file://${files.bundle}`)}`)
+    .replace('from "@deno/kv"', `from ${JSON.stringify(`file://${files.kvEntry}`)}`)
+    .replace('openKv("app.sqlite")', `openKv(${JSON.stringify(`${dir}/readme.sqlite`)})`);
+  const script = `${dir}/readme_example.mjs`;
+  await Deno.writeTextFile(script, source);
+  return await run("node", [script], { KVCRYPT_KEY: JSON.stringify(key) });
+}
+
 /** One named check Deno runs on what Node wrote. */
 export interface DenoSideCheck {
   /** What it proves. */
@@ -255,6 +284,14 @@ async function main(): Promise<{ passed: number; failed: number }> {
     console.log(node.output.trimEnd().replace(/\n?^\d+ passed, \d+ failed$/m, ""));
     let { passed, failed } = node;
     if (node.code !== 0 && failed === 0) failed = 1;
+    const example = await runReadmeExample(dir, files, key);
+    if (example.code === 0) passed++;
+    else failed++;
+    console.log(
+      example.code === 0
+        ? "ok - the README's Node example runs"
+        : `not ok - the README's Node example runs: exit ${example.code}\n${example.output}`,
+    );
     const kv = await Deno.openKv(`${dir}/node.sqlite`);
     try {
       for (const check of denoSideChecks(dir)) {
