@@ -16,6 +16,7 @@
  */
 
 import assert from "node:assert/strict";
+import { pathToFileURL } from "node:url";
 import { generateKey } from "../keys.ts";
 import { get, getAsBlob, getMeta, set } from "../blob.ts";
 import { cryptoKv } from "../crypto.ts";
@@ -38,6 +39,11 @@ const ROOT = new URL("..", import.meta.url);
 const PREFIX = new URL(".tools/node/", ROOT);
 /** Size of the encrypted blob Deno writes: 2 MiB and a partial chunk. */
 const DENO_BLOB = 2 * 1024 * 1024 + 777;
+
+/** The file path of a file: URL (spaces and other escapes decoded). */
+function pathOf(url: URL): string {
+  return decodeURIComponent(url.pathname);
+}
 
 /** Files the Node check needs. */
 export interface NodeCheckFiles {
@@ -84,13 +90,13 @@ async function installDenoKv(): Promise<string> {
     .then((text) => JSON.parse(text).version, () => undefined);
   if (version !== DENO_KV_VERSION) {
     await Deno.mkdir(PREFIX, { recursive: true });
-    const args = ["install", "--no-save", "--no-audit", "--no-fund", "--prefix", PREFIX.pathname];
+    const args = ["install", "--no-save", "--no-audit", "--no-fund", "--prefix", pathOf(PREFIX)];
     expectSuccess(
       `install @deno/kv@${DENO_KV_VERSION} from npm`,
       await run("npm", [...args, `@deno/kv@${DENO_KV_VERSION}`]),
     );
   }
-  return new URL("esm/npm.js", dir).pathname;
+  return pathOf(new URL("esm/npm.js", dir));
 }
 
 /** Node's version; throws when `node` is missing or is Deno standing in for it. */
@@ -103,15 +109,16 @@ async function nodeVersion(): Promise<string> {
       `Cannot run the Node check: node is not on PATH (got ${JSON.stringify(output)})`,
     );
   }
-  // Node 20 is the oldest release kvcrypt supports.
-  if (Number(output.slice(1).split(".")[0]) < 20) {
-    throw new Error(`Cannot run the Node check: it needs Node 20 or later, not ${output}`);
+  // Node 20.6 is the oldest release kvcrypt supports (ReadableStream.from).
+  const [major = 0, minor = 0] = output.slice(1).split(".").map(Number);
+  if (major < 20 || (major === 20 && minor < 6)) {
+    throw new Error(`Cannot run the Node check: it needs Node 20.6 or later, not ${output}`);
   }
   return output;
 }
 
 /**
- * Checks for Node 20 or later, installs `@deno/kv` if needed and bundles
+ * Checks for Node 20.6 or later, installs `@deno/kv` if needed and bundles
  * mod.ts into `dir`.
  *
  * @param dir A scratch directory.
@@ -193,7 +200,7 @@ export async function runNodeSide(
   files: NodeCheckFiles,
   key: JsonWebKey,
 ): Promise<NodeCheckResult> {
-  const script = new URL("node/check.mjs", ROOT).pathname;
+  const script = pathOf(new URL("node/check.mjs", ROOT));
   const { code, output } = await run(
     "node",
     [script, files.bundle, files.kvEntry, dir],
@@ -223,8 +230,8 @@ export async function runReadmeExample(
     throw new Error(`Cannot find the README's Node example (${blocks.length} found)`);
   }
   const source = blocks[0]![1]!
-    .replace('from "@kvcrypt/kvcrypt"', `from ${JSON.stringify(`file://${files.bundle}`)}`)
-    .replace('from "@deno/kv"', `from ${JSON.stringify(`file://${files.kvEntry}`)}`)
+    .replace('from "@kvcrypt/kvcrypt"', `from ${JSON.stringify(pathToFileURL(files.bundle).href)}`)
+    .replace('from "@deno/kv"', `from ${JSON.stringify(pathToFileURL(files.kvEntry).href)}`)
     .replace('openKv("app.sqlite")', `openKv(${JSON.stringify(`${dir}/readme.sqlite`)})`);
   const script = `${dir}/readme_example.mjs`;
   await Deno.writeTextFile(script, source);
