@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
 import type { EncryptionKey } from "./_key_input.ts";
 import { resolveRecipients } from "./_key_input.ts";
 import {
@@ -325,10 +326,10 @@ class ValueCodec {
 
 /** The implementation of {@linkcode CryptoKv}. */
 export class SealedKv implements CryptoKv {
-  readonly #kv: Deno.Kv;
+  readonly #kv: KvLike;
   readonly #codec: ValueCodec;
 
-  constructor(kv: Deno.Kv, encryptionKey: EncryptionKey) {
+  constructor(kv: KvLike, encryptionKey: EncryptionKey) {
     if (typeof kv !== "object" || kv === null || typeof kv.atomic !== "function") {
       throw new TypeError("Cannot use cryptoKv: kv must be a Deno.Kv");
     }
@@ -405,10 +406,10 @@ export class SealedKv implements CryptoKv {
 
 /** Decrypts a `Deno.Kv.list` iterator entry by entry, skipping expired values. */
 class OpeningListIterator<T> implements CryptoKvListIterator<T> {
-  readonly #inner: Deno.KvListIterator<unknown>;
+  readonly #inner: KvListIteratorLike<unknown>;
   readonly #codec: ValueCodec;
 
-  constructor(inner: Deno.KvListIterator<unknown>, codec: ValueCodec) {
+  constructor(inner: KvListIteratorLike<unknown>, codec: ValueCodec) {
     this.#inner = inner;
     this.#codec = codec;
   }
@@ -440,11 +441,11 @@ type Mutation =
 
 /** The implementation of {@linkcode CryptoAtomicOperation}. */
 class SealedAtomicOperation implements CryptoAtomicOperation {
-  readonly #kv: Deno.Kv;
+  readonly #kv: KvLike;
   readonly #codec: ValueCodec;
   readonly #mutations: Mutation[] = [];
 
-  constructor(kv: Deno.Kv, codec: ValueCodec) {
+  constructor(kv: KvLike, codec: ValueCodec) {
     this.#kv = kv;
     this.#codec = codec;
   }

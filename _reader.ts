@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError, CorruptBlobError, DecryptionError } from "./_errors.ts";
 import { type OpenedRecord, openPlainRecord, type Prefetch } from "./_format.ts";
@@ -38,7 +39,7 @@ export interface ReadOptions {
 /** A read in progress: where, and with which options. */
 export interface ReadTarget {
   /** The store. */
-  kv: Deno.Kv;
+  kv: KvLike;
   /** The user key. */
   key: Deno.KvKey;
   /** The key as printed in messages. */
@@ -173,7 +174,7 @@ function settleQuietly<T>(promise: Promise<T>): Promise<T> {
 class PastEndError extends Error {}
 
 async function fetchStored(
-  kv: Deno.Kv,
+  kv: KvLike,
   id: Uint8Array,
   first: number,
   end: number,
@@ -204,7 +205,7 @@ async function fetchStored(
 }
 
 /** Requests the first batch of a full read of a chunked blob. */
-function prefetchFirstBatch(kv: Deno.Kv, layout: RecordLayout): Prefetch | undefined {
+function prefetchFirstBatch(kv: KvLike, layout: RecordLayout): Prefetch | undefined {
   if (layout.chunks === 0) return undefined;
   const end = Math.min(layout.chunks, READ_BATCH_CHUNKS);
   const probe = end === layout.chunks;
@@ -240,7 +241,7 @@ export const BUFFERED_PACE: ReadPace = {
  * chunk lies past it.
  */
 export async function* readChunks(
-  kv: Deno.Kv,
+  kv: KvLike,
   record: OpenedRecord,
   span: ChunkSpan,
   pace: ReadPace = STREAM_PACE,

@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { versionPrefix } from "./_kv_keys.ts";
 import { KV_KEY_MAX, VACUUM_LIST_BATCH } from "./_limits.ts";
@@ -22,7 +23,7 @@ import { finishTombstone, tombstoneOf } from "./_versions.ts";
  * finishes tombstones of that age. Returns what it removed.
  */
 export async function vacuumVersions(
-  kv: Deno.Kv,
+  kv: KvLike,
   olderThan: number,
 ): Promise<{ versions: number; chunks: number }> {
   const cutoff = Date.now() - olderThan;
@@ -50,7 +51,7 @@ export async function vacuumVersions(
  * someone changed either entry meanwhile.
  */
 async function tombstoneOrphan(
-  kv: Deno.Kv,
+  kv: KvLike,
   entry: Deno.KvEntry<Uint8Array>,
   version: VersionEntry,
   id: Uint8Array,

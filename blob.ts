@@ -23,6 +23,7 @@
  * @module
  */
 
+import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { CorruptBlobError } from "./_errors.ts";
 import {
@@ -67,6 +68,7 @@ export type {
   VerifiedBlobMeta,
 } from "./_meta.ts";
 export type { BlobKind } from "./_record.ts";
+export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
 export type { ReadOptions } from "./_reader.ts";
 export type { BlobValue } from "./_source.ts";
 export type { SetOptions } from "./_commit.ts";
@@ -85,7 +87,7 @@ export interface StagedBlob {
    * commits only if the key still holds what it held when `stage` was called
    * (or the `versionstamp` given).
    */
-  addTo(op: Deno.AtomicOperation): Deno.AtomicOperation;
+  addTo<Op extends AtomicLike>(op: Op): Op;
   /**
    * Finishes the write after `op.commit()`: pass its result, or the error it
    * threw. On success the replaced blob's chunks are deleted; otherwise the
@@ -157,7 +159,7 @@ export interface VacuumResult {
  * ```
  */
 export function set(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options?: SetOptions & { versionstamp?: undefined },
@@ -173,13 +175,13 @@ export function set(
  * @returns The commit result, `{ ok: false }` when `versionstamp` did not match.
  */
 export function set(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options?: SetOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError>;
 export async function set(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options: SetOptions = {},
@@ -222,7 +224,7 @@ export async function set(
  * ```
  */
 export async function stage(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options: SetOptions = {},
@@ -280,7 +282,7 @@ export async function stage(
  * ```
  */
 export function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions & { stream: true; blob?: false },
 ): Promise<Deno.KvEntryMaybe<ReadableStream<Uint8Array>>>;
@@ -293,7 +295,7 @@ export function get(
  * @returns An entry whose value is null when no blob is stored.
  */
 export function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions & { blob: true; stream?: false },
 ): Promise<Deno.KvEntryMaybe<Blob | File>>;
@@ -306,12 +308,12 @@ export function get(
  * @returns An entry whose value is null when no blob is stored.
  */
 export function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options?: ReadOptions & { stream?: false; blob?: false },
 ): Promise<Deno.KvEntryMaybe<Uint8Array>>;
 export async function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions & { stream?: boolean; blob?: boolean } = {},
 ): Promise<Deno.KvEntryMaybe<Uint8Array | ReadableStream<Uint8Array> | Blob | File>> {
@@ -354,7 +356,7 @@ export async function get(
  * ```
  */
 export async function getAsStream(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: StreamOptions = {},
 ): Promise<ReadableStream<Uint8Array> | null> {
@@ -388,7 +390,7 @@ export async function getAsStream(
  * ```
  */
 export async function getAsBlob(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions = {},
 ): Promise<Blob | File | null> {
@@ -421,7 +423,7 @@ export async function getAsBlob(
  * ```
  */
 export async function getMeta(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions = {},
 ): Promise<Deno.KvEntryMaybe<BlobMeta>> {
@@ -461,7 +463,7 @@ export async function getMeta(
  * ```
  */
 export async function* list(
-  kv: Deno.Kv,
+  kv: KvLike,
   selector: Deno.KvListSelector,
   options: Deno.KvListOptions & ReadOptions = {},
 ): AsyncIterableIterator<Deno.KvEntry<BlobMeta>> {
@@ -532,7 +534,7 @@ export interface RewrapOptions {
  * ```
  */
 export async function rewrap(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: RewrapOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
@@ -654,7 +656,7 @@ export interface ResponseOptions extends ReadOptions {
  * ```
  */
 export async function getAsResponse(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ResponseOptions = {},
 ): Promise<Response> {
@@ -686,7 +688,7 @@ export async function getAsResponse(
  * ```
  */
 export async function remove(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: RemoveOptions = {},
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
@@ -727,7 +729,7 @@ export async function remove(
  * wrote), else undefined.
  */
 async function removalApplied(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   replaced: ReplacedVersion | undefined,
 ): Promise<Deno.KvCommitResult | undefined> {
@@ -767,7 +769,7 @@ async function removalApplied(
  * kv.close();
  * ```
  */
-export async function vacuum(kv: Deno.Kv, options: VacuumOptions = {}): Promise<VacuumResult> {
+export async function vacuum(kv: KvLike, options: VacuumOptions = {}): Promise<VacuumResult> {
   const olderThan = options.olderThan ?? VACUUM_OLDER_THAN_MS;
   if (typeof olderThan !== "number") {
     throw new TypeError("Cannot vacuum: olderThan must be a number of milliseconds");
