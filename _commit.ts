@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { ConcurrentModificationError } from "./_errors.ts";
 import { plainWriteFormat, type WriteFormat } from "./_format.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
@@ -78,11 +79,11 @@ export function planCommit(
  * CONFLICT checks for absence, so the commit fails), the version entry's
  * check, the record, and the replaced version's tombstone.
  */
-export function addRecordCommit(
-  op: Deno.AtomicOperation,
+export function addRecordCommit<Op extends AtomicLike>(
+  op: Op,
   prepared: PreparedWrite,
   plan: CommitPlan,
-): Deno.AtomicOperation {
+): Op {
   const { target, writer, record } = prepared;
   op.check({ key: target.key, versionstamp: plan.expected === CONFLICT ? null : plan.expected });
   // A vacuum that removed this version makes the commit fail instead of
@@ -130,17 +131,17 @@ function validateSetOptions(options: SetOptions, keyText: string): number {
  * Tombstones the replaced version in the atomic that replaces its record, so
  * no version is ever live without a record pointing to it.
  */
-export function tombstoneReplaced(
-  op: Deno.AtomicOperation,
+export function tombstoneReplaced<Op extends AtomicLike>(
+  op: Op,
   replaced: ReplacedVersion | undefined,
   key: Deno.KvKey,
-): Deno.AtomicOperation {
+): Op {
   return replaced === undefined ? op : op.set(versionKey(replaced.id), tombstoneOf(encodeKey(key)));
 }
 
 /** Deletes the replaced version's chunks and tombstone; leftovers of a failure are vacuum's. */
 export async function deleteReplaced(
-  kv: Deno.Kv,
+  kv: KvLike,
   replaced: ReplacedVersion | undefined,
 ): Promise<void> {
   if (replaced === undefined) return;
@@ -169,7 +170,7 @@ export interface PreparedWrite {
  * while the current record is read. On failure nothing is left behind.
  */
 export async function prepareWrite(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: unknown,
   options: SetOptions,

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
 import type { EncryptionKey } from "./_key_input.ts";
 import { resolveRecipients } from "./_key_input.ts";
 import {
@@ -16,6 +17,7 @@ import {
   sealValue,
   serializeValue,
 } from "./_kvv1.ts";
+import { isKvU64 } from "./_runtime.ts";
 import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import { isKeyWrapper, type KeyEntry } from "./keys.ts";
@@ -252,7 +254,7 @@ function kvSetOptions(expireIn: number | undefined): { expireIn?: number } {
 /** Serializes a value for `key`, refusing what cannot be encrypted meaningfully. */
 function serializeFor(key: Deno.KvKey, value: unknown): Uint8Array {
   const what = describeKey(key);
-  if (value instanceof Deno.KvU64) {
+  if (isKvU64(value)) {
     throw new TypeError(
       `Cannot store ${what}: a Deno.KvU64 cannot be encrypted (sum, min and max need the plain number); store a bigint`,
     );
@@ -332,10 +334,10 @@ class ValueCodec {
 
 /** The implementation of {@linkcode CryptoKv}. */
 export class SealedKv implements CryptoKv {
-  readonly #kv: Deno.Kv;
+  readonly #kv: KvLike;
   readonly #codec: ValueCodec;
 
-  constructor(kv: Deno.Kv, encryptionKey: EncryptionKey) {
+  constructor(kv: KvLike, encryptionKey: EncryptionKey) {
     if (typeof kv !== "object" || kv === null || typeof kv.atomic !== "function") {
       throw new TypeError("Cannot use cryptoKv: kv must be a Deno.Kv");
     }
@@ -412,10 +414,10 @@ export class SealedKv implements CryptoKv {
 
 /** Decrypts a `Deno.Kv.list` iterator entry by entry, skipping expired values. */
 class OpeningListIterator<T> implements CryptoKvListIterator<T> {
-  readonly #inner: Deno.KvListIterator<unknown>;
+  readonly #inner: KvListIteratorLike<unknown>;
   readonly #codec: ValueCodec;
 
-  constructor(inner: Deno.KvListIterator<unknown>, codec: ValueCodec) {
+  constructor(inner: KvListIteratorLike<unknown>, codec: ValueCodec) {
     this.#inner = inner;
     this.#codec = codec;
   }
@@ -447,11 +449,11 @@ type Mutation =
 
 /** The implementation of {@linkcode CryptoAtomicOperation}. */
 class SealedAtomicOperation implements CryptoAtomicOperation {
-  readonly #kv: Deno.Kv;
+  readonly #kv: KvLike;
   readonly #codec: ValueCodec;
   readonly #mutations: Mutation[] = [];
 
-  constructor(kv: Deno.Kv, codec: ValueCodec) {
+  constructor(kv: KvLike, codec: ValueCodec) {
     this.#kv = kv;
     this.#codec = codec;
   }

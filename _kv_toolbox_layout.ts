@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
 import { concat } from "./_bytes.ts";
 import { CorruptBlobError } from "./_errors.ts";
 import { isRecord } from "./_guards.ts";
@@ -96,7 +97,7 @@ export function parseKvToolboxMeta(key: Deno.KvKey, value: unknown): KvToolboxMe
   };
 }
 
-function partsList(kv: Deno.Kv, key: Deno.KvKey): Deno.KvListIterator<unknown> {
+function partsList(kv: KvLike, key: Deno.KvKey): KvListIteratorLike<unknown> {
   return kv.list({ prefix: partsPrefixOf(key) }, {
     batchSize: PARTS_PER_PAGE,
     consistency: "strong",
@@ -118,7 +119,7 @@ export interface PartTally {
  * Uint8Array or a total that is not the recorded size.
  */
 export async function* readParts(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   meta: KvToolboxMeta,
   tally: PartTally = { parts: 0 },
@@ -154,7 +155,7 @@ export async function* readParts(
  * @returns A stream that errors with CorruptBlobError as {@linkcode readParts} throws.
  */
 export function partsStream(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   meta: KvToolboxMeta,
   tally?: PartTally,
@@ -178,7 +179,7 @@ export function partsStream(
  * @throws {CorruptBlobError} as {@linkcode readParts}.
  */
 export async function readAllParts(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   meta: KvToolboxMeta,
   tally?: PartTally,
@@ -206,7 +207,7 @@ function deletesPerAtomic(key: Deno.KvKey): number {
  *
  * @returns Whether every part is gone (false: the metadata came back).
  */
-export async function deleteParts(kv: Deno.Kv, key: Deno.KvKey, known: number): Promise<boolean> {
+export async function deleteParts(kv: KvLike, key: Deno.KvKey, known: number): Promise<boolean> {
   const perAtomic = deletesPerAtomic(key);
   const prefix = partsPrefixOf(key);
   const absent = { key: metaKeyOf(key), versionstamp: null };

@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import { blobKeyOfMeta, blobKeyOfPart, KVTB_PARTS } from "./_kv_toolbox_layout.ts";
@@ -71,7 +72,7 @@ function skipAfter(
  * @param selector As for `Deno.Kv.list`.
  */
 export async function* scanKvToolbox(
-  kv: Deno.Kv,
+  kv: KvLike,
   selector: Deno.KvListSelector,
 ): AsyncGenerator<ScanItem> {
   let current: Deno.KvListSelector | undefined = selector;

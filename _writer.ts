@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError } from "./_errors.ts";
 import type { WriteFormat } from "./_format.ts";
@@ -25,7 +26,7 @@ import { finishTombstone, tombstoneOf } from "./_versions.ts";
 /** Where and how a write goes. */
 export interface WriteTarget {
   /** The store. */
-  kv: Deno.Kv;
+  kv: KvLike;
   /** The user key of the record. */
   key: Deno.KvKey;
   /** The key as printed in messages. */

@@ -23,6 +23,7 @@
  * @module
  */
 
+import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { CorruptBlobError } from "./_errors.ts";
 import {
@@ -67,6 +68,7 @@ export type {
   VerifiedBlobMeta,
 } from "./_meta.ts";
 export type { BlobKind } from "./_record.ts";
+export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
 export type { ReadOptions } from "./_reader.ts";
 export type { BlobValue, MetadataOptions } from "./_source.ts";
 export type { SetOptions } from "./_commit.ts";
@@ -85,7 +87,7 @@ export interface StagedBlob {
    * commits only if the key still holds what it held when `stage` was called
    * (or the `versionstamp` given).
    */
-  addTo(op: Deno.AtomicOperation): Deno.AtomicOperation;
+  addTo<Op extends AtomicLike>(op: Op): Op;
   /**
    * Finishes the write after `op.commit()`: pass its result, or the error it
    * threw. It looks at the record: if it holds the staged blob, the replaced
@@ -181,7 +183,7 @@ export interface VacuumResult {
  * ```
  */
 export function set(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options?: SetOptions & { versionstamp?: undefined },
@@ -198,13 +200,13 @@ export function set(
  * @returns The commit result, `{ ok: false }` when `versionstamp` did not match.
  */
 export function set(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options?: SetOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError>;
 export async function set(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options: SetOptions = {},
@@ -247,7 +249,7 @@ export async function set(
  * ```
  */
 export async function stage(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options: SetOptions = {},
@@ -306,7 +308,7 @@ export async function stage(
  * ```
  */
 export function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions & { stream: true; blob?: false },
 ): Promise<Deno.KvEntryMaybe<ReadableStream<Uint8Array>>>;
@@ -319,7 +321,7 @@ export function get(
  * @returns An entry whose value is null when no blob is stored.
  */
 export function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions & { blob: true; stream?: false },
 ): Promise<Deno.KvEntryMaybe<Blob | File>>;
@@ -332,12 +334,12 @@ export function get(
  * @returns An entry whose value is null when no blob is stored.
  */
 export function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options?: ReadOptions & { stream?: false; blob?: false },
 ): Promise<Deno.KvEntryMaybe<Uint8Array>>;
 export async function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions & { stream?: boolean; blob?: boolean } = {},
 ): Promise<Deno.KvEntryMaybe<Uint8Array | ReadableStream<Uint8Array> | Blob | File>> {
@@ -380,7 +382,7 @@ export async function get(
  * ```
  */
 export async function getAsStream(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: StreamOptions = {},
 ): Promise<ReadableStream<Uint8Array> | null> {
@@ -414,7 +416,7 @@ export async function getAsStream(
  * ```
  */
 export async function getAsBlob(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions = {},
 ): Promise<Blob | File | null> {
@@ -447,7 +449,7 @@ export async function getAsBlob(
  * ```
  */
 export async function getMeta(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions = {},
 ): Promise<Deno.KvEntryMaybe<BlobMeta>> {
@@ -487,7 +489,7 @@ export async function getMeta(
  * ```
  */
 export async function* list(
-  kv: Deno.Kv,
+  kv: KvLike,
   selector: Deno.KvListSelector,
   options: Deno.KvListOptions & ReadOptions = {},
 ): AsyncIterableIterator<Deno.KvEntry<BlobMeta>> {
@@ -558,7 +560,7 @@ export interface RewrapOptions {
  * ```
  */
 export async function rewrap(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: RewrapOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
@@ -706,7 +708,7 @@ export interface ResponseOptions extends ReadOptions {
  * ```
  */
 export async function getAsResponse(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ResponseOptions = {},
 ): Promise<Response> {
@@ -738,7 +740,7 @@ export async function getAsResponse(
  * ```
  */
 export async function remove(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: RemoveOptions = {},
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
@@ -779,7 +781,7 @@ export async function remove(
  * wrote), else undefined.
  */
 async function removalApplied(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   replaced: ReplacedVersion | undefined,
 ): Promise<Deno.KvCommitResult | undefined> {
@@ -825,7 +827,7 @@ async function removalApplied(
  * kv.close();
  * ```
  */
-export async function vacuum(kv: Deno.Kv, options: VacuumOptions = {}): Promise<VacuumResult> {
+export async function vacuum(kv: KvLike, options: VacuumOptions = {}): Promise<VacuumResult> {
   const olderThan = options.olderThan ?? VACUUM_OLDER_THAN_MS;
   if (typeof olderThan !== "number") {
     throw new TypeError("Cannot vacuum: olderThan must be a number of milliseconds");

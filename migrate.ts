@@ -32,6 +32,7 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { stage } from "./blob.ts";
 import { isRecord } from "./_guards.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
@@ -110,7 +111,7 @@ export interface MigrateProgress extends MigrateResult {
 
 /** The validated options. */
 interface Plan {
-  kv: Deno.Kv;
+  kv: KvLike;
   openKey: CryptoKey | undefined;
   encryptionKey: EncryptionKey | undefined;
   encryptPlain: boolean;
@@ -133,7 +134,7 @@ function optionalBoolean(options: MigrateOptions, name: keyof MigrateOptions): b
 /** Checks the three arguments' types. */
 function assertArguments(kv: unknown, selector: unknown, options: unknown): void {
   if (!isRecord(kv) || typeof kv.list !== "function" || typeof kv.atomic !== "function") {
-    throw new TypeError(`${CANNOT}: kv must be a Deno.Kv`);
+    throw new TypeError(`${CANNOT}: kv must be a Deno.Kv (or a store of its shape)`);
   }
   if (!isRecord(selector) || !(Array.isArray(selector.prefix) || Array.isArray(selector.start))) {
     throw new TypeError(`${CANNOT}: the selector must be a Deno.KvListSelector`);
@@ -161,7 +162,7 @@ function assertOptions(options: MigrateOptions): void {
 }
 
 /** Checks the arguments and imports the keys, before anything is read. */
-async function planOf(kv: Deno.Kv, selector: unknown, options: MigrateOptions): Promise<Plan> {
+async function planOf(kv: KvLike, selector: unknown, options: MigrateOptions): Promise<Plan> {
   assertArguments(kv, selector, options);
   assertOptions(options);
   const { kvToolboxKey, encryptionKey, signal } = options;
@@ -368,7 +369,7 @@ function report(
  * ```
  */
 export async function migrateKvToolbox(
-  kv: Deno.Kv,
+  kv: KvLike,
   selector: Deno.KvListSelector,
   options: MigrateOptions = {},
 ): Promise<MigrateResult> {
