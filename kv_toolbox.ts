@@ -35,9 +35,11 @@
  * - `getAsResponse` sends kvcrypt's safe headers: a Content-Type that is not a
  *   valid header value becomes `application/octet-stream`, a download name is
  *   quoted and percent-encoded (RFC 6266: `attachment; filename="…";
- *   filename*=UTF-8''…`), plus the security headers and the ETag and
- *   Last-Modified kvcrypt's own `getAsResponse` sends; `headers` replace the
- *   computed fields of the same name.
+ *   filename*=UTF-8''…`), plus the security headers kvcrypt's own
+ *   `getAsResponse` sends; `headers` replace the computed fields of the same
+ *   name. Like kv-toolbox's, it takes no request, so it sends no ETag,
+ *   Last-Modified or Accept-Ranges: for conditional and ranged requests use
+ *   kvcrypt's `getAsResponse`.
  * - A value at the key that is not a kvcrypt blob makes reads and `remove`
  *   throw `CorruptBlobError` and is left alone (kv-toolbox returned null).
  * - `set` of a typed array stores the view's bytes only (kv-toolbox stored its
@@ -510,14 +512,18 @@ export async function getAsResponse(
   if (response.status === 404) {
     return new Response(response.body, { status: 404, statusText: "Not Found", headers: sent });
   }
-  // kv-toolbox's getAsResponse takes no request, so it answers no Range: advertise none.
-  if (!new Headers(headers).has("accept-ranges")) sent.delete("accept-ranges");
+  // No request is taken, so no condition or Range is answered: no validators, no Accept-Ranges.
+  const given = new Headers(headers);
+  for (const name of UNANSWERED_HEADERS) if (!given.has(name)) sent.delete(name);
   if (attach && !sent.has("content-disposition")) {
     const type = sent.get("content-type") ?? "";
     sent.set("content-disposition", contentDisposition(downloadName(key, type)));
   }
   return new Response(response.body, { status: response.status, statusText: "OK", headers: sent });
 }
+
+/** Headers of kvcrypt's responses that promise conditional or ranged requests. */
+const UNANSWERED_HEADERS = ["accept-ranges", "etag", "last-modified"];
 
 /** What `list` yields for each blob, by the option set. */
 function listedValue(
