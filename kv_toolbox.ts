@@ -653,6 +653,11 @@ export function toBlob(value: string, type: string = "text/plain"): Blob {
   return new Blob([value], { type });
 }
 
+/** A Blob's bytes (`Blob.prototype.bytes` is missing on Node 20). */
+async function bytesOf(blob: Blob): Promise<Uint8Array> {
+  return new Uint8Array(await blob.arrayBuffer());
+}
+
 /**
  * The JSON form of a File: kind, type, lastModified and name, and base64url parts.
  *
@@ -691,10 +696,13 @@ export async function toJSON(
 ): Promise<BlobJSON> {
   if (blob instanceof File) {
     const { type, lastModified, name } = blob;
-    return { meta: { kind: "file", type, lastModified, name }, parts: toParts(await blob.bytes()) };
+    return {
+      meta: { kind: "file", type, lastModified, name },
+      parts: toParts(await bytesOf(blob)),
+    };
   }
   if (blob instanceof Blob) {
-    return { meta: { kind: "blob", type: blob.type }, parts: toParts(await blob.bytes()) };
+    return { meta: { kind: "blob", type: blob.type }, parts: toParts(await bytesOf(blob)) };
   }
   const bytes = ArrayBuffer.isView(blob)
     ? new Uint8Array(blob.buffer, blob.byteOffset, blob.byteLength)

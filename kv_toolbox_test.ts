@@ -383,7 +383,10 @@ kvTest(
       assert.throws(() => new CryptoKv(kv, key as string), message);
       await assert.rejects(() => openCryptoKv(key as string, ":memory:"), message);
     }
-    const message = await openCryptoKv(secret, ":memory:").then(() => "opened", (error) => String(error));
+    const message = await openCryptoKv(secret, ":memory:").then(
+      () => "opened",
+      (error) => String(error),
+    );
     assert.match(message, /^RangeError: Cannot use a 192-bit key/);
     assert.ok(
       !message.includes(secret) && !message.includes(secret.slice(0, 8)),
