@@ -508,22 +508,35 @@ export async function getAsResponse(
     notFoundBody,
     notFoundHeaders,
   });
-  const sent = new Headers(response.headers);
   if (response.status === 404) {
-    return new Response(response.body, { status: 404, statusText: "Not Found", headers: sent });
+    const init = { status: 404, statusText: "Not Found", headers: response.headers };
+    return new Response(response.body, init);
   }
-  // No request is taken, so no condition or Range is answered: no validators, no Accept-Ranges.
-  const given = new Headers(headers);
-  for (const name of UNANSWERED_HEADERS) if (!given.has(name)) sent.delete(name);
-  if (attach && !sent.has("content-disposition")) {
-    const type = sent.get("content-type") ?? "";
-    sent.set("content-disposition", contentDisposition(downloadName(key, type)));
-  }
+  const sent = toolboxHeaders(response.headers, new Headers(headers), key, attach);
   return new Response(response.body, { status: response.status, statusText: "OK", headers: sent });
 }
 
 /** Headers of kvcrypt's responses that promise conditional or ranged requests. */
 const UNANSWERED_HEADERS = ["accept-ranges", "etag", "last-modified"];
+
+/** kvcrypt's response headers as kv-toolbox's getAsResponse sends them. */
+function toolboxHeaders(
+  computed: Headers,
+  given: Headers,
+  key: Deno.KvKey,
+  attach: boolean,
+): Headers {
+  const sent = new Headers(computed);
+  // No request is taken, so no condition or Range is answered: no validators, no Accept-Ranges.
+  for (const name of UNANSWERED_HEADERS) if (!given.has(name)) sent.delete(name);
+  // A File already has its name; other blobs get kv-toolbox's name (still an attachment).
+  const disposition = sent.get("content-disposition") ?? "";
+  if (attach && !given.has("content-disposition") && !disposition.includes("filename")) {
+    const type = sent.get("content-type") ?? "";
+    sent.set("content-disposition", contentDisposition(downloadName(key, type)));
+  }
+  return sent;
+}
 
 /** What `list` yields for each blob, by the option set. */
 function listedValue(
