@@ -38,7 +38,8 @@ import {
   tombstoneReplaced,
 } from "./_commit.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
-import { INTERNAL_PREFIX, versionKey } from "./_kv_keys.ts";
+import { versionKey } from "./_kv_keys.ts";
+import { BlobListing, type BlobListIterator, type ListOptions } from "./_list.ts";
 import { VACUUM_OLDER_THAN_MS } from "./_limits.ts";
 import type { BlobMeta } from "./_meta.ts";
 import {
@@ -73,6 +74,7 @@ export type { ReadOptions } from "./_reader.ts";
 export type { BlobValue, MetadataOptions } from "./_source.ts";
 export type { SetOptions } from "./_commit.ts";
 export type { ByteRange } from "./_reads.ts";
+export type { BlobListIterator, ListOptions } from "./_list.ts";
 
 /** Options of {@linkcode getAsStream}. */
 export interface StreamOptions extends ReadOptions {
@@ -464,17 +466,25 @@ export async function getMeta(
 }
 
 /**
- * Lists the blobs under a selector (entries that are not kvcrypt blobs are
- * skipped, and so are expired ones), with their metadata.
+ * Lists the blobs under a selector, with their metadata. Entries that are not
+ * kvcrypt blobs (kvcrypt's own chunks, other values) and expired blobs are
+ * skipped and do not count against `limit`. The iterator's `cursor`
+ * continues after the last blob yielded, as `Deno.KvListIterator`'s does:
+ * pass it back as `cursor` (same selector) for the next page; it is `""`
+ * once the listing is exhausted.
  *
  * @param kv The store.
  * @param selector As for `Deno.Kv.list`.
- * @param options `Deno.KvListOptions` plus read options; with an
- * `encryptionKey`, encrypted entries are authenticated.
- * @returns The blobs' entries with metadata as values.
- * @throws {DecryptionError} if a key is given and an encrypted blob does not open with it.
+ * @param options `limit` (in blobs), `cursor`, `reverse`, `batchSize`,
+ * `consistency`, and read options; with an `encryptionKey`, encrypted
+ * entries are authenticated.
+ * @returns The blobs' entries with metadata as values, and a `cursor`.
+ * @throws {TypeError} if `limit` is not a number.
+ * @throws {RangeError} if `limit` is not a positive integer.
+ * @throws {DecryptionError} (while iterating) if a key is given and an
+ * encrypted blob does not open with it.
  *
- * @example List a folder
+ * @example List a folder, two blobs per page
  * ```ts
  * import assert from "node:assert/strict";
  * import { list, set } from "@kvcrypt/kvcrypt";
@@ -482,32 +492,23 @@ export async function getMeta(
  * const kv = await Deno.openKv(":memory:");
  * await set(kv, ["dir", "a"], new Uint8Array(10));
  * await set(kv, ["dir", "b"], new Uint8Array(200_000));
+ * await set(kv, ["dir", "c"], new Uint8Array(3));
+ * const first = list(kv, { prefix: ["dir"] }, { limit: 2 });
  * const sizes = [];
- * for await (const entry of list(kv, { prefix: ["dir"] })) sizes.push(entry.value.size);
+ * for await (const entry of first) sizes.push(entry.value.size);
  * assert.deepEqual(sizes, [10, 200_000]);
+ * const rest = list(kv, { prefix: ["dir"] }, { limit: 2, cursor: first.cursor });
+ * assert.deepEqual((await Array.fromAsync(rest)).map((entry) => entry.key), [["dir", "c"]]);
+ * assert.equal(rest.cursor, "");
  * kv.close();
  * ```
  */
-export async function* list(
+export function list(
   kv: KvLike,
   selector: Deno.KvListSelector,
-  options: Deno.KvListOptions & ReadOptions = {},
-): AsyncIterableIterator<Deno.KvEntry<BlobMeta>> {
-  const { encryptionKey, allowPlaintext, ...listOptions } = options;
-  const readKeys = await readKeysOf(options);
-  for await (const entry of kv.list(selector, listOptions)) {
-    // A chunk's bytes may look like a record: kvcrypt's own entries are never blobs.
-    if (entry.key[0] === INTERNAL_PREFIX || recordMagic(entry.value) === undefined) continue;
-    const target = {
-      kv,
-      key: entry.key,
-      keyText: describeKey(entry.key),
-      options: { encryptionKey, allowPlaintext },
-    };
-    // Every record is opened as a read would: a tampered one throws, never vanishes.
-    const meta = await metaOfEntry(target, entry, readKeys);
-    if (meta !== null) yield { key: entry.key, value: meta, versionstamp: entry.versionstamp };
-  }
+  options: ListOptions = {},
+): BlobListIterator {
+  return new BlobListing(kv, selector, options);
 }
 
 // ---------------------------------------------------------------------------
