@@ -24,7 +24,6 @@
  */
 
 import type { AtomicLike, KvLike } from "./_kv_like.ts";
-import { bytesEqual } from "./_bytes.ts";
 import { CorruptBlobError } from "./_errors.ts";
 import {
   addRecordCommit,
@@ -37,7 +36,6 @@ import {
   type SetOptions,
   tombstoneReplaced,
 } from "./_commit.ts";
-import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { BlobListing, type BlobListIterator, type ListOptions } from "./_list.ts";
 import { VACUUM_OLDER_THAN_MS } from "./_limits.ts";
@@ -50,14 +48,15 @@ import {
   readWhole,
   toBlob,
 } from "./_reads.ts";
-import { openEntry, readKeysOf, type ReadOptions } from "./_reader.ts";
+import { readKeysOf, type ReadOptions } from "./_reader.ts";
 import { decodeVersion, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
 import { respond } from "./_response.ts";
-import { isSealed, rewrapRecord } from "./_rewrap.ts";
+import { rewrapBlob, type RewrapOptions } from "./_rewrap.ts";
+import { rotateBlobs, type RotateOptions, type RotateResult } from "./_rotate.ts";
 import type { BlobValue } from "./_source.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import { vacuumVersions } from "./_vacuum.ts";
-import { assertBeforeDeadline, expiryOptions } from "./_writer.ts";
+import { assertBeforeDeadline } from "./_writer.ts";
 
 export { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
@@ -74,6 +73,8 @@ export type { ReadOptions } from "./_reader.ts";
 export type { BlobValue, MetadataOptions } from "./_source.ts";
 export type { SetOptions } from "./_commit.ts";
 export type { ByteRange } from "./_reads.ts";
+export type { RewrapOptions } from "./_rewrap.ts";
+export type { RotateOptions, RotateResult } from "./_rotate.ts";
 export type { BlobListIterator, ListOptions } from "./_list.ts";
 
 /** Options of {@linkcode getAsStream}. */
@@ -514,18 +515,6 @@ export function list(
 // ---------------------------------------------------------------------------
 // Rewrapping.
 
-/** Options of {@linkcode rewrap}. */
-export interface RewrapOptions {
-  /** A key that opens the blob now (a keyring may hold old and new keys). */
-  encryptionKey: EncryptionKey;
-  /** Recipients to add: one stanza per element (its current key). */
-  add?: EncryptionKey | undefined;
-  /** Key ids whose stanzas are dropped (kids not present are ignored). */
-  remove?: readonly string[] | undefined;
-  /** Rewrap only if the record's versionstamp is this one. */
-  versionstamp?: string | undefined;
-}
-
 /**
  * Changes who can read an encrypted blob by rewriting its header only: the
  * secret is unwrapped with a key the caller holds, stanzas for new keys are
@@ -565,39 +554,58 @@ export async function rewrap(
   key: Deno.KvKey,
   options: RewrapOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  // Opened with allowPlaintext so a plain blob gets rewrap's own TypeError.
-  const target = readTarget(kv, key, { ...options, allowPlaintext: true }, "rewrap the blob");
-  if (options.encryptionKey === undefined) {
-    throw new TypeError(`Cannot rewrap ${target.keyText}: encryptionKey is required`);
-  }
-  assertVersionstamp(options.versionstamp, `rewrap ${target.keyText}`);
-  const added = options.add === undefined ? [] : await resolveRecipients(options.add);
-  const removed = new Set(options.remove ?? []);
-  for (;;) {
-    const { entry, record } = await openEntry(target);
-    if (record === null) {
-      throw new TypeError(`Cannot rewrap ${target.keyText}: no blob is stored at the key`);
-    }
-    if (!isSealed(record)) {
-      throw new TypeError(`Cannot rewrap ${target.keyText}: the blob is not encrypted`);
-    }
-    if (options.versionstamp !== undefined && options.versionstamp !== entry.versionstamp) {
-      return { ok: false };
-    }
-    const bytes = await rewrapRecord(record, key, target.keyText, added, removed);
-    const op = kv.atomic().check(entry).set(key, bytes, expiryOptions(record.expiresAt));
-    let result: Deno.KvCommitResult | Deno.KvCommitError;
-    try {
-      result = await op.commit();
-    } catch (error) {
-      // The reply may be lost although the commit applied: the fresh metaIv
-      // makes these record bytes unique, so finding them means it did.
-      const now = await kv.get(key);
-      if (!(now.value instanceof Uint8Array) || !bytesEqual(now.value, bytes)) throw error;
-      result = { ok: true, versionstamp: now.versionstamp! };
-    }
-    if (result.ok || options.versionstamp !== undefined) return result;
-  }
+  return await rewrapBlob(kv, key, options);
+}
+
+// ---------------------------------------------------------------------------
+// Rotation.
+
+/**
+ * Rotates every encrypted blob under a selector to a key ring's current
+ * key. By default only headers change (like {@linkcode rewrap}): the
+ * stanzas of the ring's older keys are replaced by one for its current key,
+ * other recipients' stanzas are kept, chunks are not touched. With
+ * `reencrypt: true` every blob is written again under a fresh secret for
+ * the ring's current key, so a key that kept an old secret (or an old
+ * header) reads nothing new; a blob with a recipient outside the ring is
+ * then skipped, never silently narrowed.
+ *
+ * Every step checks the record's versionstamp: a concurrent write wins and
+ * is counted as skipped. Running it again after an abort or a crash
+ * finishes the job (a header-only rotation finds finished blobs unchanged).
+ *
+ * @param kv The store.
+ * @param selector Which keys to look at, as for `Deno.Kv.list`.
+ * @param options The key ring (current key first), `reencrypt`, `signal`, `onProgress`.
+ * @returns How many blobs were rotated, unchanged, skipped and failed.
+ * @throws {TypeError} if `encryptionKey` is missing, an array of recipients, or not a key.
+ *
+ * @example Move every blob to a new key, then drop the old one
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateKey, get, keyring, rotate, set } from "@kvcrypt/kvcrypt";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const old = await generateKey({ kid: "2025" });
+ * for (let i = 0; i < 3; i++) await set(kv, ["docs", i], new Uint8Array(100_000), { encryptionKey: old });
+ * const fresh = await generateKey({ kid: "2026" });
+ * const ring = await keyring(fresh, old);
+ * assert.deepEqual(await rotate(kv, { prefix: ["docs"] }, { encryptionKey: ring }), {
+ *   rotated: 3,
+ *   unchanged: 0,
+ *   skipped: 0,
+ *   failed: 0,
+ * });
+ * assert.equal((await get(kv, ["docs", 2], { encryptionKey: fresh })).value?.length, 100_000);
+ * kv.close();
+ * ```
+ */
+export async function rotate(
+  kv: KvLike,
+  selector: Deno.KvListSelector,
+  options: RotateOptions,
+): Promise<RotateResult> {
+  return await rotateBlobs(kv, selector, options);
 }
 
 // ---------------------------------------------------------------------------

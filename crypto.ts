@@ -41,8 +41,10 @@ export type {
   CryptoKv,
   CryptoKvGetOptions,
   CryptoKvListIterator,
+  CryptoKvRotateOptions,
   CryptoKvSetOptions,
 } from "./_crypto_kv.ts";
+export type { RotateResult } from "./_rotate.ts";
 
 /**
  * Encrypted structured values in Deno KV: a `Deno.Kv` look-alike (`get`,
