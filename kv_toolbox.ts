@@ -70,7 +70,7 @@
  */
 
 import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
-import { toHex } from "./_bytes.ts";
+import { concat, toHex } from "./_bytes.ts";
 import {
   get as kvcryptGet,
   getAsBlob as kvcryptGetAsBlob,
@@ -772,13 +772,7 @@ export function toValue(json: BlobJSON): Uint8Array | Blob | File {
     return new File(parts, meta.name, { type: meta.type, lastModified: meta.lastModified });
   }
   if (meta.kind === "blob") return new Blob(parts, { type: meta.type });
-  const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    bytes.set(part, offset);
-    offset += part.length;
-  }
-  return bytes;
+  return concat(parts);
 }
 
 // ---------------------------------------------------------------------------
