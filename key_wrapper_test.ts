@@ -368,3 +368,23 @@ Deno.test("cryptoKv refuses a KeyWrapper with a TypeError that says what to do",
     await assert.rejects(values.get(["v"]), TypeError);
   }
 });
+
+wrapperTest(
+  "the context binds the kid: a stanza renamed to another wrapper of the same service does not open",
+  async (kv, service) => {
+    const alice = serviceWrapper(service, "alice");
+    const carol = serviceWrapper(service, "carol"); // same service key, same kid length
+    await set(kv, ["doc"], randomBytes(1_000), { encryptionKey: alice });
+    const record = (await kv.get<Uint8Array>(["doc"])).value!.slice();
+    const kidAt = 78 + 1 + 1; // form byte, kidLen, then the kid
+    assert.equal(new TextDecoder().decode(record.subarray(kidAt, kidAt + 5)), "alice");
+    record.set(new TextEncoder().encode("carol"), kidAt);
+    await kv.set(["doc"], record);
+    await assert.rejects(get(kv, ["doc"], { encryptionKey: carol }), (error: Error) => {
+      assert.ok(error instanceof DecryptionError);
+      // The service refused: the wrapped secret was bound to kid "alice".
+      assert.ok(error.cause instanceof KeyServiceError, `cause: ${error.cause}`);
+      return true;
+    });
+  },
+);
