@@ -90,7 +90,7 @@ export function addRecordCommit(
   if (writer.versionstamp !== null) {
     op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
   }
-  op.set(target.key, record, expiryOptions(target.deadline));
+  writer.addHeldChunks(op).set(target.key, record, expiryOptions(target.deadline));
   return tombstoneReplaced(op, plan.replaced, target.key);
 }
 
@@ -166,13 +166,16 @@ export interface PreparedWrite {
 
 /**
  * Step 1 of the write protocol: validates everything, then writes the chunks
- * while the current record is read. On failure nothing is left behind.
+ * while the current record is read. With `oneCommit` (`set`), a blob of at
+ * most `CHUNKS_IN_RECORD_COMMIT` chunks writes nothing yet: its chunks and
+ * version entry go into the record commit. On failure nothing is left behind.
  */
 export async function prepareWrite(
   kv: Deno.Kv,
   key: Deno.KvKey,
   value: unknown,
   options: SetOptions,
+  oneCommit = false,
 ): Promise<PreparedWrite> {
   assertUserKey(key, "store the blob");
   const keyText = describeKey(key);
@@ -196,7 +199,7 @@ export async function prepareWrite(
     current.catch(() => {});
     const format = await writeFormat(options, writer.id);
     pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
-    const record = await writer.write(pieces, format, source.meta);
+    const record = await writer.write(pieces, format, source.meta, oneCommit);
     return { target, writer, record, current: await current };
   } catch (error) {
     await pieces?.return(undefined).catch(() => {});

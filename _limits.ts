@@ -57,6 +57,14 @@ export const CHUNKS_PER_ATOMIC = Math.floor(
   KV_ATOMIC_BYTES_MAX / (STORED_CHUNK_BYTES + 2 * CHUNK_KEY_BYTES_MAX),
 );
 
+/**
+ * Most chunks a write commits in the same atomic as its version entry and
+ * record (one commit, no separate record commit): one chunk's room of the
+ * atomic is left for the version entry, the record (≤ one KV value), the
+ * replaced version's tombstone and the checks.
+ */
+export const CHUNKS_IN_RECORD_COMMIT = CHUNKS_PER_ATOMIC - 1;
+
 /** Keys deleted per atomic when removing a version's chunks. */
 export const DELETES_PER_ATOMIC = Math.min(
   KV_ATOMIC_MUTATIONS_MAX,

@@ -12,6 +12,7 @@ import type { WriteFormat } from "./_format.ts";
 import { chunkKey, versionKey } from "./_kv_keys.ts";
 import {
   CHUNK_GRACE_MS,
+  CHUNKS_IN_RECORD_COMMIT,
   CHUNKS_MAX,
   CHUNKS_PER_ATOMIC,
   ID_BYTES,
@@ -63,6 +64,8 @@ export class VersionWriter {
   readonly #versionKey: Deno.KvKey;
   readonly #encodedKey: Uint8Array;
   #versionstamp: string | null = null;
+  /** Sealed chunks that wait for the record commit (a blob of few chunks). */
+  #held: Uint8Array[] | undefined;
   #sent = 0;
   #committedBytes = 0;
   #size = 0;
@@ -90,15 +93,23 @@ export class VersionWriter {
     return this.#versionstamp;
   }
 
+  /** Whether the chunks wait for the record commit: see {@linkcode addHeldChunks}. */
+  get holdsChunks(): boolean {
+    return this.#held !== undefined;
+  }
+
   /**
    * Streams `pieces` into the store through `format` and returns the record
    * bytes. A blob within the format's inline limit is sealed into its record
-   * and writes nothing else.
+   * and writes nothing else. With `oneCommit`, a blob of at most
+   * {@linkcode CHUNKS_IN_RECORD_COMMIT} chunks is sealed and held, to be
+   * committed with its record in one atomic.
    */
   async write(
     pieces: AsyncIterator<Uint8Array>,
     format: WriteFormat,
     meta: BlobMetaFields,
+    oneCommit = false,
   ): Promise<Uint8Array> {
     const first = await pieces.next();
     this.#target.signal?.throwIfAborted();
@@ -117,9 +128,53 @@ export class VersionWriter {
       const inline = await format.sealChunk(0, first.value);
       return format.encodeRecord(layout(this.#size, 1), meta, this.#target.key, inline);
     }
-    const { size, chunks } = await this.#upload(first.value, pieces, format);
+    let [head, rest] = [first.value, pieces];
+    if (oneCommit) {
+      const { read, more } = await collectPieces(head, pieces, CHUNKS_IN_RECORD_COMMIT);
+      if (!more) {
+        this.#size = read.reduce((sum, piece) => sum + piece.length, 0);
+        // The chunks and the metadata are sealed together, awaited once.
+        const [sealed, record] = await Promise.all([
+          Promise.all(read.map((piece, index) => format.sealChunk(index, piece))),
+          format.encodeRecord(layout(this.#size, read.length), meta, this.#target.key),
+        ]);
+        this.#target.signal?.throwIfAborted();
+        this.#held = sealed;
+        return record;
+      }
+      [head, rest] = [read[0]!, replay(read.slice(1), pieces)];
+    }
+    const { size, chunks } = await this.#upload(head, rest, format);
     this.#size = size;
     return format.encodeRecord(layout(size, chunks), meta, this.#target.key);
+  }
+
+  /**
+   * Adds the held chunks and the version entry to `op`, the atomic that also
+   * commits the record: the blob is then published or absent as a whole.
+   */
+  addHeldChunks(op: Deno.AtomicOperation): Deno.AtomicOperation {
+    if (this.#held === undefined) return op;
+    const expiry = this.#chunkExpiry();
+    this.#addVersionEntry(op, expiry);
+    this.#held.forEach((value, index) => op.set(chunkKey(this.#id, index), value, expiry));
+    return op;
+  }
+
+  /** `expireIn` of chunks and the version entry: the record's deadline plus the grace period. */
+  #chunkExpiry(): { expireIn?: number } {
+    const { deadline } = this.#target;
+    return expiryOptions(deadline === 0 ? 0 : deadline + CHUNK_GRACE_MS);
+  }
+
+  /** Creates the version entry in `op`, which fails if the entry already exists. */
+  #addVersionEntry(op: Deno.AtomicOperation, expiry: { expireIn?: number }): void {
+    const version = encodeVersion({
+      state: VERSION_LIVE,
+      created: Date.now(),
+      encodedKey: this.#encodedKey,
+    });
+    op.check({ key: this.#versionKey, versionstamp: null }).set(this.#versionKey, version, expiry);
   }
 
   async #upload(
@@ -174,20 +229,10 @@ export class VersionWriter {
     batch: readonly { sealed: Promise<Uint8Array>; bytes: number }[],
   ): Promise<void> {
     const values = await Promise.all(batch.map((item) => item.sealed));
-    const { kv, deadline } = this.#target;
-    const expiry = expiryOptions(deadline === 0 ? 0 : deadline + CHUNK_GRACE_MS);
-    const op = kv.atomic();
+    const expiry = this.#chunkExpiry();
+    const op = this.#target.kv.atomic();
     if (this.#versionstamp === null) {
-      const version = encodeVersion({
-        state: VERSION_LIVE,
-        created: Date.now(),
-        encodedKey: this.#encodedKey,
-      });
-      op.check({ key: this.#versionKey, versionstamp: null }).set(
-        this.#versionKey,
-        version,
-        expiry,
-      );
+      this.#addVersionEntry(op, expiry);
     } else {
       // Once vacuum tombstoned the version, no chunk of it may land.
       op.check({ key: this.#versionKey, versionstamp: this.#versionstamp });
@@ -250,4 +295,31 @@ export class VersionWriter {
     await finishTombstone(this.#target.kv, this.#id, this.#sent);
     return undefined;
   }
+}
+
+/**
+ * Reads pieces after `first` until the stream ends or more than `most`
+ * pieces were read; `more` tells which.
+ */
+async function collectPieces(
+  first: Uint8Array,
+  rest: AsyncIterator<Uint8Array>,
+  most: number,
+): Promise<{ read: Uint8Array[]; more: boolean }> {
+  const read = [first];
+  while (read.length <= most) {
+    const piece = await rest.next();
+    if (piece.done) return { read, more: false };
+    read.push(piece.value);
+  }
+  return { read, more: true };
+}
+
+/** The pieces already read, then the rest of the iterator. */
+async function* replay(
+  read: readonly Uint8Array[],
+  rest: AsyncIterator<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  yield* read;
+  for (let piece = await rest.next(); !piece.done; piece = await rest.next()) yield piece.value;
 }

@@ -22,6 +22,7 @@ import {
 } from "./blob.ts";
 import { generateKey } from "./keys.ts";
 import {
+  CHUNKS_IN_RECORD_COMMIT,
   CHUNKS_PER_ATOMIC,
   PLAIN_CHUNK_SIZE,
   PLAIN_INLINE_MAX,
@@ -243,7 +244,7 @@ const VARIANTS: readonly Variant[] = [
  */
 async function runMatrix(
   scenario: Scenario,
-): Promise<{ runs: number; writes: number; publish: number }> {
+): Promise<{ runs: number; writes: number; publish: number; clean: WriteRecord[] }> {
   const { key, format } = scenario;
   let clean: WriteRecord[];
   {
@@ -260,10 +261,10 @@ async function runMatrix(
   const publishing = clean.filter((write) => write.keys.some((k) => isUserKey(k, key)));
   assert.equal(publishing.length, 1, "exactly one write of a clean run touches the record");
   const publish = publishing[0]!.n;
-  // Chunks land before the record that points to them; after it, nothing writes a chunk.
+  // Chunks land before the record that points to them, or with it; after it, nothing writes a chunk.
   clean.forEach((write) => {
     const setsChunk = write.mutations.some((m) => m.type === "set" && m.key[1] === "chunk");
-    if (setsChunk) assert.ok(write.n < publish, `write ${write.n} sets chunks after the record`);
+    if (setsChunk) assert.ok(write.n <= publish, `write ${write.n} sets chunks after the record`);
   });
   let runs = 0;
   for (const { mode, crash } of VARIANTS) {
@@ -322,7 +323,27 @@ async function runMatrix(
       }
     }
   }
-  return { runs, writes: clean.length, publish };
+  return { runs, writes: clean.length, publish, clean };
+}
+
+/**
+ * Checks that a clean run's publishing write is the one-commit path: it
+ * creates the version entry, sets chunks 0 … chunks−1 and the record, and
+ * tombstones the replaced version if there is one.
+ */
+function assertOneCommit(
+  write: WriteRecord,
+  key: Deno.KvKey,
+  chunks: number,
+  replaces: boolean,
+): void {
+  const sets = write.mutations.filter((m) => m.type === "set");
+  const chunkIndexes = sets.filter((m) => m.key[1] === "chunk").map((m) => m.key[3]);
+  assert.deepEqual(chunkIndexes, Array.from({ length: chunks }, (_, index) => index));
+  const versions = sets.filter((m) => m.key[1] === "version");
+  assert.equal(versions.length, replaces ? 2 : 1, "the new version entry (and the tombstone)");
+  assert.equal(sets.filter((m) => isUserKey(m.key, key)).length, 1, "the record");
+  assert.equal(write.mutations.length, sets.length, "nothing but sets");
 }
 
 function overwrite(
@@ -357,19 +378,38 @@ function overwrite(
 
 for (const format of FORMATS) {
   const size = format.chunkSize;
-  Deno.test(`faults: ${format.name} overwrite of 5 chunks by 7 chunks, every write fails`, async () => {
-    const { runs, writes, publish } = await runMatrix(
-      overwrite(format, "5to7", 5 * size, 7 * size),
-    );
-    assert.equal(publish, chunkAtomics(7) + 1);
-    assert.ok(writes > publish, "the replaced version is deleted after the record commit");
+  Deno.test(`faults: ${format.name} overwrite of 5 chunks by 7 chunks (one commit), every write fails`, async () => {
+    const scenario = overwrite(format, "5to7", 5 * size, 7 * size);
+    const { runs, writes, publish, clean } = await runMatrix(scenario);
+    assert.equal(publish, 1, "version entry, chunks and record in one atomic");
+    assertOneCommit(clean[0]!, scenario.key, 7, true);
+    assert.equal(writes, 2, "then one atomic deletes the replaced version");
     assert.equal(runs, 4 * (writes + 1));
   });
 
-  Deno.test(`faults: ${format.name} first write of 7 chunks, every write fails`, async () => {
-    const { writes, publish } = await runMatrix(overwrite(format, "first", null, 7 * size));
-    assert.equal(publish, chunkAtomics(7) + 1);
+  Deno.test(`faults: ${format.name} first write of 7 chunks (one commit), every write fails`, async () => {
+    const scenario = overwrite(format, "first", null, 7 * size);
+    const { writes, publish, clean } = await runMatrix(scenario);
+    assert.equal(publish, 1);
+    assertOneCommit(clean[0]!, scenario.key, 7, false);
     assert.equal(writes, publish, "nothing to clean up after a first write");
+  });
+
+  Deno.test(`faults: ${format.name} overwrite by ${CHUNKS_IN_RECORD_COMMIT} chunks, the most in one commit`, async () => {
+    const scenario = overwrite(format, "5to11", 5 * size, CHUNKS_IN_RECORD_COMMIT * size);
+    const { writes, publish, clean } = await runMatrix(scenario);
+    assert.equal(publish, 1);
+    assertOneCommit(clean[0]!, scenario.key, CHUNKS_IN_RECORD_COMMIT, true);
+    assert.equal(writes, 2);
+  });
+
+  Deno.test(`faults: ${format.name} overwrite by ${CHUNKS_IN_RECORD_COMMIT + 1} chunks, chunks before the record`, async () => {
+    const chunks = CHUNKS_IN_RECORD_COMMIT + 1;
+    const { writes, publish } = await runMatrix(
+      overwrite(format, "5to12", 5 * size, chunks * size - 1),
+    );
+    assert.equal(publish, chunkAtomics(chunks) + 1, "a chunk atomic, then the record commit");
+    assert.ok(writes > publish);
   });
 
   Deno.test(`faults: ${format.name} overwrite by 30 chunks (atomics in flight), every write fails`, async () => {
@@ -394,8 +434,9 @@ Deno.test("faults: plain compare-and-set overwrite, every write fails", async ()
   const scenario = overwrite(PLAIN, "cas", 3 * PLAIN_CHUNK_SIZE + 5, 4 * PLAIN_CHUNK_SIZE, {
     cas: true,
   });
-  const { writes, publish } = await runMatrix(scenario);
-  assert.equal(publish, chunkAtomics(4) + 1);
+  const { writes, publish, clean } = await runMatrix(scenario);
+  assert.equal(publish, 1);
+  assertOneCommit(clean[0]!, scenario.key, 4, true);
   assert.ok(writes > publish);
 });
 
@@ -484,7 +525,10 @@ async function prepareLeftovers(kv: Deno.Kv, key: Deno.KvKey, values: Uint8Array
 
 Deno.test("faults: every write of vacuum fails; the live blob survives, a rerun finishes", async () => {
   const key = ["faults", "vacuum"];
-  const values = [5, 6, 7].map((chunks) => randomBytes(chunks * PLAIN_CHUNK_SIZE));
+  // B is written in chunk atomics before its record (more chunks than one commit holds).
+  const values = [5, CHUNKS_IN_RECORD_COMMIT + 3, 7].map((chunks) =>
+    randomBytes(chunks * PLAIN_CHUNK_SIZE)
+  );
   let clean: WriteRecord[];
   let initial: VacuumResult;
   {
