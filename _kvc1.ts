@@ -41,6 +41,7 @@ import {
   SEALED_MAGIC,
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
+import { VersionCache } from "./_version_cache.ts";
 
 /** Suite byte of AES-128-GCM. */
 export const SUITE_AES_128_GCM = 0x01;
@@ -321,20 +322,27 @@ function keyMatchesStanza(entry: KeyEntry, stanza: Stanza): boolean {
   return entry.kid === "" || stanza.kid === "" || entry.kid === stanza.kid;
 }
 
+/** S unwrapped, with the reader key and the stanza that gave it. */
+interface Unwrapped {
+  secret: Uint8Array;
+  kek: CryptoKey;
+  stanza: number;
+}
+
 /** Step 2: unwraps S with the first reader key that opens a matching stanza. */
-export async function unwrapSecret(
+async function unwrap(
   header: SealedHeader,
   readKeys: readonly KeyEntry[],
   what: string,
-): Promise<Uint8Array> {
+): Promise<Unwrapped> {
   const aad = concat([WRAP_AAD, header.id]);
   let lastError: unknown = undefined;
-  for (const stanza of header.stanzas) {
+  for (const [index, stanza] of header.stanzas.entries()) {
     for (const entry of readKeys) {
       if (!keyMatchesStanza(entry, stanza)) continue;
       try {
         const secret = await gcmOpen(entry.key, stanza.iv, stanza.wrapped, aad);
-        if (secret.length === SECRET_BYTES) return secret;
+        if (secret.length === SECRET_BYTES) return { secret, kek: entry.key, stanza: index };
       } catch (error) {
         lastError = error;
       }
@@ -343,18 +351,27 @@ export async function unwrapSecret(
   fail(what, "no key given opens any recipient stanza (step 2)", lastError);
 }
 
-/** Steps 3 and 4: derives the version keys, checks the commitment, opens the metadata. */
-export async function openHeader(
+/** Step 3: derives the version keys from S and checks the commitment. */
+async function deriveCommitted(
   header: SealedHeader,
   secret: Uint8Array,
-  key: Deno.KvKey,
   what: string,
-): Promise<{ keys: VersionKeys; meta: BlobMetaFields }> {
+): Promise<VersionKeys> {
   const keys = await deriveVersionKeys(secret, header.id, header.suite);
   // Key commitment: one header cannot open to two plaintexts under two recipients' keys.
   if (!constantTimeEqual(keys.commitment, header.commitment)) {
     fail(what, "the key commitment does not match (step 3)", undefined);
   }
+  return keys;
+}
+
+/** Step 4: opens the metadata, whose tag binds every header byte and the user key. */
+async function openMeta(
+  header: SealedHeader,
+  keys: VersionKeys,
+  key: Deno.KvKey,
+  what: string,
+): Promise<BlobMetaFields> {
   let metaJson: Uint8Array;
   try {
     // The AAD binds every header field and the user key: an edited header or a
@@ -369,10 +386,38 @@ export async function openHeader(
     fail(what, "the header or its key was changed (step 4)", cause);
   }
   try {
-    return { keys, meta: decodeMeta(metaJson) };
+    return decodeMeta(metaJson);
   } catch (cause) {
     fail(what, "the metadata does not parse (step 4)", cause);
   }
+}
+
+/** Versions opened recently: repeated reads skip steps 2 and 3, never step 4. */
+const openedVersions = new VersionCache<VersionKeys>();
+
+/**
+ * Steps 2–4 through the cache: an entry found for exactly these header bytes
+ * and one of the reader's own keys gives S and the version keys; the
+ * metadata is opened either way, and a version is cached only once it did.
+ */
+async function openVersion(
+  header: SealedHeader,
+  key: Deno.KvKey,
+  readKeys: readonly KeyEntry[],
+  what: string,
+): Promise<{ secret: Uint8Array; keys: VersionKeys; meta: BlobMetaFields }> {
+  const mayOpen = (entry: KeyEntry, stanza: number) =>
+    keyMatchesStanza(entry, header.stanzas[stanza]!);
+  const cached = openedVersions.find(header.id, header.authenticated, readKeys, mayOpen);
+  if (cached !== undefined) {
+    const { secret, keys } = cached;
+    return { secret, keys, meta: await openMeta(header, keys, key, what) };
+  }
+  const { secret, kek, stanza } = await unwrap(header, readKeys, what);
+  const keys = await deriveCommitted(header, secret, what);
+  const meta = await openMeta(header, keys, key, what);
+  openedVersions.add(header.id, { authenticated: header.authenticated, kek, stanza, secret, keys });
+  return { secret, keys, meta };
 }
 
 /** An opened KVC1 record: the pipeline's view plus what `rewrap` needs. */
@@ -392,8 +437,7 @@ export async function openParsedRecord(
   readKeys: readonly KeyEntry[],
   what: string,
 ): Promise<OpenedSealedRecord> {
-  const secret = await unwrapSecret(header, readKeys, what);
-  const { keys, meta } = await openHeader(header, secret, key, what);
+  const { secret, keys, meta } = await openVersion(header, key, readKeys, what);
   return {
     id: header.id,
     chunkSize: header.chunkSize,
