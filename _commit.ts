@@ -166,9 +166,10 @@ export interface PreparedWrite {
 
 /**
  * Step 1 of the write protocol: validates everything, then writes the chunks
- * while the current record is read. With `oneCommit` (`set`), a blob of at
- * most `CHUNKS_IN_RECORD_COMMIT` chunks writes nothing yet: its chunks and
- * version entry go into the record commit. On failure nothing is left behind.
+ * while the current record is read. With `oneCommit` (`set`), a last batch
+ * of at most `CHUNKS_IN_RECORD_COMMIT` chunks goes into the record commit; a
+ * blob of no more chunks writes nothing yet (its version entry goes there
+ * too: one atomic). On failure nothing is left behind.
  */
 export async function prepareWrite(
   kv: Deno.Kv,

@@ -64,8 +64,8 @@ export class VersionWriter {
   readonly #versionKey: Deno.KvKey;
   readonly #encodedKey: Uint8Array;
   #versionstamp: string | null = null;
-  /** Sealed chunks that wait for the record commit (a blob of few chunks). */
-  #held: Uint8Array[] | undefined;
+  /** The last sealed chunks, from index `start`, that wait for the record commit. */
+  #held: { start: number; values: Uint8Array[] } | undefined;
   #sent = 0;
   #committedBytes = 0;
   #size = 0;
@@ -101,9 +101,10 @@ export class VersionWriter {
   /**
    * Streams `pieces` into the store through `format` and returns the record
    * bytes. A blob within the format's inline limit is sealed into its record
-   * and writes nothing else. With `oneCommit`, a blob of at most
+   * and writes nothing else. With `oneCommit`, a last batch of at most
    * {@linkcode CHUNKS_IN_RECORD_COMMIT} chunks is sealed and held, to be
-   * committed with its record in one atomic.
+   * committed with the record (and, for a blob of no more chunks, with the
+   * version entry: the whole blob in one atomic).
    */
   async write(
     pieces: AsyncIterator<Uint8Array>,
@@ -128,25 +129,15 @@ export class VersionWriter {
       const inline = await format.sealChunk(0, first.value);
       return format.encodeRecord(layout(this.#size, 1), meta, this.#target.key, inline);
     }
-    let [head, rest] = [first.value, pieces];
-    if (oneCommit) {
-      const { read, more } = await collectPieces(head, pieces, CHUNKS_IN_RECORD_COMMIT);
-      if (!more) {
-        this.#size = read.reduce((sum, piece) => sum + piece.length, 0);
-        // The chunks and the metadata are sealed together, awaited once.
-        const [sealed, record] = await Promise.all([
-          Promise.all(read.map((piece, index) => format.sealChunk(index, piece))),
-          format.encodeRecord(layout(this.#size, read.length), meta, this.#target.key),
-        ]);
-        this.#target.signal?.throwIfAborted();
-        this.#held = sealed;
-        return record;
-      }
-      [head, rest] = [read[0]!, replay(read.slice(1), pieces)];
-    }
-    const { size, chunks } = await this.#upload(head, rest, format);
+    const { size, chunks, held } = await this.#upload(first.value, pieces, format, oneCommit);
     this.#size = size;
-    return format.encodeRecord(layout(size, chunks), meta, this.#target.key);
+    // The held chunks and the metadata are sealed together, awaited once.
+    const [values, record] = await Promise.all([
+      Promise.all(held.map((item) => item.sealed)),
+      format.encodeRecord(layout(size, chunks), meta, this.#target.key),
+    ]);
+    if (values.length > 0) this.#held = { start: chunks - values.length, values };
+    return record;
   }
 
   /**
@@ -155,9 +146,11 @@ export class VersionWriter {
    */
   addHeldChunks(op: Deno.AtomicOperation): Deno.AtomicOperation {
     if (this.#held === undefined) return op;
+    const { start, values } = this.#held;
     const expiry = this.#chunkExpiry();
-    this.#addVersionEntry(op, expiry);
-    this.#held.forEach((value, index) => op.set(chunkKey(this.#id, index), value, expiry));
+    // No chunk atomic committed yet: the version entry is created here too.
+    if (this.#versionstamp === null) this.#addVersionEntry(op, expiry);
+    values.forEach((value, offset) => op.set(chunkKey(this.#id, start + offset), value, expiry));
     return op;
   }
 
@@ -177,14 +170,19 @@ export class VersionWriter {
     op.check({ key: this.#versionKey, versionstamp: null }).set(this.#versionKey, version, expiry);
   }
 
+  /**
+   * Sends the chunks in atomics; with `hold`, a last batch that fits the
+   * record commit is returned (its seals pending) instead of sent.
+   */
   async #upload(
     first: Uint8Array,
     rest: AsyncIterator<Uint8Array>,
     format: WriteFormat,
-  ): Promise<{ size: number; chunks: number }> {
+    hold: boolean,
+  ): Promise<{ size: number; chunks: number; held: PendingChunk[] }> {
     const inFlight = new Set<Promise<void>>();
     let failure: { error: unknown } | undefined;
-    let batch: { sealed: Promise<Uint8Array>; bytes: number }[] = [];
+    let batch: PendingChunk[] = [];
     let size = 0;
     const flush = async () => {
       const start = this.#sent;
@@ -214,19 +212,19 @@ export class VersionWriter {
         if (batch.length === CHUNKS_PER_ATOMIC) await flush();
         piece = await rest.next();
       }
-      if (batch.length > 0) await flush();
+      if (batch.length > CHUNKS_IN_RECORD_COMMIT || (!hold && batch.length > 0)) await flush();
     } finally {
       // Let every atomic settle, so none lands after the caller's cleanup starts.
       await Promise.allSettled(inFlight);
     }
     if (failure) throw failure.error;
     this.#target.signal?.throwIfAborted();
-    return { size, chunks: this.#sent };
+    return { size, chunks: this.#sent + batch.length, held: batch };
   }
 
   async #commitBatch(
     start: number,
-    batch: readonly { sealed: Promise<Uint8Array>; bytes: number }[],
+    batch: readonly PendingChunk[],
   ): Promise<void> {
     const values = await Promise.all(batch.map((item) => item.sealed));
     const expiry = this.#chunkExpiry();
@@ -297,29 +295,8 @@ export class VersionWriter {
   }
 }
 
-/**
- * Reads pieces after `first` until the stream ends or more than `most`
- * pieces were read; `more` tells which.
- */
-async function collectPieces(
-  first: Uint8Array,
-  rest: AsyncIterator<Uint8Array>,
-  most: number,
-): Promise<{ read: Uint8Array[]; more: boolean }> {
-  const read = [first];
-  while (read.length <= most) {
-    const piece = await rest.next();
-    if (piece.done) return { read, more: false };
-    read.push(piece.value);
-  }
-  return { read, more: true };
-}
-
-/** The pieces already read, then the rest of the iterator. */
-async function* replay(
-  read: readonly Uint8Array[],
-  rest: AsyncIterator<Uint8Array>,
-): AsyncGenerator<Uint8Array> {
-  yield* read;
-  for (let piece = await rest.next(); !piece.done; piece = await rest.next()) yield piece.value;
+/** A chunk being sealed, and its plaintext length. */
+interface PendingChunk {
+  sealed: Promise<Uint8Array>;
+  bytes: number;
 }

@@ -158,9 +158,18 @@ async function digest(bytes: Uint8Array): Promise<string> {
     .toHex();
 }
 
-/** Chunk atomics a write of `chunks` chunks commits. */
+/** Chunk atomics a write of `chunks` chunks commits before its record (stage). */
 function chunkAtomics(chunks: number): number {
   return Math.ceil(chunks / CHUNKS_PER_ATOMIC);
+}
+
+/**
+ * Atomics `set` commits up to and including its record: full chunk atomics,
+ * then the record commit, which carries a last batch of up to
+ * CHUNKS_IN_RECORD_COMMIT chunks.
+ */
+function setCommits(chunks: number): number {
+  return Math.floor(chunks / CHUNKS_PER_ATOMIC) + 1;
 }
 
 function isUserKey(key: Deno.KvKey, userKey: Deno.KvKey): boolean {
@@ -327,23 +336,33 @@ async function runMatrix(
 }
 
 /**
- * Checks that a clean run's publishing write is the one-commit path: it
- * creates the version entry, sets chunks 0 … chunks−1 and the record, and
- * tombstones the replaced version if there is one.
+ * Checks a clean run's publishing write of a `chunks`-chunk blob: it sets the
+ * last batch of chunks (all of them, and the version entry, for a blob of at
+ * most CHUNKS_IN_RECORD_COMMIT chunks: the one-commit path) and the record,
+ * and tombstones the replaced version if there is one.
  */
-function assertOneCommit(
+function assertRecordCommit(
   write: WriteRecord,
   key: Deno.KvKey,
   chunks: number,
   replaces: boolean,
 ): void {
+  const oneCommit = chunks <= CHUNKS_IN_RECORD_COMMIT;
+  const first = chunks - (chunks % CHUNKS_PER_ATOMIC);
   const sets = write.mutations.filter((m) => m.type === "set");
   const chunkIndexes = sets.filter((m) => m.key[1] === "chunk").map((m) => m.key[3]);
-  assert.deepEqual(chunkIndexes, Array.from({ length: chunks }, (_, index) => index));
-  const versions = sets.filter((m) => m.key[1] === "version");
-  assert.equal(versions.length, replaces ? 2 : 1, "the new version entry (and the tombstone)");
+  assert.deepEqual(
+    chunkIndexes,
+    Array.from({ length: chunks - first }, (_, offset) => first + offset),
+    "the last batch of chunks",
+  );
+  const versions = sets.filter((m) => m.key[1] === "version").length;
+  assert.equal(versions, (oneCommit ? 1 : 0) + (replaces ? 1 : 0), "version entry, tombstone");
   assert.equal(sets.filter((m) => isUserKey(m.key, key)).length, 1, "the record");
   assert.equal(write.mutations.length, sets.length, "nothing but sets");
+  // A later batch checks the version entry the first chunk atomic created.
+  const checksVersion = write.checks.some((k) => k[1] === "version");
+  assert.equal(checksVersion, true, "the version entry is checked (absent, or as written)");
 }
 
 function overwrite(
@@ -382,7 +401,7 @@ for (const format of FORMATS) {
     const scenario = overwrite(format, "5to7", 5 * size, 7 * size);
     const { runs, writes, publish, clean } = await runMatrix(scenario);
     assert.equal(publish, 1, "version entry, chunks and record in one atomic");
-    assertOneCommit(clean[0]!, scenario.key, 7, true);
+    assertRecordCommit(clean[0]!, scenario.key, 7, true);
     assert.equal(writes, 2, "then one atomic deletes the replaced version");
     assert.equal(runs, 4 * (writes + 1));
   });
@@ -391,7 +410,7 @@ for (const format of FORMATS) {
     const scenario = overwrite(format, "first", null, 7 * size);
     const { writes, publish, clean } = await runMatrix(scenario);
     assert.equal(publish, 1);
-    assertOneCommit(clean[0]!, scenario.key, 7, false);
+    assertRecordCommit(clean[0]!, scenario.key, 7, false);
     assert.equal(writes, publish, "nothing to clean up after a first write");
   });
 
@@ -399,7 +418,7 @@ for (const format of FORMATS) {
     const scenario = overwrite(format, "5to11", 5 * size, CHUNKS_IN_RECORD_COMMIT * size);
     const { writes, publish, clean } = await runMatrix(scenario);
     assert.equal(publish, 1);
-    assertOneCommit(clean[0]!, scenario.key, CHUNKS_IN_RECORD_COMMIT, true);
+    assertRecordCommit(clean[0]!, scenario.key, CHUNKS_IN_RECORD_COMMIT, true);
     assert.equal(writes, 2);
   });
 
@@ -408,16 +427,17 @@ for (const format of FORMATS) {
     const { writes, publish } = await runMatrix(
       overwrite(format, "5to12", 5 * size, chunks * size - 1),
     );
-    assert.equal(publish, chunkAtomics(chunks) + 1, "a chunk atomic, then the record commit");
+    assert.equal(publish, setCommits(chunks), "a full chunk atomic, then the record commit");
+    assert.equal(publish, 2);
     assert.ok(writes > publish);
   });
 
   Deno.test(`faults: ${format.name} overwrite by 30 chunks (atomics in flight), every write fails`, async () => {
-    const { writes, publish } = await runMatrix(
-      overwrite(format, "5to30", 5 * size, 30 * size - 7),
-    );
+    const scenario = overwrite(format, "5to30", 5 * size, 30 * size - 7);
+    const { writes, publish, clean } = await runMatrix(scenario);
     assert.ok(chunkAtomics(30) >= 3, "several chunk atomics, some in flight together");
-    assert.equal(publish, chunkAtomics(30) + 1);
+    assert.equal(publish, setCommits(30), "two chunk atomics, then chunks 24-29 with the record");
+    assertRecordCommit(clean[publish - 1]!, scenario.key, 30, true);
     assert.ok(writes > publish);
   });
 }
@@ -436,7 +456,7 @@ Deno.test("faults: plain compare-and-set overwrite, every write fails", async ()
   });
   const { writes, publish, clean } = await runMatrix(scenario);
   assert.equal(publish, 1);
-  assertOneCommit(clean[0]!, scenario.key, 4, true);
+  assertRecordCommit(clean[0]!, scenario.key, 4, true);
   assert.ok(writes > publish);
 });
 
@@ -864,7 +884,7 @@ Deno.test("vacuum race: vacuum just before every write of a 40-chunk overwrite",
     }
   }
   const publish = clean.findIndex((write) => write.keys.some((k) => isUserKey(k, key))) + 1;
-  assert.equal(publish, chunkAtomics(RACE_CHUNKS) + 1);
+  assert.equal(publish, setCommits(RACE_CHUNKS));
   assert.ok(clean.length > publish);
   for (let n = 1; n <= clean.length; n++) {
     const label = `vacuum before write ${n}`;
