@@ -301,7 +301,7 @@ const LEGEND = [
   "get/raw, strm/raw: lib read / raw read; get/buf: lib get / raw buf",
 ];
 
-function printHeader(root: string): void {
+function printHeader(root: string, throughput: boolean): void {
   console.log(`$ ${COMMAND}`);
   const { deno, v8, typescript } = Deno.version;
   console.log(
@@ -313,6 +313,7 @@ function printHeader(root: string): void {
   console.log(
     `chunks: ${PLAIN_CHUNK_SIZE} B, ${CHUNKS_PER_ATOMIC} per atomic; pipeline: ${pipeline()}`,
   );
+  if (!throughput) return;
   const trials = SIZES_MIB.map((size) => `${TRIALS[size]} (${size} MiB)`).join(", ");
   console.log(`\n1. Throughput, MiB/s, best of ${trials}`);
   for (const line of LEGEND) console.log(`   ${line}`);
@@ -456,9 +457,9 @@ async function measureSmallBlobs(): Promise<boolean[]> {
 async function main(): Promise<void> {
   const started = performance.now();
   const root = await Deno.makeTempDir({ prefix: "kvcrypt_scaling_" });
-  printHeader(root);
-  const oks: boolean[] = [];
   const all = !Deno.args.includes("--small");
+  printHeader(root, all);
+  const oks: boolean[] = [];
   try {
     if (all) oks.push(...printThroughputTargets(await measureThroughput(root)));
   } finally {
