@@ -93,11 +93,6 @@ export class VersionWriter {
     return this.#versionstamp;
   }
 
-  /** Whether the chunks wait for the record commit: see {@linkcode addHeldChunks}. */
-  get holdsChunks(): boolean {
-    return this.#held !== undefined;
-  }
-
   /**
    * Streams `pieces` into the store through `format` and returns the record
    * bytes. A blob within the format's inline limit is sealed into its record
@@ -212,7 +207,8 @@ export class VersionWriter {
         if (batch.length === CHUNKS_PER_ATOMIC) await flush();
         piece = await rest.next();
       }
-      if (batch.length > CHUNKS_IN_RECORD_COMMIT || (!hold && batch.length > 0)) await flush();
+      // Full batches went out in the loop; what is left may ride in the record commit.
+      if (batch.length > 0 && (!hold || batch.length > CHUNKS_IN_RECORD_COMMIT)) await flush();
     } finally {
       // Let every atomic settle, so none lands after the caller's cleanup starts.
       await Promise.allSettled(inFlight);
