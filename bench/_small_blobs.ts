@@ -37,7 +37,7 @@ const SIZES: readonly { size: number; reps: number }[] = [
   { size: 16 * MIB, reps: 5 },
 ];
 /** Width of a table column. */
-const COLUMN = 10;
+const COLUMN = 11;
 
 /** What kv-toolbox 0.30's blob and crypto modules offer that this bench uses. */
 interface KvToolbox {
