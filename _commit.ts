@@ -91,7 +91,7 @@ export function addRecordCommit<Op extends AtomicLike>(
   if (writer.versionstamp !== null) {
     op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
   }
-  op.set(target.key, record, expiryOptions(target.deadline));
+  writer.addHeldChunks(op).set(target.key, record, expiryOptions(target.deadline));
   return tombstoneReplaced(op, plan.replaced, target.key);
 }
 
@@ -167,13 +167,17 @@ export interface PreparedWrite {
 
 /**
  * Step 1 of the write protocol: validates everything, then writes the chunks
- * while the current record is read. On failure nothing is left behind.
+ * while the current record is read. With `oneCommit` (`set`), a last batch
+ * of at most `CHUNKS_IN_RECORD_COMMIT` chunks goes into the record commit; a
+ * blob of no more chunks writes nothing yet (its version entry goes there
+ * too: one atomic). On failure nothing is left behind.
  */
 export async function prepareWrite(
   kv: KvLike,
   key: Deno.KvKey,
   value: unknown,
   options: SetOptions,
+  oneCommit = false,
 ): Promise<PreparedWrite> {
   assertUserKey(key, "store the blob");
   const keyText = describeKey(key);
@@ -198,7 +202,7 @@ export async function prepareWrite(
     current.catch(() => {});
     const format = await writeFormat(options, writer.id);
     pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
-    const record = await writer.write(pieces, format, meta);
+    const record = await writer.write(pieces, format, meta, oneCommit);
     return { target, writer, record, current: await current };
   } catch (error) {
     await pieces?.return(undefined).catch(() => {});

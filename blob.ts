@@ -214,7 +214,7 @@ export async function set(
   value: BlobValue,
   options: SetOptions = {},
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  const prepared = await prepareWrite(kv, key, value, options);
+  const prepared = await prepareWrite(kv, key, value, options, true);
   return await commitWrite(prepared, options.versionstamp);
 }
 

@@ -388,3 +388,17 @@ wrapperTest(
     });
   },
 );
+
+wrapperTest(
+  "every read through a wrapper asks the key service (its secrets are not cached)",
+  async (kv, service) => {
+    const encryptionKey = serviceWrapper(service);
+    await set(kv, ["doc"], randomBytes(100_000), { encryptionKey });
+    const before = service.calls.unwrap;
+    for (let i = 0; i < 3; i++) await get(kv, ["doc"], { encryptionKey });
+    assert.equal(service.calls.unwrap, before + 3, "the service can refuse (and log) each read");
+    await service.stop();
+    await assert.rejects(get(kv, ["doc"], { encryptionKey }), DecryptionError);
+    await service.start();
+  },
+);

@@ -128,15 +128,17 @@ export async function prepareKvToolbox(
   snapshotDir: string,
   workDir?: string,
 ): Promise<KvToolboxSnapshot> {
-  const files = await exists(`${snapshotDir}/blob.ts`);
-  const gitDir = await exists(`${snapshotDir}/repo/HEAD`) ? `${snapshotDir}/repo` : snapshotDir;
-  if (!files && !await exists(`${gitDir}/HEAD`)) {
-    throw new Error(`Cannot find kv-toolbox's blob.ts or a git directory in ${snapshotDir}`);
-  }
   const dir = workDir ?? await Deno.makeTempDir({ prefix: "kv_toolbox_" });
   const sourceDir = `${dir}/src`;
-  if (files) await copyDir(snapshotDir, sourceDir);
-  else await extractGit(gitDir, sourceDir);
+  if (await exists(`${snapshotDir}/blob.ts`)) {
+    await copyDir(snapshotDir, sourceDir);
+  } else {
+    const gitDir = await exists(`${snapshotDir}/repo/HEAD`) ? `${snapshotDir}/repo` : snapshotDir;
+    if (!await exists(`${gitDir}/HEAD`)) {
+      throw new Error(`Cannot find kv-toolbox's blob.ts or a git directory in ${snapshotDir}`);
+    }
+    await extractGit(gitDir, sourceDir);
+  }
   const standIns = await writeStandIns(sourceDir);
   const imports = Object.fromEntries(
     Object.entries(SHIMS).map(([specifier, file]) => [specifier, new URL(file, STD).href]),
