@@ -62,6 +62,13 @@ export class ByteWriter {
     return this.bytes(Uint8Array.of(value));
   }
 
+  /** Appends a big-endian u16. */
+  u16(value: number): this {
+    const out = new Uint8Array(2);
+    new DataView(out.buffer).setUint16(0, value);
+    return this.bytes(out);
+  }
+
   /** Appends a big-endian u32. */
   u32(value: number): this {
     const out = new Uint8Array(4);
@@ -134,6 +141,11 @@ export class ByteReader {
   /** Reads one byte. */
   u8(what: string): number {
     return this.#view.getUint8(this.#take(1, what));
+  }
+
+  /** Reads a big-endian u16. */
+  u16(what: string): number {
+    return this.#view.getUint16(this.#take(2, what));
   }
 
   /** Reads a big-endian u32. */

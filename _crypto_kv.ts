@@ -18,7 +18,7 @@ import {
 } from "./_kvv1.ts";
 import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
-import type { KeyEntry } from "./keys.ts";
+import { isKeyWrapper, type KeyEntry } from "./keys.ts";
 
 /** Most keys one `kv.getMany` or `kv.watch` takes (Deno KV's limit, measured on Deno 2.9.6). */
 const KV_GET_MANY_MAX = 10;
@@ -191,6 +191,11 @@ export interface CryptoKv {
 const SEVERAL_RECIPIENTS =
   "Cannot use several recipients for cryptoKv values; pass one key or one key ring";
 
+/** The message for a key ring holding a KeyWrapper. */
+const NO_WRAPPERS =
+  "Cannot use a KeyWrapper for cryptoKv values: each value is sealed under a local key. " +
+  "Keep large or shared data in blobs (they take wrappers), or unwrap a data key with your wrapper once at start-up and pass that";
+
 /** The writing key and every key a reader tries. */
 interface ValueKeys {
   writer: KeyEntry;
@@ -204,7 +209,10 @@ async function resolveValueKeys(input: EncryptionKey): Promise<ValueKeys> {
   const rings = await resolveRecipients(input);
   const ring = rings[0];
   if (ring === undefined || rings.length !== 1) throw new TypeError(SEVERAL_RECIPIENTS);
-  return { writer: ring.current, readers: [...ring] };
+  const keys = [...ring];
+  // A KVV1 value is sealed under the key itself: a key held elsewhere cannot seal it.
+  if (keys.some(isKeyWrapper)) throw new TypeError(NO_WRAPPERS);
+  return { writer: ring.current as KeyEntry, readers: keys as KeyEntry[] };
 }
 
 /** An absent entry, as Deno KV returns it. */

@@ -8,15 +8,23 @@
  */
 
 import { isRecord } from "./_guards.ts";
-import { type JsonWebKeySet, type KeyEntry, Keyring, keyring } from "./keys.ts";
+import {
+  isKeyWrapper,
+  type JsonWebKeySet,
+  Keyring,
+  keyring,
+  type KeyringEntry,
+  type KeyWrapper,
+} from "./keys.ts";
 
 /**
  * One key ring in any form kvcrypt accepts: a `CryptoKey` (AES-GCM, 128 or
  * 256 bits, with the empty kid), a JWK, a JWK Set, the JSON text of a JWK or
- * JWK Set, or a {@linkcode Keyring}. Writes use its current (first) key;
- * reads try all of its keys.
+ * JWK Set, a {@linkcode Keyring}, or a {@linkcode KeyWrapper} (a key held in
+ * a KMS or key service). Writes use its current (first) key; reads try all
+ * of its keys.
  */
-export type KeyMaterial = CryptoKey | JsonWebKey | JsonWebKeySet | string | Keyring;
+export type KeyMaterial = CryptoKey | JsonWebKey | JsonWebKeySet | string | Keyring | KeyWrapper;
 
 /**
  * The `encryptionKey` option: one key ring ({@linkcode KeyMaterial}), or an
@@ -39,7 +47,7 @@ const STRING_CACHE_MAX = 16;
 
 /** The message for a value that is not a key in any accepted form. */
 const NOT_A_KEY =
-  "Cannot use encryptionKey: expected a CryptoKey, a JWK, a JWK Set, a JSON string of one, a Keyring, or an array of them";
+  "Cannot use encryptionKey: expected a CryptoKey, a JWK, a JWK Set, a JSON string of one, a Keyring, a KeyWrapper, or an array of them";
 
 /**
  * Keyrings resolved from CryptoKeys and JWK or JWK Set objects, dropped with
@@ -75,14 +83,15 @@ export async function resolveRecipients(input: EncryptionKey): Promise<readonly 
  * @returns The keys, current key of the first recipient first.
  * @throws {TypeError} As {@linkcode resolveRecipients}.
  */
-export async function resolveReadKeys(input: EncryptionKey): Promise<readonly KeyEntry[]> {
-  const seen = new Map<CryptoKey, Set<string>>();
-  const keys: KeyEntry[] = [];
+export async function resolveReadKeys(input: EncryptionKey): Promise<readonly KeyringEntry[]> {
+  const seen = new Map<CryptoKey | KeyWrapper, Set<string>>();
+  const keys: KeyringEntry[] = [];
   for (const ring of await resolveRecipients(input)) {
     for (const entry of ring) {
-      const kids = seen.get(entry.key) ?? new Set<string>();
+      const handle = isKeyWrapper(entry) ? entry : entry.key;
+      const kids = seen.get(handle) ?? new Set<string>();
       if (kids.has(entry.kid)) continue;
-      seen.set(entry.key, kids.add(entry.kid));
+      seen.set(handle, kids.add(entry.kid));
       keys.push(entry);
     }
   }
@@ -92,6 +101,8 @@ export async function resolveReadKeys(input: EncryptionKey): Promise<readonly Ke
 /** Resolves one key ring, through the caches. */
 function resolveKeyring(input: unknown): Promise<Keyring> {
   if (input instanceof Keyring) return Promise.resolve(input);
+  // A wrapper holds no key material to import: a keyring of it costs nothing.
+  if (isKeyWrapper(input)) return Promise.resolve().then(() => new Keyring([input]));
   if (typeof input === "string") return cachedByString(input);
   if (input instanceof CryptoKey || isRecord(input)) return cachedByObject(input);
   return Promise.reject(new TypeError(NOT_A_KEY));

@@ -3,6 +3,12 @@
  * wrapped secrets, sealed metadata, chunk nonces. Everything here is byte
  * exact; the public surface is in crypto.ts.
  *
+ * A header with at least one KeyWrapper stanza is written as KVC2: the same
+ * layout, but every stanza starts with a form byte (1: a local key's
+ * `kidLen kid iv wrapped(48)`, 2: a wrapper's `kidLen kid len(u16)
+ * wrapped(1–1,024)`). Headers whose recipients are all local keys stay KVC1
+ * byte for byte.
+ *
  * @module
  */
 
@@ -17,7 +23,13 @@ import {
 } from "./_bytes.ts";
 import { DecryptionError } from "./_errors.ts";
 import type { OpenedRecord, WriteFormat } from "./_format.ts";
-import type { KeyEntry, Keyring } from "./keys.ts";
+import {
+  isKeyWrapper,
+  type KeyEntry,
+  type Keyring,
+  type KeyringEntry,
+  type KeyWrapper,
+} from "./keys.ts";
 import {
   COMMITMENT_BYTES,
   GCM_IV_BYTES,
@@ -29,7 +41,9 @@ import {
   SEALED_INLINE_MAX,
   SECRET_BYTES,
   STANZAS_MAX,
+  WRAPPED_INLINE_MAX,
   WRAPPED_SECRET_BYTES,
+  WRAPPER_OUTPUT_MAX,
 } from "./_limits.ts";
 import {
   type BlobMetaFields,
@@ -39,6 +53,7 @@ import {
   encodeMeta,
   type RecordLayout,
   SEALED_MAGIC,
+  WRAPPED_MAGIC,
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
 
@@ -60,15 +75,34 @@ const SUITE_KEY_BYTES: Readonly<Record<number, number>> = {
   [SUITE_AES_256_GCM]: 32,
 };
 
-/** One recipient's wrapped copy of S. */
-export interface Stanza {
+/** One recipient's copy of S, wrapped by a local AES-GCM key. */
+export interface KeyStanza {
+  /** Wrapped by a local key. */
+  form: "key";
   /** Key id of the key that wraps S ("" for a bare CryptoKey). */
   kid: string;
   /** Nonce of the wrap. */
   iv: Uint8Array;
-  /** S sealed under the recipient's key. */
+  /** S sealed under the recipient's key (48 bytes). */
   wrapped: Uint8Array;
 }
+
+/** One recipient's copy of S, wrapped by a KeyWrapper (a key held elsewhere). */
+export interface WrapperStanza {
+  /** Wrapped by a KeyWrapper. */
+  form: "wrapper";
+  /** The wrapper's kid (1–64 bytes). */
+  kid: string;
+  /** What the wrapper returned (1–1,024 bytes). */
+  wrapped: Uint8Array;
+}
+
+/** One recipient's wrapped copy of S. */
+export type Stanza = KeyStanza | WrapperStanza;
+
+/** Stanza form bytes of a KVC2 header. */
+const FORM_KEY = 0x01;
+const FORM_WRAPPER = 0x02;
 
 /** A parsed KVC1 header: every field, plus the raw bytes the metadata tag covers. */
 export interface SealedHeader extends RecordLayout {
@@ -195,29 +229,80 @@ export function sealChunk(
   return gcmSeal(keys.kenc, chunkNonce(keys.n0, index), plaintext);
 }
 
-/** Wraps S for one recipient key. */
+/**
+ * What a KeyWrapper must bind to a wrapped secret: the KVC1 stanza AAD
+ * (`"kvcrypt/1 wrap"` ‖ id) ‖ the kid, so a wrapped secret opens neither
+ * another blob nor under another kid.
+ */
+export function wrapperContext(id: Uint8Array, kid: string): Uint8Array<ArrayBuffer> {
+  return owned(concat([WRAP_AAD, id, utf8(kid)]));
+}
+
+/** Wraps S for one recipient: a local key seals it, a KeyWrapper is asked to. */
 export async function wrapSecret(
-  entry: KeyEntry,
+  entry: KeyringEntry,
   secret: Uint8Array,
   id: Uint8Array,
   random: RandomSource,
 ): Promise<Stanza> {
+  if (isKeyWrapper(entry)) return await wrapWithWrapper(entry, secret, id);
   const iv = random.bytes(GCM_IV_BYTES, "wrap-iv");
   const wrapped = await gcmSeal(entry.key, iv, secret, concat([WRAP_AAD, id]));
-  return { kid: entry.kid, iv, wrapped };
+  return { form: "key", kid: entry.kid, iv, wrapped };
+}
+
+/**
+ * Asks a KeyWrapper to wrap S. Its rejection is passed on as it is (the
+ * write then stores nothing).
+ *
+ * @throws {RangeError} if it returns anything but 1 to 1,024 bytes.
+ */
+async function wrapWithWrapper(
+  wrapper: KeyWrapper,
+  secret: Uint8Array,
+  id: Uint8Array,
+): Promise<WrapperStanza> {
+  const kid = wrapper.kid;
+  // A copy each: the wrapper must not be able to change the secret the chunks are sealed under.
+  const wrapped: unknown = await wrapper.wrap(secret.slice(), wrapperContext(id, kid));
+  if (
+    !(wrapped instanceof Uint8Array) || wrapped.length < 1 || wrapped.length > WRAPPER_OUTPUT_MAX
+  ) {
+    const got = wrapped instanceof Uint8Array ? `${wrapped.length} bytes` : typeof wrapped;
+    throw new RangeError(
+      `Cannot encrypt for key wrapper ${
+        JSON.stringify(kid)
+      }: it returned ${got}, expected a Uint8Array of 1 to ${WRAPPER_OUTPUT_MAX} bytes`,
+    );
+  }
+  return { form: "wrapper", kid, wrapped: wrapped.slice() };
+}
+
+/** Whether a header needs the KVC2 form: one of its stanzas is a wrapper's. */
+function hasWrapperStanza(stanzas: readonly Stanza[]): boolean {
+  return stanzas.some((stanza) => stanza.form === "wrapper");
+}
+
+function writeStanza(writer: ByteWriter, stanza: Stanza, typed: boolean): void {
+  const kid = utf8(stanza.kid);
+  if (stanza.form === "wrapper") {
+    writer.u8(FORM_WRAPPER).u8(kid.length).bytes(kid).u16(stanza.wrapped.length)
+      .bytes(stanza.wrapped);
+    return;
+  }
+  if (typed) writer.u8(FORM_KEY);
+  writer.u8(kid.length).bytes(kid).bytes(stanza.iv).bytes(stanza.wrapped);
 }
 
 function writeHeaderPrefix(
   header: Omit<SealedHeader, "sealedMeta" | "authenticated" | "inline">,
   sealedMetaLength: number,
 ): Uint8Array {
-  const writer = new ByteWriter().bytes(SEALED_MAGIC).u8(header.suite).bytes(header.id)
-    .bytes(header.commitment).u32(header.chunkSize).u64(header.size).u32(header.chunks)
-    .u64(header.expiresAt).u8(header.stanzas.length);
-  for (const stanza of header.stanzas) {
-    const kid = utf8(stanza.kid);
-    writer.u8(kid.length).bytes(kid).bytes(stanza.iv).bytes(stanza.wrapped);
-  }
+  const typed = hasWrapperStanza(header.stanzas);
+  const writer = new ByteWriter().bytes(typed ? WRAPPED_MAGIC : SEALED_MAGIC).u8(header.suite)
+    .bytes(header.id).bytes(header.commitment).u32(header.chunkSize).u64(header.size)
+    .u32(header.chunks).u64(header.expiresAt).u8(header.stanzas.length);
+  for (const stanza of header.stanzas) writeStanza(writer, stanza, typed);
   return writer.bytes(header.metaIv).u32(sealedMetaLength).finish();
 }
 
@@ -245,16 +330,38 @@ function fail(what: string, step: string, cause: unknown): never {
   throw new DecryptionError(`Cannot decrypt ${what}: ${step}`, { cause });
 }
 
-function readStanzas(reader: ByteReader, count: number): Stanza[] {
+function readKid(reader: ByteReader): string {
+  const kidLen = reader.u8("kid length");
+  if (kidLen > KID_MAX) throw new RangeError("kid too long");
+  return fromUtf8(reader.bytes(kidLen, "kid"));
+}
+
+function readKeyStanza(reader: ByteReader): KeyStanza {
+  const kid = readKid(reader);
+  const iv = reader.bytes(GCM_IV_BYTES, "stanza iv").slice();
+  const wrapped = reader.bytes(WRAPPED_SECRET_BYTES, "wrapped secret").slice();
+  return { form: "key", kid, iv, wrapped };
+}
+
+function readWrapperStanza(reader: ByteReader): WrapperStanza {
+  const kid = readKid(reader);
+  if (kid === "") throw new RangeError("a wrapper stanza has an empty kid");
+  const length = reader.u16("wrapped length");
+  if (length < 1 || length > WRAPPER_OUTPUT_MAX) throw new RangeError("bad wrapped length");
+  return { form: "wrapper", kid, wrapped: reader.bytes(length, "wrapped secret").slice() };
+}
+
+/** Reads `count` stanzas: KVC1's untyped ones, or KVC2's with a form byte each. */
+function readStanzas(reader: ByteReader, count: number, typed: boolean): Stanza[] {
   const stanzas: Stanza[] = [];
   for (let i = 0; i < count; i++) {
-    const kidLen = reader.u8("kid length");
-    if (kidLen > KID_MAX) throw new RangeError("kid too long");
-    const kid = fromUtf8(reader.bytes(kidLen, "kid"));
-    const iv = reader.bytes(GCM_IV_BYTES, "stanza iv").slice();
-    const wrapped = reader.bytes(WRAPPED_SECRET_BYTES, "wrapped secret").slice();
-    stanzas.push({ kid, iv, wrapped });
+    const form = typed ? reader.u8("stanza form") : FORM_KEY;
+    if (form === FORM_KEY) stanzas.push(readKeyStanza(reader));
+    else if (form === FORM_WRAPPER) stanzas.push(readWrapperStanza(reader));
+    else throw new RangeError("unknown stanza form");
   }
+  // One header, one spelling: KVC2 is written only when a wrapper stanza needs it.
+  if (typed && !hasWrapperStanza(stanzas)) throw new RangeError("a KVC2 header without a wrapper");
   return stanzas;
 }
 
@@ -266,8 +373,10 @@ function readStanzas(reader: ByteReader, count: number): Stanza[] {
 export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader {
   try {
     const reader = new ByteReader(bytes);
-    if (!constantTimeEqual(reader.bytes(SEALED_MAGIC.length, "magic"), SEALED_MAGIC)) {
-      throw new TypeError("not a KVC1 record");
+    const magic = reader.bytes(SEALED_MAGIC.length, "magic");
+    const typed = constantTimeEqual(magic, WRAPPED_MAGIC);
+    if (!typed && !constantTimeEqual(magic, SEALED_MAGIC)) {
+      throw new TypeError("not a KVC1 or KVC2 record");
     }
     const suite = reader.u8("suite");
     if (SUITE_KEY_BYTES[suite] === undefined) throw new RangeError("unknown suite");
@@ -282,7 +391,7 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
     if (chunks !== chunkCount(size, chunkSize)) throw new RangeError("chunk count does not match");
     const count = reader.u8("stanza count");
     if (count < 1 || count > STANZAS_MAX) throw new RangeError("bad stanza count");
-    const stanzas = readStanzas(reader, count);
+    const stanzas = readStanzas(reader, count, typed);
     const metaIv = reader.bytes(GCM_IV_BYTES, "meta iv").slice();
     const metaLen = reader.u32("meta length");
     if (metaLen < GCM_TAG_BYTES || metaLen > SEALED_META_MAX) {
@@ -316,31 +425,76 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
   }
 }
 
-/** Whether a reader key may open a stanza: equal kids, or either kid empty. */
-function keyMatchesStanza(entry: KeyEntry, stanza: Stanza): boolean {
+/** Whether a local reader key may open a stanza: equal kids, or either kid empty. */
+function keyMatchesStanza(entry: KeyEntry, stanza: KeyStanza): boolean {
   return entry.kid === "" || stanza.kid === "" || entry.kid === stanza.kid;
 }
 
-/** Step 2: unwraps S with the first reader key that opens a matching stanza. */
-export async function unwrapSecret(
+/** S opened by a local key from a local key's stanza, or undefined. */
+async function openKeyStanzas(
   header: SealedHeader,
-  readKeys: readonly KeyEntry[],
-  what: string,
-): Promise<Uint8Array> {
+  keys: readonly KeyEntry[],
+  errors: unknown[],
+): Promise<Uint8Array | undefined> {
   const aad = concat([WRAP_AAD, header.id]);
-  let lastError: unknown = undefined;
   for (const stanza of header.stanzas) {
-    for (const entry of readKeys) {
+    if (stanza.form !== "key") continue;
+    for (const entry of keys) {
       if (!keyMatchesStanza(entry, stanza)) continue;
       try {
         const secret = await gcmOpen(entry.key, stanza.iv, stanza.wrapped, aad);
         if (secret.length === SECRET_BYTES) return secret;
       } catch (error) {
-        lastError = error;
+        errors.push(error);
       }
     }
   }
-  fail(what, "no key given opens any recipient stanza (step 2)", lastError);
+  return undefined;
+}
+
+/** S returned by a KeyWrapper for a stanza with its own kid, or undefined. */
+async function openWrapperStanzas(
+  header: SealedHeader,
+  wrappers: readonly KeyWrapper[],
+  errors: unknown[],
+): Promise<Uint8Array | undefined> {
+  for (const stanza of header.stanzas) {
+    if (stanza.form !== "wrapper") continue;
+    for (const wrapper of wrappers) {
+      // A wrapper is asked only about its own stanzas: each call may be a network request.
+      if (wrapper.kid !== stanza.kid) continue;
+      try {
+        const context = wrapperContext(header.id, stanza.kid);
+        const secret: unknown = await wrapper.unwrap(stanza.wrapped.slice(), context);
+        if (secret instanceof Uint8Array && secret.length === SECRET_BYTES) return secret.slice();
+        errors.push(
+          new RangeError(`key wrapper ${JSON.stringify(stanza.kid)} returned no 32-byte secret`),
+        );
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Step 2: unwraps S with the first reader key that opens a matching stanza,
+ * local keys first (no network), then wrappers for their own kids. The
+ * error's cause is the last failure (a wrapper's own error).
+ */
+export async function unwrapSecret(
+  header: SealedHeader,
+  readKeys: readonly KeyringEntry[],
+  what: string,
+): Promise<Uint8Array> {
+  const errors: unknown[] = [];
+  const local = readKeys.filter((entry): entry is KeyEntry => !isKeyWrapper(entry));
+  const wrappers = readKeys.filter(isKeyWrapper);
+  const secret = await openKeyStanzas(header, local, errors) ??
+    await openWrapperStanzas(header, wrappers, errors);
+  if (secret !== undefined) return secret;
+  fail(what, "no key given opens any recipient stanza (step 2)", errors.at(-1));
 }
 
 /** Steps 3 and 4: derives the version keys, checks the commitment, opens the metadata. */
@@ -389,7 +543,7 @@ export interface OpenedSealedRecord extends OpenedRecord {
 export async function openParsedRecord(
   header: SealedHeader,
   key: Deno.KvKey,
-  readKeys: readonly KeyEntry[],
+  readKeys: readonly KeyringEntry[],
   what: string,
 ): Promise<OpenedSealedRecord> {
   const secret = await unwrapSecret(header, readKeys, what);
@@ -448,14 +602,17 @@ export async function createSealedFormat(
     );
   }
   const secret = random.bytes(SECRET_BYTES, "secret");
-  const suite = suiteOf(first.current.key);
+  const writers = recipients.map((ring) => ring.current);
+  // A key held elsewhere has no length to follow: its blobs use AES-256.
+  const suite = isKeyWrapper(first.current) ? SUITE_AES_256_GCM : suiteOf(first.current.key);
   const [keys, stanzas] = await Promise.all([
     deriveVersionKeys(secret, id, suite),
-    Promise.all(recipients.map((ring) => wrapSecret(ring.current, secret, id, random))),
+    Promise.all(writers.map((writer) => wrapSecret(writer, secret, id, random))),
   ]);
   return {
     chunkSize: SEALED_CHUNK_SIZE,
-    inlineMax: SEALED_INLINE_MAX,
+    // With a wrapper the header may grow to KVC2's largest: inline only what still fits then.
+    inlineMax: writers.some(isKeyWrapper) ? WRAPPED_INLINE_MAX : SEALED_INLINE_MAX,
     sealChunk: (index, plaintext) => sealChunk(keys, index, plaintext),
     encodeRecord: async (layout, meta, key, inline) => {
       const header = await encodeHeader(

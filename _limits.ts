@@ -100,6 +100,18 @@ export const SEALED_HEADER_MAX = SEALED_HEADER_FIXED + STANZAS_MAX * STANZA_MAX 
   4 + META_JSON_MAX + GCM_TAG_BYTES;
 
 /**
+ * Largest secret a KeyWrapper may return: cloud KMS ciphertexts are 150–200
+ * bytes, a transit engine's 60–90; 1 KiB leaves room and keeps 16 of them
+ * (17 KiB) well inside one KV value.
+ */
+export const WRAPPER_OUTPUT_MAX = 1_024;
+/** One KVC2 wrapper stanza's largest size: form byte, kidLen, kid, u16 length, wrapped secret. */
+export const WRAPPER_STANZA_MAX = 1 + 1 + KID_MAX + 2 + WRAPPER_OUTPUT_MAX;
+/** Largest KVC2 header (KVC1's layout, every stanza a wrapper stanza at its largest). */
+export const WRAPPED_HEADER_MAX = SEALED_HEADER_FIXED + STANZAS_MAX * WRAPPER_STANZA_MAX +
+  GCM_IV_BYTES + 4 + META_JSON_MAX + GCM_TAG_BYTES;
+
+/**
  * Largest plain blob stored inline in its record: what is left of one KV value
  * after the largest possible plain header.
  */
@@ -110,6 +122,12 @@ export const PLAIN_INLINE_MAX = KV_VALUE_MAX - PLAIN_HEADER_MAX;
  * recipient never has to move data out of the record.
  */
 export const SEALED_INLINE_MAX = KV_VALUE_MAX - SEALED_HEADER_MAX - GCM_TAG_BYTES;
+/**
+ * Largest encrypted blob stored inline when a recipient is a KeyWrapper:
+ * what is left after the largest KVC2 header, so adding any recipient later
+ * never has to move data.
+ */
+export const WRAPPED_INLINE_MAX = KV_VALUE_MAX - WRAPPED_HEADER_MAX - GCM_TAG_BYTES;
 
 // ---------------------------------------------------------------------------
 // Pipelines. On Deno Deploy every KV call is a network round trip (RTT), so

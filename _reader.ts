@@ -10,7 +10,7 @@ import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError, CorruptBlobError, DecryptionError } from "./_errors.ts";
 import { type OpenedRecord, openPlainRecord, type Prefetch } from "./_format.ts";
 import { type EncryptionKey, resolveReadKeys } from "./_key_input.ts";
-import type { KeyEntry } from "./keys.ts";
+import type { KeyringEntry } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
 import { openParsedRecord, parseHeader } from "./_kvc1.ts";
 import {
@@ -88,7 +88,7 @@ export async function openEntry(
 }
 
 /** The caller's decryption keys, resolved (and cached), if any. */
-export function readKeysOf(options: ReadOptions): Promise<readonly KeyEntry[] | undefined> {
+export function readKeysOf(options: ReadOptions): Promise<readonly KeyringEntry[] | undefined> {
   return options.encryptionKey === undefined
     ? Promise.resolve(undefined)
     : resolveReadKeys(options.encryptionKey);
@@ -102,7 +102,7 @@ export function readKeysOf(options: ReadOptions): Promise<readonly KeyEntry[] | 
 export async function openRecord(
   target: ReadTarget,
   entry: Deno.KvEntryMaybe<unknown>,
-  readKeys: readonly KeyEntry[] | undefined,
+  readKeys: readonly KeyringEntry[] | undefined,
   prefetch = false,
 ): Promise<OpenedRecord | null> {
   const { key, keyText, options } = target;

@@ -6,7 +6,7 @@
  */
 
 import { owned } from "./_bytes.ts";
-import type { KeyEntry } from "./keys.ts";
+import type { KeyringEntry } from "./keys.ts";
 import type { OpenedRecord } from "./_format.ts";
 import { READ_RESTARTS_MAX, UNVERIFIED_PREALLOCATE_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
@@ -199,7 +199,7 @@ export function toBlob(bytes: Uint8Array, fields: BlobMetaFields): Blob | File {
 export async function metaOfEntry(
   target: ReadTarget,
   entry: Deno.KvEntryMaybe<unknown>,
-  readKeys: readonly KeyEntry[] | undefined,
+  readKeys: readonly KeyringEntry[] | undefined,
 ): Promise<BlobMeta | null> {
   if (readKeys === undefined && recordMagic(entry.value) === "sealed") {
     const header = parseHeader(entry.value as Uint8Array, target.keyText);

@@ -39,8 +39,10 @@ export interface RecordLayout {
 
 /** Magic of a plain record. */
 export const PLAIN_MAGIC: Uint8Array = utf8("KVP1");
-/** Magic of an encrypted record. */
+/** Magic of an encrypted record whose recipients are all local keys. */
 export const SEALED_MAGIC: Uint8Array = utf8("KVC1");
+/** Magic of an encrypted record with at least one KeyWrapper stanza (KVC1 with typed stanzas). */
+export const WRAPPED_MAGIC: Uint8Array = utf8("KVC2");
 
 /** Number of chunks a blob of `size` bytes is cut into. */
 export function chunkCount(size: number, chunkSize: number): number {
@@ -75,7 +77,7 @@ export function recordMagic(value: unknown): "plain" | "sealed" | undefined {
   if (!(value instanceof Uint8Array) || value.length < PLAIN_MAGIC.length) return undefined;
   const magic = value.subarray(0, PLAIN_MAGIC.length);
   if (bytesEqual(magic, PLAIN_MAGIC)) return "plain";
-  if (bytesEqual(magic, SEALED_MAGIC)) return "sealed";
+  if (bytesEqual(magic, SEALED_MAGIC) || bytesEqual(magic, WRAPPED_MAGIC)) return "sealed";
   return undefined;
 }
 

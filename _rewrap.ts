@@ -8,7 +8,7 @@
 import { concat } from "./_bytes.ts";
 import type { OpenedRecord } from "./_format.ts";
 import { encodeHeader, type OpenedSealedRecord, systemRandom, wrapSecret } from "./_kvc1.ts";
-import { STANZAS_MAX } from "./_limits.ts";
+import { KV_VALUE_MAX, STANZAS_MAX } from "./_limits.ts";
 import type { Keyring } from "./keys.ts";
 
 export function isSealed(record: OpenedRecord): record is OpenedSealedRecord {
@@ -46,5 +46,14 @@ export async function rewrapRecord(
   }
   const fields = { ...header, stanzas };
   const bytes = await encodeHeader(fields, keys, record.meta, key, systemRandom);
-  return header.inline === undefined ? bytes : concat([bytes, header.inline]);
+  if (header.inline === undefined) return bytes;
+  // An inline blob written for local keys may not leave room for large wrapper stanzas.
+  if (bytes.length + header.inline.length > KV_VALUE_MAX) {
+    throw new RangeError(
+      `Cannot rewrap ${keyText}: with these recipients its header and inline data would take ${
+        bytes.length + header.inline.length
+      } bytes, more than one Deno KV value (${KV_VALUE_MAX}); store it again with set() and all its recipients instead (it is then kept in chunks)`,
+    );
+  }
+  return concat([bytes, header.inline]);
 }

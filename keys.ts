@@ -44,6 +44,94 @@ export interface KeyEntry {
   readonly key: CryptoKey;
 }
 
+/**
+ * A key held elsewhere (a KMS, an HSM, a key service) that wraps and
+ * unwraps blob secrets: the key itself never enters the process. Any object
+ * with a string `kid` and `wrap` / `unwrap` functions is a KeyWrapper, and
+ * it is accepted wherever a key is: `encryptionKey` of every blob function,
+ * inside an array of recipients, inside {@linkcode keyring}, and in
+ * `rewrap`'s `add`.
+ *
+ * kvcrypt passes `context` = `"kvcrypt/1 wrap"` ‖ the blob version id (16
+ * bytes) ‖ the kid (UTF-8). Bind it to the wrapped result (as AES-GCM
+ * additional data, or a KMS encryption context), so a wrapped secret copied
+ * into another blob's header does not open it.
+ *
+ * @example A wrapper around an AES-GCM key (in real use it lives in a key service)
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { get, type KeyWrapper, set } from "@kvcrypt/kvcrypt";
+ *
+ * const kek = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+ *   "encrypt",
+ *   "decrypt",
+ * ]);
+ * const wrapper: KeyWrapper = {
+ *   kid: "service-key-1",
+ *   async wrap(secret, context) {
+ *     const iv = crypto.getRandomValues(new Uint8Array(12));
+ *     const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: context }, kek, secret);
+ *     return new Uint8Array([...iv, ...new Uint8Array(sealed)]);
+ *   },
+ *   async unwrap(wrapped, context) {
+ *     const iv = wrapped.subarray(0, 12);
+ *     const opened = await crypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: context }, kek, wrapped.subarray(12));
+ *     return new Uint8Array(opened);
+ *   },
+ * };
+ * const kv = await Deno.openKv(":memory:");
+ * await set(kv, ["doc"], new Uint8Array(100_000), { encryptionKey: wrapper });
+ * assert.equal((await get(kv, ["doc"], { encryptionKey: wrapper })).value?.length, 100_000);
+ * kv.close();
+ * ```
+ */
+export interface KeyWrapper {
+  /** Key id written in the stanza: 1–64 bytes of UTF-8. */
+  readonly kid: string;
+  /**
+   * Wraps a version's 32-byte secret. `context` must be bound to the result
+   * (AES-GCM AAD, a KMS encryption context).
+   *
+   * @param secret The blob version's secret (a copy: the wrapper may keep or wipe it).
+   * @param context The bytes to bind: `"kvcrypt/1 wrap"` ‖ version id ‖ kid.
+   * @returns 1 to 1,024 bytes.
+   */
+  wrap(secret: Uint8Array<ArrayBuffer>, context: Uint8Array<ArrayBuffer>): Promise<Uint8Array>;
+  /**
+   * Returns the secret; rejects when `wrapped` or `context` is not what `wrap` was given.
+   *
+   * @param wrapped What `wrap` returned.
+   * @param context The same bytes `wrap` was given.
+   * @returns The 32-byte secret.
+   */
+  unwrap(wrapped: Uint8Array<ArrayBuffer>, context: Uint8Array<ArrayBuffer>): Promise<Uint8Array>;
+}
+
+/** One entry of a {@linkcode Keyring}: a local AES-GCM key, or a key held elsewhere. */
+export type KeyringEntry = KeyEntry | KeyWrapper;
+
+/**
+ * Whether a value is a {@linkcode KeyWrapper}: an object with a string `kid`
+ * and `wrap` and `unwrap` functions.
+ *
+ * @param value Anything.
+ * @returns True for a key wrapper.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateKey, isKeyWrapper } from "@kvcrypt/kvcrypt/keys";
+ *
+ * const wrapper = { kid: "kms", wrap: async (s: Uint8Array) => s, unwrap: async (w: Uint8Array) => w };
+ * assert.ok(isKeyWrapper(wrapper));
+ * assert.ok(!isKeyWrapper(await generateKey()));
+ * ```
+ */
+export function isKeyWrapper(value: unknown): value is KeyWrapper {
+  return isRecord(value) && typeof value.kid === "string" && typeof value.wrap === "function" &&
+    typeof value.unwrap === "function";
+}
+
 /** A JSON Web Key Set (RFC 7517 section 5): the first key is the current one. */
 export type JsonWebKeySet = { keys: JsonWebKey[] };
 
@@ -95,21 +183,24 @@ const PASS_RAW_KEY = "import the raw bytes as an AES-GCM CryptoKey " +
  * assert.equal(JSON.stringify(ring), '{"kids":["new","old"]}');
  * ```
  */
-export class Keyring implements Iterable<KeyEntry> {
-  readonly #entries: readonly KeyEntry[];
-  readonly #current: KeyEntry;
+export class Keyring<E extends KeyringEntry = KeyringEntry> implements Iterable<E> {
+  readonly #entries: readonly E[];
+  readonly #current: E;
 
   /**
    * Makes a keyring from entries, the current (writing) key first.
    *
-   * @param entries The keys, current first. A kid may appear once, except the
-   * empty kid: bare keys cannot be told apart, so readers try each of them.
+   * @param entries The keys, current first: `{ kid, key }` entries of local
+   * AES-GCM keys, or {@linkcode KeyWrapper}s. A kid may appear once, except
+   * the empty kid: bare keys cannot be told apart, so readers try each of
+   * them.
    * @throws {TypeError} When there is no entry, an entry is not an AES-GCM
-   * CryptoKey of 128 or 256 bits with encrypt and decrypt usages, a kid is not a
-   * string, or two entries share a non-empty kid.
+   * CryptoKey of 128 or 256 bits with encrypt and decrypt usages nor a key
+   * wrapper, a kid is not a string, a wrapper's kid is empty, or two entries
+   * share a non-empty kid.
    * @throws {RangeError} When a kid is longer than 64 UTF-8 bytes.
    */
-  constructor(entries: Iterable<KeyEntry>) {
+  constructor(entries: Iterable<E>) {
     const list = [...entries].map((entry) => checkEntry(entry, "Cannot create a keyring"));
     const current = list[0];
     if (current === undefined) {
@@ -125,7 +216,7 @@ export class Keyring implements Iterable<KeyEntry> {
    *
    * @returns The first entry.
    */
-  get current(): KeyEntry {
+  get current(): E {
     return this.#current;
   }
 
@@ -153,7 +244,7 @@ export class Keyring implements Iterable<KeyEntry> {
    * @param kid The key id to look for.
    * @returns The first entry with that kid, or `undefined`.
    */
-  find(kid: string): KeyEntry | undefined {
+  find(kid: string): E | undefined {
     return this.#entries.find((entry) => entry.kid === kid);
   }
 
@@ -162,7 +253,7 @@ export class Keyring implements Iterable<KeyEntry> {
    *
    * @returns An iterator of the entries.
    */
-  [Symbol.iterator](): IterableIterator<KeyEntry> {
+  [Symbol.iterator](): IterableIterator<E> {
     return this.#entries.values();
   }
 
@@ -264,7 +355,7 @@ export async function generateKey(
  * await assert.rejects(importKey("not json"), TypeError);
  * ```
  */
-export function importKey(jwk: JsonWebKey | JsonWebKeySet | string): Promise<Keyring> {
+export function importKey(jwk: JsonWebKey | JsonWebKeySet | string): Promise<Keyring<KeyEntry>> {
   return importKeyAs(jwk, "Cannot import key");
 }
 
@@ -312,7 +403,8 @@ export async function exportKey(
  * in order; a bare CryptoKey gets the empty kid.
  *
  * @param keys The keys, current first: CryptoKeys, JWKs, JWK Sets, JSON
- * strings of either, or keyrings.
+ * strings of either, keyrings, or {@linkcode KeyWrapper}s (keys held in a
+ * KMS or key service).
  * @returns One keyring holding every key, in order.
  * @throws {TypeError} When no key is given, a CryptoKey is not AES-GCM of 128
  * or 256 bits with encrypt and decrypt usages, an argument is not a key, an
@@ -329,10 +421,10 @@ export async function exportKey(
  * ```
  */
 export async function keyring(
-  ...keys: Array<CryptoKey | JsonWebKey | JsonWebKeySet | string | Keyring>
+  ...keys: Array<CryptoKey | JsonWebKey | JsonWebKeySet | string | Keyring | KeyWrapper>
 ): Promise<Keyring> {
   if (keys.length === 0) throw new TypeError("Cannot make a keyring: no key given");
-  const entries: KeyEntry[] = [];
+  const entries: KeyringEntry[] = [];
   for (const input of keys) entries.push(...await entriesOf(input));
   return new Keyring(entries);
 }
@@ -360,7 +452,9 @@ export async function keyring(
  * Deno.env.delete("MY_APP_KEY");
  * ```
  */
-export async function keyringFromEnv(name: string = "KVCRYPT_KEY"): Promise<Keyring> {
+export async function keyringFromEnv(
+  name: string = "KVCRYPT_KEY",
+): Promise<Keyring<KeyEntry>> {
   const value = Deno.env.get(name);
   if (value === undefined) {
     throw new TypeError(`Cannot read key: environment variable ${name} is not set`);
@@ -385,7 +479,7 @@ function failWith(prefix: string): Fail {
 }
 
 /** Imports a JWK, a JWK Set or JSON text of either; errors start with `prefix`. */
-async function importKeyAs(input: unknown, prefix: string): Promise<Keyring> {
+async function importKeyAs(input: unknown, prefix: string): Promise<Keyring<KeyEntry>> {
   const fail = failWith(prefix);
   const value = typeof input === "string" ? parseKeyJson(input, fail) : input;
   const jwks = jwkList(value, fail);
@@ -497,8 +591,9 @@ function checkUse(jwk: Record<string, unknown>, fail: Fail): void {
 // Shared checks.
 
 /** The entries of one {@linkcode keyring} argument. */
-async function entriesOf(input: unknown): Promise<readonly KeyEntry[]> {
+async function entriesOf(input: unknown): Promise<readonly KeyringEntry[]> {
   if (input instanceof Keyring) return [...input];
+  if (isKeyWrapper(input)) return [input];
   if (input instanceof CryptoKey) {
     return [{ kid: "", key: checkAesKey(input, "Cannot use key") }];
   }
@@ -506,15 +601,21 @@ async function entriesOf(input: unknown): Promise<readonly KeyEntry[]> {
     return [...await importKeyAs(input, "Cannot import key")];
   }
   throw new TypeError(
-    "Cannot use key: expected a CryptoKey, a JWK, a JWK Set, a JSON string of one, or a Keyring",
+    "Cannot use key: expected a CryptoKey, a JWK, a JWK Set, a JSON string of one, a Keyring or a KeyWrapper",
   );
 }
 
-/** Checks a keyring entry and returns a frozen copy. */
-function checkEntry(entry: KeyEntry, prefix: string): KeyEntry {
+/** Checks a keyring entry and returns a frozen copy (a key wrapper is kept as it is). */
+function checkEntry<E extends KeyringEntry>(entry: E, prefix: string): E {
+  if (isKeyWrapper(entry)) {
+    const kid = checkKid(entry.kid, prefix, RangeError);
+    // A wrapper's stanza is matched by kid alone: an empty kid would match nothing.
+    if (kid === "") throw new TypeError(`${prefix}: a KeyWrapper needs a non-empty kid`);
+    return entry;
+  }
   if (!isRecord(entry)) throw new TypeError(`${prefix}: an entry is not { kid, key }`);
   const kid = checkKid(entry.kid, prefix, RangeError);
-  return Object.freeze({ kid, key: checkAesKey(entry.key, prefix) });
+  return Object.freeze({ kid, key: checkAesKey(entry.key, prefix) }) as E;
 }
 
 /** Checks a value is an AES-GCM secret key of 128 or 256 bits that can encrypt and decrypt. */

@@ -389,7 +389,7 @@ Deno.test("keyring() gives a CryptoKey the empty kid and keeps the same key obje
   const key = await webKey(256, false);
   const ring = await keyring(key);
   assert.equal(ring.current.kid, "");
-  assert.equal(ring.current.key, key);
+  assert.equal((ring.current as KeyEntry).key, key);
 });
 
 Deno.test("keyring() allows several keys with the empty kid", async () => {
@@ -612,7 +612,7 @@ Deno.test("resolveRecipients() rejects an empty array", async () => {
 Deno.test("resolveRecipients() rejects values that are not keys", async () => {
   const jwk = await generateKey();
   const message =
-    "Cannot use encryptionKey: expected a CryptoKey, a JWK, a JWK Set, a JSON string of one, a Keyring, or an array of them";
+    "Cannot use encryptionKey: expected a CryptoKey, a JWK, a JWK Set, a JSON string of one, a Keyring, a KeyWrapper, or an array of them";
   for (const value of [null, undefined, 42, true, [null], [[jwk]], [jwk, 1]]) {
     const error = await assertRejectsSafely(
       resolveRecipients(value as EncryptionKey),
@@ -639,7 +639,7 @@ Deno.test("resolveReadKeys() lists every key of every recipient once, in order",
   const key = await webKey(256);
   const keys = await resolveReadKeys([set, c, set, key, key]);
   assert.deepEqual(keys.map((entry) => entry.kid), ["a", "b", "c", ""]);
-  assert.equal(keys[3]?.key, key);
+  assert.equal((keys[3] as KeyEntry | undefined)?.key, key);
   assert.deepEqual((await resolveReadKeys(set)).map((entry) => entry.kid), ["a", "b"]);
 });
 

@@ -73,7 +73,7 @@ async function rewriteMagic(kv: Deno.Kv, key: Deno.KvKey, magic: string): Promis
   return original;
 }
 
-for (const [encrypted, magic] of [[false, "KVP9"], [true, "KVC2"], [false, "KVC7"]] as const) {
+for (const [encrypted, magic] of [[false, "KVP9"], [true, "KVC9"], [false, "KVC7"]] as const) {
   const label = encrypted ? "encrypted" : "plain";
   kvTest(
     `vacuum() keeps every chunk of ${
