@@ -114,7 +114,7 @@ function isBodyError(error: unknown): boolean {
 }
 
 async function api(docs: Documents, request: Request, url: URL, caller: Caller): Promise<Response> {
-  const parts = url.pathname.slice("/api/".length).split("/").map(decodeURIComponent);
+  const parts = url.pathname.slice("/api/".length).split("/").map(decodePart);
   const { method } = request;
   const { user } = caller;
   if (parts[0] !== "documents") return fail(404, "Cannot find this endpoint");
@@ -135,6 +135,14 @@ async function api(docs: Documents, request: Request, url: URL, caller: Caller):
     return noContent(await docs.unshare(user, id, target));
   }
   return fail(405, `Cannot ${method} ${url.pathname}`);
+}
+
+function decodePart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HttpError(400, "Cannot read the path: bad percent-encoding");
+  }
 }
 
 function noContent(_: void): Response {

@@ -318,13 +318,12 @@ export class Documents {
 
   /** The owner's and readers' wrappers: the blob's recipients. */
   #recipients(doc: DocumentInfo): EncryptionKey {
-    const wrappers = [doc.owner, ...doc.sharedWith].map((user) => this.#keys.wrapperOf(user));
-    return wrappers as unknown as EncryptionKey; // PENDING-KEYWRAPPER: cast goes
+    return [doc.owner, ...doc.sharedWith].map((user) => this.#keys.wrapperOf(user));
   }
 
   /** One user's wrapper as a recipient. */
   #keyOf(user: string): EncryptionKey {
-    return this.#keys.wrapperOf(user) as unknown as EncryptionKey; // PENDING-KEYWRAPPER: cast goes
+    return this.#keys.wrapperOf(user);
   }
 
   #counter(upload: Upload): { stream: ReadableStream<Uint8Array>; bytes: () => number } {

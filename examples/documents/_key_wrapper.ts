@@ -6,12 +6,7 @@
  * @module
  */
 
-// PENDING-KEYWRAPPER: replaced by `import type { KeyWrapper } from "../../mod.ts"` once it lands.
-interface KeyWrapper {
-  readonly kid: string;
-  wrap(secret: Uint8Array, context: Uint8Array): Promise<Uint8Array>;
-  unwrap(wrapped: Uint8Array, context: Uint8Array): Promise<Uint8Array>;
-}
+import type { KeyWrapper } from "../../mod.ts";
 import { fromBase64, toBase64 } from "./_base64.ts";
 
 /** How long one call to the key service may take before it counts as down. */

@@ -19,8 +19,9 @@
 import { vacuum } from "../../mod.ts";
 import { createApp, DEFAULT_MAX_UPLOAD_BYTES } from "./_app.ts";
 import { toBase64 } from "./_base64.ts";
-import { LISTENING_PREFIX, printListening } from "./_http.ts";
+import { printListening } from "./_http.ts";
 import { KeyService, type KeyServiceConfig } from "./_key_wrapper.ts";
+import { waitForListening } from "./_process.ts";
 import { openStore } from "./_store.ts";
 
 /** Where the app keeps its store unless `DOCUMENTS_DB` says otherwise. */
@@ -68,44 +69,13 @@ async function startKeyService(documentsDb: string): Promise<KeyServiceChild> {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const url = await listeningUrl(process.stdout);
-  return { process, config: { url, token } };
-}
-
-/** Reads a server's stdout until its listening line, then forwards the rest to ours. */
-async function listeningUrl(stdout: ReadableStream<Uint8Array>): Promise<string> {
-  const lines = stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  const timer = setTimeout(() => lines.cancel(), KEY_SERVICE_START_MS);
-  try {
-    for (;;) {
-      const { value, done } = await lines.read();
-      if (done) throw new Error("Cannot start the key service: it exited before listening");
-      buffered += value;
-      const at = buffered.indexOf(LISTENING_PREFIX);
-      const end = buffered.indexOf("\n", at);
-      if (at >= 0 && end > at) {
-        Deno.stdout.writeSync(new TextEncoder().encode(buffered));
-        forward(lines);
-        return buffered.slice(at + LISTENING_PREFIX.length, end).trim();
-      }
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function forward(lines: ReadableStreamDefaultReader<string>): Promise<void> {
   const encoder = new TextEncoder();
-  try {
-    for (;;) {
-      const { value, done } = await lines.read();
-      if (done) return;
-      Deno.stdout.writeSync(encoder.encode(value));
-    }
-  } catch {
-    // The child went away; its exit is reported by the status watcher.
-  }
+  const url = await waitForListening(
+    process.stdout,
+    KEY_SERVICE_START_MS,
+    (text) => Deno.stdout.writeSync(encoder.encode(text)),
+  );
+  return { process, config: { url, token } };
 }
 
 async function waitUntilUp(keys: KeyService): Promise<void> {
