@@ -331,17 +331,25 @@ export class Documents {
     // Declared too large: refused before a byte is stored.
     if (upload.length !== undefined && upload.length > max) throw tooLarge(max);
     let bytes = 0;
-    const counting = new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        bytes += chunk.length;
-        // A chunked body has no length: it is counted as it arrives, and the
-        // write fails (storing nothing) the moment it passes the limit.
-        if (bytes > max) controller.error(tooLarge(max));
-        else controller.enqueue(chunk);
+    const reader = (upload.body ?? new Blob([]).stream()).getReader();
+    // Pulled one piece at a time (no queue of its own): a chunked body has
+    // no length, so it is counted as it arrives, and the write fails
+    // (storing nothing) the moment it passes the limit.
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const { value, done } = await reader.read();
+        if (done) return controller.close();
+        bytes += value.length;
+        if (bytes > max) {
+          controller.error(tooLarge(max));
+          await reader.cancel();
+        } else {
+          controller.enqueue(value);
+        }
       },
-    });
-    const body = upload.body ?? new Blob([]).stream();
-    return { stream: body.pipeThrough(counting), bytes: () => bytes };
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+    return { stream, bytes: () => bytes };
   }
 }
 

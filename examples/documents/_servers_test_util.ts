@@ -22,9 +22,13 @@ export interface ServerProcess {
   output: () => string;
 }
 
-async function startServer(script: string, env: Record<string, string>): Promise<ServerProcess> {
+async function startServer(
+  script: string,
+  env: Record<string, string>,
+  flags: string[] = [],
+): Promise<ServerProcess> {
   const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-kv", "--allow-all", new URL(script, HERE).href],
+    args: ["run", "--unstable-kv", "--allow-all", ...flags, new URL(script, HERE).href],
     env,
     stdin: "piped",
     stdout: "piped",
@@ -58,6 +62,8 @@ async function stopServer(server: ServerProcess): Promise<void> {
 export interface ServersOptions {
   /** `MAX_UPLOAD_BYTES` of the app. */
   maxUploadBytes?: number;
+  /** V8 flags of the app process (`--v8-flags=…`). */
+  v8Flags?: string;
 }
 
 /** The two servers of one test, their files, and helpers. */
@@ -101,7 +107,7 @@ export class Servers {
       ...(options.maxUploadBytes === undefined
         ? {}
         : { MAX_UPLOAD_BYTES: String(options.maxUploadBytes) }),
-    });
+    }, options.v8Flags === undefined ? [] : [`--v8-flags=${options.v8Flags}`]);
     return servers;
   }
 
@@ -155,7 +161,11 @@ export class Servers {
 
   /** Peak resident set (VmHWM) of the app process, in bytes. */
   async appPeakRss(): Promise<number> {
-    const status = await Deno.readTextFile(`/proc/${this.app.process.pid}/status`);
+    // Through `cat`: Deno grants reading /proc/<pid> only with --allow-all.
+    const { stdout } = await new Deno.Command("cat", {
+      args: [`/proc/${this.app.process.pid}/status`],
+    }).output();
+    const status = new TextDecoder().decode(stdout);
     const match = /VmHWM:\s+(\d+) kB/.exec(status);
     if (match === null) throw new Error("Cannot read VmHWM of the app");
     return Number(match[1]) * 1024;
