@@ -13,6 +13,7 @@ import { LISTENING_PREFIX } from "./_http.ts";
  * @param stdout The child's piped stdout.
  * @param timeoutMs How long to wait.
  * @param rest Receives what was read (including the listening line) and everything after.
+ * @param label Whose line to wait for (the app forwards its key service's output too).
  * @returns The URL.
  * @throws {Error} when the child exits first or the time runs out.
  */
@@ -20,7 +21,9 @@ export async function waitForListening(
   stdout: ReadableStream<Uint8Array>,
   timeoutMs: number,
   rest: (text: string) => void = () => {},
+  label = "",
 ): Promise<string> {
+  const marker = `${label}${label === "" ? "" : ": "}${LISTENING_PREFIX}`;
   const reader = stdout.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";
   let timedOut = false;
@@ -37,12 +40,12 @@ export async function waitForListening(
         );
       }
       buffered += value;
-      const at = buffered.indexOf(LISTENING_PREFIX);
+      const at = buffered.indexOf(marker);
       const end = buffered.indexOf("\n", at);
       if (at >= 0 && end > at) {
         rest(buffered);
         drain(reader, rest);
-        return buffered.slice(at + LISTENING_PREFIX.length, end).trim();
+        return buffered.slice(at + marker.length, end).trim();
       }
     }
   } finally {

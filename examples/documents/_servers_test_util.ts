@@ -27,6 +27,7 @@ async function startServer(
   env: Record<string, string>,
   flags: string[] = [],
 ): Promise<ServerProcess> {
+  const label = script === "main.ts" ? "documents" : "key service";
   const process = new Deno.Command(Deno.execPath(), {
     args: ["run", "--unstable-kv", "--allow-all", ...flags, new URL(script, HERE).href],
     env,
@@ -39,7 +40,7 @@ async function startServer(
     for await (const text of process.stderr.pipeThrough(new TextDecoderStream())) log += text;
   })();
   try {
-    const url = await waitForListening(process.stdout, START_MS, (text) => (log += text));
+    const url = await waitForListening(process.stdout, START_MS, (text) => (log += text), label);
     return { url, process, output: () => log };
   } catch (error) {
     process.kill("SIGKILL");

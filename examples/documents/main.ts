@@ -74,6 +74,7 @@ async function startKeyService(documentsDb: string): Promise<KeyServiceChild> {
     process.stdout,
     KEY_SERVICE_START_MS,
     (text) => Deno.stdout.writeSync(encoder.encode(text)),
+    "key service",
   );
   return { process, config: { url, token } };
 }

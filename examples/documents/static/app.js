@@ -6,8 +6,13 @@ const $ = (id) => document.getElementById(id);
 let csrf = "";
 let me = "";
 
-function status(text) {
+function status(text, isError = false) {
   $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+function fail(error) {
+  status(error.message, true);
 }
 
 async function call(method, path, body) {
@@ -45,7 +50,7 @@ function element(tag, text, attributes = {}) {
 
 function button(text, label, action) {
   const node = element("button", text, { type: "button", "aria-label": label });
-  node.addEventListener("click", () => action().catch((error) => status(error.message)));
+  node.addEventListener("click", () => action().catch(fail));
   return node;
 }
 
@@ -130,7 +135,7 @@ $("signin").addEventListener("submit", async (event) => {
     status("");
     await refresh();
   } catch (error) {
-    status(error.message);
+    fail(error);
   }
 });
 
@@ -150,7 +155,7 @@ $("upload").addEventListener("submit", async (event) => {
     $("file").value = "";
     await refresh();
   } catch (error) {
-    status(error.message);
+    fail(error);
   }
 });
 
@@ -160,7 +165,7 @@ $("upload").addEventListener("submit", async (event) => {
     const session = await response.json();
     csrf = session.csrf;
     show(session.user);
-    await refresh().catch((error) => status(error.message));
+    await refresh().catch(fail);
   } else {
     show("");
   }
