@@ -131,7 +131,9 @@ async function api(docs: Documents, request: Request, url: URL, caller: Caller):
   } else if (sub === "shares" && target === undefined && method === "POST") {
     const body = await readJsonObject(request);
     return noContent(await docs.share(user, id, stringField(body, "user")));
-  } else if (sub === "shares" && target !== undefined && parts.length === 4 && method === "DELETE") {
+  } else if (
+    sub === "shares" && target !== undefined && parts.length === 4 && method === "DELETE"
+  ) {
     return noContent(await docs.unshare(user, id, target));
   }
   return fail(405, `Cannot ${method} ${url.pathname}`);
@@ -184,7 +186,10 @@ async function session(kv: Deno.Kv, request: Request, url: URL): Promise<Respons
       checkCsrf(request, caller.csrf ?? "");
       await endSession(kv, id);
     }
-    return new Response(null, { status: 204, headers: { "set-cookie": sessionCookie("", secure) } });
+    return new Response(null, {
+      status: 204,
+      headers: { "set-cookie": sessionCookie("", secure) },
+    });
   }
   return fail(405, `Cannot ${request.method} /session`);
 }
@@ -209,4 +214,3 @@ async function serveStatic(file: string, method: string): Promise<Response> {
     },
   });
 }
-

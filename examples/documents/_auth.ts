@@ -68,7 +68,9 @@ async function hashOf(token: string): Promise<string> {
  * @throws {Error} when the user exists.
  */
 export async function addUser(kv: Deno.Kv, name: string): Promise<string> {
-  if (!isUserName(name)) throw new TypeError(`Cannot add user "${name}": a name is ${USER_NAME_RULE}`);
+  if (!isUserName(name)) {
+    throw new TypeError(`Cannot add user "${name}": a name is ${USER_NAME_RULE}`);
+  }
   const token = randomToken("doc_");
   const hash = await hashOf(token);
   const record: UserRecord = { name, created: Date.now() };
@@ -214,7 +216,9 @@ export function checkCsrf(request: Request, csrf: string): void {
   const given = request.headers.get(CSRF_HEADER) ?? "";
   let diff = given.length ^ csrf.length;
   for (let i = 0; i < csrf.length; i++) diff |= csrf.charCodeAt(i) ^ given.charCodeAt(i);
-  if (diff !== 0) throw new HttpError(403, "Cannot accept the request: the CSRF token is missing or wrong");
+  if (diff !== 0) {
+    throw new HttpError(403, "Cannot accept the request: the CSRF token is missing or wrong");
+  }
 }
 
 /**

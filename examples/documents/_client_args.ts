@@ -106,9 +106,13 @@ export function parseArgs(args: readonly string[]): Command {
     const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
     const flag = eq < 0 ? arg : arg.slice(0, eq);
     const option = VALUED[flag];
-    if (option === undefined) throw new UsageError(`Cannot parse the arguments: unknown option ${flag}`);
+    if (option === undefined) {
+      throw new UsageError(`Cannot parse the arguments: unknown option ${flag}`);
+    }
     const value = eq < 0 ? args[++i] : arg.slice(eq + 1);
-    if (value === undefined) throw new UsageError(`Cannot parse the arguments: ${flag} needs a value`);
+    if (value === undefined) {
+      throw new UsageError(`Cannot parse the arguments: ${flag} needs a value`);
+    }
     if (value === "") throw new UsageError(`Cannot parse the arguments: ${flag} must not be empty`);
     if (values[option.key] !== undefined) {
       throw new UsageError(`Cannot parse the arguments: ${flag} is given twice`);
@@ -120,7 +124,9 @@ export function parseArgs(args: readonly string[]): Command {
   const [command, ...rest] = positional;
   if (command === undefined) throw new UsageError("Cannot run: no command given (try --help)");
   const names = ARITY[command];
-  if (names === undefined) throw new UsageError(`Cannot run "${command}": unknown command (try --help)`);
+  if (names === undefined) {
+    throw new UsageError(`Cannot run "${command}": unknown command (try --help)`);
+  }
   for (const flag of used) {
     const only = VALUED[flag]!.only;
     if (only !== undefined && only !== command) {
@@ -133,7 +139,9 @@ export function parseArgs(args: readonly string[]): Command {
   if (rest.length > names.length) {
     throw new UsageError(`Cannot ${command}: unexpected argument "${rest[names.length]}"`);
   }
-  if (rest.some((value) => value === "")) throw new UsageError(`Cannot ${command}: an argument is empty`);
+  if (rest.some((value) => value === "")) {
+    throw new UsageError(`Cannot ${command}: an argument is empty`);
+  }
   const url = checkUrl(values.url ?? DEFAULT_URL);
   const [first, second] = rest as [string, string];
   switch (command) {

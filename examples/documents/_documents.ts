@@ -366,6 +366,7 @@ function checkName(name: string | undefined): string {
   if (name === undefined || name.trim() === "") {
     throw new HttpError(400, "Cannot store the document: ?name= is required");
   }
+  // deno-lint-ignore no-control-regex -- control characters are what is refused
   if (name.length > NAME_MAX || /[\u0000-\u001f\u007f/\\]/.test(name)) {
     throw new HttpError(
       400,
@@ -378,7 +379,10 @@ function checkName(name: string | undefined): string {
 function checkType(type: string | undefined): string {
   if (type === undefined) return "";
   if (type.length > TYPE_MAX) {
-    throw new HttpError(400, `Cannot store the document: a content type is at most ${TYPE_MAX} characters`);
+    throw new HttpError(
+      400,
+      `Cannot store the document: a content type is at most ${TYPE_MAX} characters`,
+    );
   }
   return type;
 }

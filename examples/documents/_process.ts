@@ -36,7 +36,9 @@ export async function waitForListening(
       const { value, done } = await reader.read();
       if (done) {
         throw new Error(
-          `Cannot start the server: it ${timedOut ? "did not listen in time" : "exited before listening"}`,
+          `Cannot start the server: it ${
+            timedOut ? "did not listen in time" : "exited before listening"
+          }`,
         );
       }
       buffered += value;

@@ -188,7 +188,11 @@ export class Servers {
  * @param init The rest of the request.
  * @returns The response.
  */
-export function authed(token: string, url: string | URL, init: RequestInit = {}): Promise<Response> {
+export function authed(
+  token: string,
+  url: string | URL,
+  init: RequestInit = {},
+): Promise<Response> {
   const headers = new Headers(init.headers);
   headers.set("authorization", `Bearer ${token}`);
   return fetch(url, { ...init, headers });

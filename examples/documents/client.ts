@@ -140,7 +140,7 @@ class Api {
         headers: body === undefined
           ? this.headers
           : { ...this.headers, "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined ? null : JSON.stringify(body),
       });
     } catch (error) {
       throw this.unreachable(action, error);
@@ -169,7 +169,9 @@ class Api {
       reason = text.trim().slice(0, 200);
     }
     const hint = status === 401 ? " (check DOCUMENTS_TOKEN)" : "";
-    return new CommandError(`Cannot ${action}: HTTP ${status}: ${reason || "no reason given"}${hint}`);
+    return new CommandError(
+      `Cannot ${action}: HTTP ${status}: ${reason || "no reason given"}${hint}`,
+    );
   }
 }
 
@@ -290,7 +292,9 @@ async function writeFile(target: string, body: ReadableStream<Uint8Array>, actio
 function transferReason(error: unknown, target: string): string {
   const code = (error as { code?: string }).code;
   const text = describe(error);
-  if (code === "ENOSPC" || /no space left/i.test(text)) return `the disk is full (writing ${target})`;
+  if (code === "ENOSPC" || /no space left/i.test(text)) {
+    return `the disk is full (writing ${target})`;
+  }
   if (error instanceof Deno.errors.PermissionDenied) return `permission denied (writing ${target})`;
   if (/body|connection|reset|closed|EOF/i.test(text)) return "the connection was cut mid-transfer";
   return text;
@@ -314,6 +318,7 @@ function safeName(disposition: string | null, fallback: string): string {
   }
   if (name === "" && plain !== null) name = plain[1]!.replace(/\\(.)/g, "$1");
   // A server-chosen name must not write outside the current folder (path traversal).
+  // deno-lint-ignore no-control-regex -- control characters are what is removed
   name = name.split(/[/\\]/).pop()!.replace(/[\u0000-\u001f\u007f]/g, "");
   return name === "" || name === "." || name === ".." ? fallback : name;
 }
@@ -353,7 +358,11 @@ class Progress {
     const rate = mib / Math.max((now - this.#started) / 1000, 0.001);
     const known = Number.isFinite(this.#total) && this.#total > 0;
     const fraction = known ? Math.min(bytes / this.#total, 1) : 0;
-    const bar = known ? `[${"#".repeat(Math.round(fraction * 30)).padEnd(30, "-")}] ${(fraction * 100).toFixed(0)}% ` : "";
+    const bar = known
+      ? `[${"#".repeat(Math.round(fraction * 30)).padEnd(30, "-")}] ${
+        (fraction * 100).toFixed(0)
+      }% `
+      : "";
     const text = `\r${this.#label} ${bar}${mib.toFixed(1)} MiB ${rate.toFixed(1)} MiB/s`;
     Deno.stderr.writeSync(new TextEncoder().encode(text));
   }

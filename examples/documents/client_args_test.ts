@@ -6,8 +6,18 @@ const url = DEFAULT_URL;
 Deno.test("parseArgs() reads every command and option form", () => {
   const cases: [string[], unknown][] = [
     [["upload", "a.pdf"], { command: "upload", url, file: "a.pdf", name: undefined }],
-    [["upload", "a.pdf", "--name", "b.pdf"], { command: "upload", url, file: "a.pdf", name: "b.pdf" }],
-    [["--name=b c.pdf", "upload", "a.pdf"], { command: "upload", url, file: "a.pdf", name: "b c.pdf" }],
+    [["upload", "a.pdf", "--name", "b.pdf"], {
+      command: "upload",
+      url,
+      file: "a.pdf",
+      name: "b.pdf",
+    }],
+    [["--name=b c.pdf", "upload", "a.pdf"], {
+      command: "upload",
+      url,
+      file: "a.pdf",
+      name: "b c.pdf",
+    }],
     [["download", "X"], { command: "download", url, id: "X", output: undefined }],
     [["download", "X", "-o", "out"], { command: "download", url, id: "X", output: "out" }],
     [["download", "-o", "-", "X"], { command: "download", url, id: "X", output: "-" }],

@@ -24,7 +24,10 @@ const RSS_GROWTH_MAX = 170 * MIB;
 const PIECE = 64 * 1024;
 
 /** A stream of `size` pseudo-random bytes, hashed as it is produced. */
-function randomStream(size: number, hash: ReturnType<typeof createHash>): ReadableStream<Uint8Array> {
+function randomStream(
+  size: number,
+  hash: ReturnType<typeof createHash>,
+): ReadableStream<Uint8Array> {
   let sent = 0;
   return new ReadableStream({
     pull(controller) {
@@ -92,7 +95,9 @@ Deno.test("documents app: 200 MiB streamed both ways with bounded memory; 20 con
       console.log(
         `200 MiB: up ${(LARGE / MIB / (uploadMs / 1000)).toFixed(0)} MiB/s, down ${
           (LARGE / MIB / (downloadMs / 1000)).toFixed(0)
-        } MiB/s; app peak RSS ${(baseline / MIB).toFixed(0)} MiB before, ${(afterUpload / MIB).toFixed(0)} after upload, ${(peak / MIB).toFixed(0)} MiB after`,
+        } MiB/s; app peak RSS ${(baseline / MIB).toFixed(0)} MiB before, ${
+          (afterUpload / MIB).toFixed(0)
+        } after upload, ${(peak / MIB).toFixed(0)} MiB after`,
       );
       assert.ok(
         peak - baseline < RSS_GROWTH_MAX,

@@ -39,11 +39,15 @@ async function upload(
   body: BodyInit,
   type = FILE_TYPE,
 ): Promise<Doc> {
-  const response = await authed(token, `${servers.url}api/documents?name=${encodeURIComponent(name)}`, {
-    method: "POST",
-    headers: { "content-type": type },
-    body,
-  });
+  const response = await authed(
+    token,
+    `${servers.url}api/documents?name=${encodeURIComponent(name)}`,
+    {
+      method: "POST",
+      headers: { "content-type": type },
+      body,
+    },
+  );
   assert.equal(response.status, 201, await response.clone().text());
   return await response.json();
 }
@@ -81,7 +85,11 @@ async function storeBytes(path: string): Promise<Uint8Array> {
 
 function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
   const first = needle[0];
-  outer: for (let i = haystack.indexOf(first!); i >= 0 && i <= haystack.length - needle.length; i = haystack.indexOf(first!, i + 1)) {
+  outer: for (
+    let i = haystack.indexOf(first!);
+    i >= 0 && i <= haystack.length - needle.length;
+    i = haystack.indexOf(first!, i + 1)
+  ) {
     for (let j = 1; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
     return true;
   }
@@ -120,7 +128,10 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
       assert.equal(response.status, 200);
       assert.equal(response.headers.get("content-type"), FILE_TYPE);
       assert.equal(response.headers.get("x-content-type-options"), "nosniff");
-      assert.match(response.headers.get("content-disposition")!, /^attachment; filename=.*filename\*=UTF-8''report%20%C3%BC\.pdf/);
+      assert.match(
+        response.headers.get("content-disposition")!,
+        /^attachment; filename=.*filename\*=UTF-8''report%20%C3%BC\.pdf/,
+      );
       assert.deepEqual(await response.bytes(), content);
       const list = await (await authed(alice, `${servers.url}api/documents`)).json() as Doc[];
       assert.ok(list.some((d) => d.id === doc.id && d.name === "report ü.pdf"));
@@ -148,20 +159,38 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
       assert.equal(past.headers.get("content-range"), `bytes */${size}`);
       await past.body?.cancel();
       // Malformed or multiple ranges: the whole file, never a 500.
-      for (const range of ["bytes=5-2", "bytes=a-b", "items=0-1", "bytes=0-1,5-6", "bytes=", "bytes=--1", "x".repeat(5000)]) {
+      for (
+        const range of [
+          "bytes=5-2",
+          "bytes=a-b",
+          "items=0-1",
+          "bytes=0-1,5-6",
+          "bytes=",
+          "bytes=--1",
+          "x".repeat(5000),
+        ]
+      ) {
         const response = await download(servers, alice, doc.id, { range });
         assert.equal(response.status, 200, range);
         assert.equal((await response.bytes()).length, size);
       }
-      const etag = (await download(servers, alice, doc.id, { range: "bytes=0-0" })).headers.get("etag")!;
+      const etag = (await download(servers, alice, doc.id, { range: "bytes=0-0" })).headers.get(
+        "etag",
+      )!;
       assert.match(etag, /^"/);
       const notModified = await download(servers, alice, doc.id, { "if-none-match": etag });
       assert.equal(notModified.status, 304);
       assert.equal(await notModified.text(), "");
-      const resumed = await download(servers, alice, doc.id, { range: "bytes=10-19", "if-range": etag });
+      const resumed = await download(servers, alice, doc.id, {
+        range: "bytes=10-19",
+        "if-range": etag,
+      });
       assert.equal(resumed.status, 206);
       assert.deepEqual(await resumed.bytes(), content.subarray(10, 20));
-      const stale = await download(servers, alice, doc.id, { range: "bytes=10-19", "if-range": '"old"' });
+      const stale = await download(servers, alice, doc.id, {
+        range: "bytes=10-19",
+        "if-range": '"old"',
+      });
       assert.equal(stale.status, 200);
       assert.equal((await stale.bytes()).length, size);
       const head = await authed(alice, `${servers.url}api/documents/${doc.id}`, { method: "HEAD" });
@@ -170,7 +199,8 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
     });
 
     await t.step("share, download as the reader, never-shared user gets 404", async () => {
-      const before = await (await download(servers, alice, doc.id, { range: "bytes=0-0" })).headers.get("etag");
+      const before = await (await download(servers, alice, doc.id, { range: "bytes=0-0" })).headers
+        .get("etag");
       const shared = await authed(alice, `${servers.url}api/documents/${doc.id}/shares`, {
         method: "POST",
         body: JSON.stringify({ user: "bob" }),
@@ -180,7 +210,10 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
       assert.equal(asBob.status, 200);
       assert.deepEqual(await asBob.bytes(), content);
       // A rewrap: the content and its ETag are unchanged.
-      assert.equal((await download(servers, bob, doc.id, { range: "bytes=0-0" })).headers.get("etag"), before);
+      assert.equal(
+        (await download(servers, bob, doc.id, { range: "bytes=0-0" })).headers.get("etag"),
+        before,
+      );
       const bobsList = await (await authed(bob, `${servers.url}api/documents`)).json() as Doc[];
       assert.deepEqual(bobsList.map((d) => d.id), [doc.id]);
       assert.deepEqual(bobsList[0]!.sharedWith, ["bob"]);
@@ -208,7 +241,10 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
     });
 
     await t.step("owner-only actions by a reader: 403, nothing changed", async () => {
-      const put = await authed(bob, `${servers.url}api/documents/${doc.id}`, { method: "PUT", body: "x" });
+      const put = await authed(bob, `${servers.url}api/documents/${doc.id}`, {
+        method: "PUT",
+        body: "x",
+      });
       await expectJsonError(put, 403);
       const del = await authed(bob, `${servers.url}api/documents/${doc.id}`, { method: "DELETE" });
       await expectJsonError(del, 403);
@@ -221,7 +257,9 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
     });
 
     await t.step("replace: new content and ETag, readers kept", async () => {
-      const oldTag = (await download(servers, alice, doc.id, { range: "bytes=0-0" })).headers.get("etag");
+      const oldTag = (await download(servers, alice, doc.id, { range: "bytes=0-0" })).headers.get(
+        "etag",
+      );
       const next = randomBytes(150_000);
       const response = await authed(alice, `${servers.url}api/documents/${doc.id}?name=v2.txt`, {
         method: "PUT",
@@ -239,52 +277,61 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
       assert.notEqual(asBob.headers.get("etag"), oldTag);
       assert.deepEqual(await asBob.bytes(), next);
       // A stale If-Range gets the new version whole.
-      const resumed = await download(servers, bob, doc.id, { range: "bytes=0-9", "if-range": oldTag! });
+      const resumed = await download(servers, bob, doc.id, {
+        range: "bytes=0-9",
+        "if-range": oldTag!,
+      });
       assert.equal(resumed.status, 200);
       assert.deepEqual(await resumed.bytes(), next);
       doc = replaced;
     });
 
-    await t.step("over MAX_UPLOAD_BYTES: 413 and nothing stored; a too-large PUT keeps the old", async () => {
-      const big = randomBytes(1024 * 1024 + 1);
-      const declared = await authed(alice, `${servers.url}api/documents?name=big.bin`, {
-        method: "POST",
-        body: big,
-      });
-      await expectJsonError(declared, 413);
-      // Streamed without a length: refused as it passes the limit.
-      const streamed = await authed(alice, `${servers.url}api/documents?name=big.bin`, {
-        method: "POST",
-        body: new Blob([big]).stream(),
-      });
-      await expectJsonError(streamed, 413);
-      const put = await authed(alice, `${servers.url}api/documents/${doc.id}`, {
-        method: "PUT",
-        body: new Blob([big]).stream(),
-      });
-      await expectJsonError(put, 413);
-      const list = await (await authed(alice, `${servers.url}api/documents`)).json() as Doc[];
-      assert.ok(!list.some((d) => d.name === "big.bin"));
-      const current = await download(servers, bob, doc.id);
-      assert.equal((await current.bytes()).length, doc.size);
-    });
+    await t.step(
+      "over MAX_UPLOAD_BYTES: 413 and nothing stored; a too-large PUT keeps the old",
+      async () => {
+        const big = randomBytes(1024 * 1024 + 1);
+        const declared = await authed(alice, `${servers.url}api/documents?name=big.bin`, {
+          method: "POST",
+          body: big,
+        });
+        await expectJsonError(declared, 413);
+        // Streamed without a length: refused as it passes the limit.
+        const streamed = await authed(alice, `${servers.url}api/documents?name=big.bin`, {
+          method: "POST",
+          body: new Blob([big]).stream(),
+        });
+        await expectJsonError(streamed, 413);
+        const put = await authed(alice, `${servers.url}api/documents/${doc.id}`, {
+          method: "PUT",
+          body: new Blob([big]).stream(),
+        });
+        await expectJsonError(put, 413);
+        const list = await (await authed(alice, `${servers.url}api/documents`)).json() as Doc[];
+        assert.ok(!list.some((d) => d.name === "big.bin"));
+        const current = await download(servers, bob, doc.id);
+        assert.equal((await current.bytes()).length, doc.size);
+      },
+    );
 
-    await t.step("unshare: re-encrypted (new ETag), the reader gets 404, the owner still reads", async () => {
-      const before = (await download(servers, alice, doc.id)).headers.get("etag");
-      const response = await authed(alice, `${servers.url}api/documents/${doc.id}/shares/bob`, {
-        method: "DELETE",
-      });
-      assert.equal(response.status, 204);
-      await expectJsonError(await download(servers, bob, doc.id), 404);
-      const asAlice = await download(servers, alice, doc.id);
-      assert.notEqual(asAlice.headers.get("etag"), before);
-      assert.equal((await asAlice.bytes()).length, doc.size);
-      assert.deepEqual(await (await authed(bob, `${servers.url}api/documents`)).json(), []);
-      const again = await authed(alice, `${servers.url}api/documents/${doc.id}/shares/bob`, {
-        method: "DELETE",
-      });
-      assert.equal(again.status, 204);
-    });
+    await t.step(
+      "unshare: re-encrypted (new ETag), the reader gets 404, the owner still reads",
+      async () => {
+        const before = (await download(servers, alice, doc.id)).headers.get("etag");
+        const response = await authed(alice, `${servers.url}api/documents/${doc.id}/shares/bob`, {
+          method: "DELETE",
+        });
+        assert.equal(response.status, 204);
+        await expectJsonError(await download(servers, bob, doc.id), 404);
+        const asAlice = await download(servers, alice, doc.id);
+        assert.notEqual(asAlice.headers.get("etag"), before);
+        assert.equal((await asAlice.bytes()).length, doc.size);
+        assert.deepEqual(await (await authed(bob, `${servers.url}api/documents`)).json(), []);
+        const again = await authed(alice, `${servers.url}api/documents/${doc.id}/shares/bob`, {
+          method: "DELETE",
+        });
+        assert.equal(again.status, 204);
+      },
+    );
 
     await t.step("past the recipient limit: 409 with a JSON error", async () => {
       const small = await upload(servers, alice, "crowded.txt", "hi", "text/plain");
@@ -387,7 +434,9 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
         method: "POST",
         body: JSON.stringify({ user: "bob" }),
       });
-      const response = await authed(alice, `${servers.url}api/documents/${victim.id}`, { method: "DELETE" });
+      const response = await authed(alice, `${servers.url}api/documents/${victim.id}`, {
+        method: "DELETE",
+      });
       assert.equal(response.status, 204);
       await expectJsonError(await download(servers, alice, victim.id), 404);
       await expectJsonError(await download(servers, bob, victim.id), 404);
@@ -423,35 +472,52 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
       assert.ok(!list.some((d) => d.name === "cut.bin"));
     });
 
-    await t.step("key service stopped: 503 with nothing lost; started again: all reads", async () => {
-      const before = await (await download(servers, alice, doc.id)).bytes();
-      await servers.stopKeys();
-      await expectJsonError(await download(servers, alice, doc.id), 503);
-      const put = await authed(alice, `${servers.url}api/documents/${doc.id}`, { method: "PUT", body: "new" });
-      await expectJsonError(put, 503);
-      const post = await authed(alice, `${servers.url}api/documents?name=down.txt`, { method: "POST", body: "new" });
-      await expectJsonError(post, 503);
-      const share = await authed(alice, `${servers.url}api/documents/${doc.id}/shares`, {
-        method: "POST",
-        body: JSON.stringify({ user: "carol" }),
-      });
-      await expectJsonError(share, 503);
-      // The index does not need keys: listing still works.
-      assert.equal((await authed(alice, `${servers.url}api/documents`)).status, 200);
-      await servers.startKeys();
-      assert.deepEqual(await (await download(servers, alice, doc.id)).bytes(), before);
-      const list = await (await authed(alice, `${servers.url}api/documents`)).json() as Doc[];
-      assert.ok(!list.some((d) => d.name === "down.txt"));
-      await expectJsonError(await download(servers, carol, doc.id), 404);
-    });
+    await t.step(
+      "key service stopped: 503 with nothing lost; started again: all reads",
+      async () => {
+        const before = await (await download(servers, alice, doc.id)).bytes();
+        await servers.stopKeys();
+        await expectJsonError(await download(servers, alice, doc.id), 503);
+        const put = await authed(alice, `${servers.url}api/documents/${doc.id}`, {
+          method: "PUT",
+          body: "new",
+        });
+        await expectJsonError(put, 503);
+        const post = await authed(alice, `${servers.url}api/documents?name=down.txt`, {
+          method: "POST",
+          body: "new",
+        });
+        await expectJsonError(post, 503);
+        const share = await authed(alice, `${servers.url}api/documents/${doc.id}/shares`, {
+          method: "POST",
+          body: JSON.stringify({ user: "carol" }),
+        });
+        await expectJsonError(share, 503);
+        // The index does not need keys: listing still works.
+        assert.equal((await authed(alice, `${servers.url}api/documents`)).status, 200);
+        await servers.startKeys();
+        assert.deepEqual(await (await download(servers, alice, doc.id)).bytes(), before);
+        const list = await (await authed(alice, `${servers.url}api/documents`)).json() as Doc[];
+        assert.ok(!list.some((d) => d.name === "down.txt"));
+        await expectJsonError(await download(servers, carol, doc.id), 404);
+      },
+    );
 
     await t.step("the key service audits every call and never returns a key", async () => {
       const audit = await fetch(`${servers.keys.url}v1/audit?user=bob`, {
         headers: { authorization: `Bearer ${servers.keyToken}` },
       });
       const { entries } = await audit.json();
-      assert.ok(entries.some((e: { operation: string; outcome: string }) => e.operation === "wrap" && e.outcome === "ok"));
-      assert.ok(entries.some((e: { operation: string; outcome: string }) => e.operation === "unwrap" && e.outcome === "ok"));
+      assert.ok(
+        entries.some((e: { operation: string; outcome: string }) =>
+          e.operation === "wrap" && e.outcome === "ok"
+        ),
+      );
+      assert.ok(
+        entries.some((e: { operation: string; outcome: string }) =>
+          e.operation === "unwrap" && e.outcome === "ok"
+        ),
+      );
       const denied = await fetch(`${servers.keys.url}v1/keys/bob/unwrap`, {
         method: "POST",
         headers: { authorization: "Bearer wrong-token-wrong-token" },
@@ -465,48 +531,71 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
       assert.equal(after.entries.at(-1).outcome, "unauthorized");
     });
 
-    await t.step("the app's KV file holds no plaintext and no user key; vacuum finds no orphan", async () => {
-      const marker = new TextEncoder().encode("PLAINTEXT-MARKER-".repeat(8));
-      const secretDoc = await upload(servers, alice, "marker.txt", new Blob([marker, randomBytes(100_000), marker]));
-      assert.ok(secretDoc.size > 0);
-      // No request of this whole test ended in an internal error.
-      assert.doesNotMatch(servers.app.output(), /internal error|documents: (GET|HEAD|POST|PUT|DELETE) /);
-      await servers.stopApp();
-      await servers.stopKeys();
-      const keysKv = await Deno.openKv(servers.keysDb);
-      const userKeys: Uint8Array[] = [];
-      for await (const entry of keysKv.list<Uint8Array>({ prefix: ["user-keys"] })) userKeys.push(entry.value);
-      keysKv.close();
-      assert.ok(userKeys.length >= 2);
-      const stored = await storeBytes(servers.appDb);
-      assert.ok(stored.length > 100_000);
-      assert.ok(!contains(stored, marker), "plaintext found in the app's KV");
-      assert.ok(!contains(stored, content.subarray(1000, 1064)), "document bytes found");
-      for (const key of userKeys) assert.ok(!contains(stored, key), "a user key found in the app's KV");
-      assert.ok(!contains(stored, new TextEncoder().encode(alice)), "an API token found in the app's KV");
-      const kv = await Deno.openKv(servers.appDb);
-      try {
-        await vacuum(kv, { olderThan: 0 });
-        // Every blob has its index entry, and every stored chunk and version
-        // entry belongs to a live blob's current version.
-        const docs = new Set<string>();
-        for await (const entry of kv.list({ prefix: ["docs"] })) docs.add(entry.key[1] as string);
-        const versions = new Set<string>();
-        for await (const entry of kv.list({ prefix: ["blobs"] })) {
-          assert.ok(docs.has(entry.key[1] as string), "a blob without an index entry");
-          versions.add((await getMeta(kv, entry.key)).value!.id);
+    await t.step(
+      "the app's KV file holds no plaintext and no user key; vacuum finds no orphan",
+      async () => {
+        const marker = new TextEncoder().encode("PLAINTEXT-MARKER-".repeat(8));
+        const secretDoc = await upload(
+          servers,
+          alice,
+          "marker.txt",
+          new Blob([marker, randomBytes(100_000), marker]),
+        );
+        assert.ok(secretDoc.size > 0);
+        // No request of this whole test ended in an internal error.
+        assert.doesNotMatch(
+          servers.app.output(),
+          /internal error|documents: (GET|HEAD|POST|PUT|DELETE) /,
+        );
+        await servers.stopApp();
+        await servers.stopKeys();
+        const keysKv = await Deno.openKv(servers.keysDb);
+        const userKeys: Uint8Array[] = [];
+        for await (const entry of keysKv.list<Uint8Array>({ prefix: ["user-keys"] })) {
+          userKeys.push(entry.value);
         }
-        assert.equal(versions.size, docs.size);
-        let chunks = 0;
-        for await (const entry of kv.list({ prefix: ["__kvcrypt__"] })) {
-          assert.ok(versions.has(hex(entry.key[2] as Uint8Array)), `orphan ${String(entry.key[1])}`);
-          chunks++;
+        keysKv.close();
+        assert.ok(userKeys.length >= 2);
+        const stored = await storeBytes(servers.appDb);
+        assert.ok(stored.length > 100_000);
+        assert.ok(!contains(stored, marker), "plaintext found in the app's KV");
+        assert.ok(!contains(stored, content.subarray(1000, 1064)), "document bytes found");
+        for (const key of userKeys) {
+          assert.ok(!contains(stored, key), "a user key found in the app's KV");
         }
-        assert.ok(chunks > 0);
-      } finally {
-        kv.close();
-      }
-    });
+        assert.ok(
+          !contains(stored, new TextEncoder().encode(alice)),
+          "an API token found in the app's KV",
+        );
+        const kv = await Deno.openKv(servers.appDb);
+        try {
+          await vacuum(kv, { olderThan: 0 });
+          // Every blob has its index entry, and every stored chunk and version
+          // entry belongs to a live blob's current version.
+          const docs = new Set<string>();
+          for await (const entry of kv.list({ prefix: ["docs"] })) {
+            docs.add(entry.key[1] as string);
+          }
+          const versions = new Set<string>();
+          for await (const entry of kv.list({ prefix: ["blobs"] })) {
+            assert.ok(docs.has(entry.key[1] as string), "a blob without an index entry");
+            versions.add((await getMeta(kv, entry.key)).value!.id);
+          }
+          assert.equal(versions.size, docs.size);
+          let chunks = 0;
+          for await (const entry of kv.list({ prefix: ["__kvcrypt__"] })) {
+            assert.ok(
+              versions.has(hex(entry.key[2] as Uint8Array)),
+              `orphan ${String(entry.key[1])}`,
+            );
+            chunks++;
+          }
+          assert.ok(chunks > 0);
+        } finally {
+          kv.close();
+        }
+      },
+    );
   } finally {
     await servers.stop();
   }

@@ -111,7 +111,10 @@ async function main(): Promise<number> {
       assert.equal(await page.textContent("#user"), "alice");
       const cookies = await browser!.cookies(url);
       const session = cookies.find((c) => c.name === "documents_session");
-      assert.ok(session?.httpOnly && session.sameSite === "Strict", "HttpOnly SameSite=Strict cookie");
+      assert.ok(
+        session?.httpOnly && session.sameSite === "Strict",
+        "HttpOnly SameSite=Strict cookie",
+      );
     });
     await check("uploads a file and sees it listed", async () => {
       await page.setInputFiles("#file", file);

@@ -61,7 +61,10 @@ function userKeyKey(user: string): Deno.KvKey {
  * @param token The service token callers must present.
  * @returns The handler.
  */
-export function keyServiceHandler(kv: Deno.Kv, token: string): (request: Request) => Promise<Response> {
+export function keyServiceHandler(
+  kv: Deno.Kv,
+  token: string,
+): (request: Request) => Promise<Response> {
   const tokenDigest = sha256(new TextEncoder().encode(token));
   const keys = new Map<string, Promise<CryptoKey>>();
   return async (request) => {
@@ -87,7 +90,9 @@ export function keyServiceHandler(kv: Deno.Kv, token: string): (request: Request
       return response;
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
-      await audit(error.status === 404 ? "no-key" : error.status === 422 ? "rejected" : "bad-request");
+      await audit(
+        error.status === 404 ? "no-key" : error.status === 422 ? "rejected" : "bad-request",
+      );
       return fail(error.status, error.message);
     }
   };
@@ -263,4 +268,3 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.main) await main();
-

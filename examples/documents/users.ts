@@ -21,8 +21,10 @@ const USAGE = "usage: deno task users add NAME | deno task users list";
 
 async function main(args: string[]): Promise<number> {
   const [command, name, ...rest] = args;
-  if (!((command === "add" && name !== undefined && rest.length === 0) ||
-    (command === "list" && name === undefined))) {
+  if (
+    !((command === "add" && name !== undefined && rest.length === 0) ||
+      (command === "list" && name === undefined))
+  ) {
     console.error(USAGE);
     return 2;
   }

@@ -72,18 +72,32 @@ function row(doc) {
   }
   const actions = element("td", undefined, { class: "actions" });
   if (doc.owner === me) {
-    const input = element("input", undefined, { placeholder: "user", "aria-label": `Share ${doc.name} with` });
-    actions.append(input, button("Share", `Share ${doc.name}`, async () => {
-      await call("POST", `/api/documents/${doc.id}/shares`, { user: input.value.trim() });
-      status(`Shared ${doc.name} with ${input.value.trim()}.`);
-      await refresh();
-    }), " ", button("Delete", `Delete ${doc.name}`, async () => {
-      if (!confirm(`Delete ${doc.name}?`)) return;
-      await call("DELETE", `/api/documents/${doc.id}`);
-      await refresh();
-    }));
+    const input = element("input", undefined, {
+      placeholder: "user",
+      "aria-label": `Share ${doc.name} with`,
+    });
+    actions.append(
+      input,
+      button("Share", `Share ${doc.name}`, async () => {
+        await call("POST", `/api/documents/${doc.id}/shares`, { user: input.value.trim() });
+        status(`Shared ${doc.name} with ${input.value.trim()}.`);
+        await refresh();
+      }),
+      " ",
+      button("Delete", `Delete ${doc.name}`, async () => {
+        if (!confirm(`Delete ${doc.name}?`)) return;
+        await call("DELETE", `/api/documents/${doc.id}`);
+        await refresh();
+      }),
+    );
   }
-  tr.append(name, element("td", formatSize(doc.size), { class: "size" }), element("td", doc.owner), readers, actions);
+  tr.append(
+    name,
+    element("td", formatSize(doc.size), { class: "size" }),
+    element("td", doc.owner),
+    readers,
+    actions,
+  );
   return tr;
 }
 
@@ -128,7 +142,10 @@ function upload(file) {
 $("signin").addEventListener("submit", async (event) => {
   event.preventDefault();
   try {
-    const session = await call("POST", "/session", { name: $("name").value.trim(), token: $("token").value.trim() });
+    const session = await call("POST", "/session", {
+      name: $("name").value.trim(),
+      token: $("token").value.trim(),
+    });
     csrf = session.csrf;
     $("token").value = "";
     show(session.user);
