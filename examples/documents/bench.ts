@@ -91,7 +91,10 @@ async function main(): Promise<void> {
     const [upSeconds, uploaded] = await runClient(["upload", source, "--url", servers.url], token);
     const id = uploaded.trimEnd().split("\n").at(-1)!;
     const afterUpload = await servers.appPeakRss();
-    const [downSeconds] = await runClient(["download", id, "-o", copy, "--url", servers.url], token);
+    const [downSeconds] = await runClient(
+      ["download", id, "-o", copy, "--url", servers.url],
+      token,
+    );
     const peak = await servers.appPeakRss();
     const copyHash = await hashFile(copy);
     const same = copyHash === sourceHash;

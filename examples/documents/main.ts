@@ -125,7 +125,13 @@ async function main(): Promise<void> {
     await server.shutdown();
     Deno.exit(0);
   };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, stop);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(signal, stop);
+    } catch {
+      // No signals where the platform manages the process (Deno Deploy).
+    }
+  }
   child?.process.status.then((status) => {
     console.error(`documents: the key service exited (code ${status.code})`);
   });
