@@ -47,6 +47,93 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
+/** Lower-case hex digit pairs of every byte value, built once. */
+const HEX_PAIRS: readonly string[] = Array.from(
+  { length: 256 },
+  (_, byte) => byte.toString(16).padStart(2, "0"),
+);
+
+/** Lower-case hex of bytes (`Uint8Array.prototype.toHex` is missing on Node 20). */
+export function toHex(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += HEX_PAIRS[byte];
+  return out;
+}
+
+/** Bytes of a hex string (either case); throws a SyntaxError on anything else. */
+export function fromHex(text: string): Uint8Array<ArrayBuffer> {
+  if (text.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(text)) {
+    throw new SyntaxError("Cannot decode hex: expected an even number of hex digits");
+  }
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** Base64 alphabets: `base64` (RFC 4648 §4, padded) and `base64url` (§5, unpadded, as in JWKs). */
+export type Base64Alphabet = "base64" | "base64url";
+
+/** The 64 digits of each alphabet, in value order. */
+const BASE64_DIGITS: Readonly<Record<Base64Alphabet, string>> = {
+  base64: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+  base64url: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+};
+
+/** Text of each alphabet: digits only, then (base64 only) the `=` padding. */
+const BASE64_PATTERN: Readonly<Record<Base64Alphabet, RegExp>> = {
+  base64: /^[A-Za-z0-9+/]*={0,2}$/,
+  base64url: /^[A-Za-z0-9_-]*$/,
+};
+
+/**
+ * Base64 of bytes: padded in `base64`, unpadded in `base64url`
+ * (`Uint8Array.prototype.toBase64` is missing on Node 20).
+ */
+export function toBase64(bytes: Uint8Array, alphabet: Base64Alphabet = "base64"): string {
+  const digits = BASE64_DIGITS[alphabet];
+  let out = "";
+  for (let i = 0; i < bytes.length; i += 3) {
+    const group = (bytes[i]! << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+    // n bytes (1 to 3) fill n + 1 six-bit digits.
+    const count = Math.min(3, bytes.length - i) + 1;
+    for (let j = 0; j < count; j++) out += digits[(group >> (18 - 6 * j)) & 63];
+  }
+  return alphabet === "base64" ? out + "=".repeat((3 - (bytes.length % 3)) % 3) : out;
+}
+
+/**
+ * Bytes of base64 text in `alphabet`, padding optional; the unused low bits of
+ * the last digit are ignored (compare `toBase64` of the result to insist on the
+ * canonical spelling). Throws a SyntaxError on anything else.
+ */
+export function fromBase64(
+  text: string,
+  alphabet: Base64Alphabet = "base64",
+): Uint8Array<ArrayBuffer> {
+  const digits = text.replace(/={1,2}$/, "");
+  // A single digit left over holds 6 bits, less than a byte: the text was cut.
+  if (
+    !BASE64_PATTERN[alphabet].test(text) || digits.length % 4 === 1 ||
+    (digits.length !== text.length && text.length % 4 !== 0)
+  ) {
+    throw new SyntaxError(`Cannot decode ${alphabet}: the text is not ${alphabet}`);
+  }
+  const values = BASE64_DIGITS[alphabet];
+  const out = new Uint8Array(Math.floor((digits.length * 6) / 8));
+  let buffer = 0;
+  let bits = 0;
+  let offset = 0;
+  for (const digit of digits) {
+    buffer = ((buffer << 6) | values.indexOf(digit)) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[offset++] = (buffer >> bits) & 0xff;
+    }
+  }
+  return out;
+}
+
 /** Appends big-endian fields to a growing buffer. */
 export class ByteWriter {
   #parts: Uint8Array[] = [];

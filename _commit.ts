@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { ConcurrentModificationError } from "./_errors.ts";
 import { plainWriteFormat, type WriteFormat } from "./_format.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
@@ -78,11 +79,11 @@ export function planCommit(
  * CONFLICT checks for absence, so the commit fails), the version entry's
  * check, the record, and the replaced version's tombstone.
  */
-export function addRecordCommit(
-  op: Deno.AtomicOperation,
+export function addRecordCommit<Op extends AtomicLike>(
+  op: Op,
   prepared: PreparedWrite,
   plan: CommitPlan,
-): Deno.AtomicOperation {
+): Op {
   const { target, writer, record } = prepared;
   op.check({ key: target.key, versionstamp: plan.expected === CONFLICT ? null : plan.expected });
   // A vacuum that removed this version makes the commit fail instead of
@@ -90,7 +91,7 @@ export function addRecordCommit(
   if (writer.versionstamp !== null) {
     op.check({ key: writer.versionKey, versionstamp: writer.versionstamp });
   }
-  op.set(target.key, record, expiryOptions(target.deadline));
+  writer.addHeldChunks(op).set(target.key, record, expiryOptions(target.deadline));
   return tombstoneReplaced(op, plan.replaced, target.key);
 }
 
@@ -130,17 +131,17 @@ function validateSetOptions(options: SetOptions, keyText: string): number {
  * Tombstones the replaced version in the atomic that replaces its record, so
  * no version is ever live without a record pointing to it.
  */
-export function tombstoneReplaced(
-  op: Deno.AtomicOperation,
+export function tombstoneReplaced<Op extends AtomicLike>(
+  op: Op,
   replaced: ReplacedVersion | undefined,
   key: Deno.KvKey,
-): Deno.AtomicOperation {
+): Op {
   return replaced === undefined ? op : op.set(versionKey(replaced.id), tombstoneOf(encodeKey(key)));
 }
 
 /** Deletes the replaced version's chunks and tombstone; leftovers of a failure are vacuum's. */
 export async function deleteReplaced(
-  kv: Deno.Kv,
+  kv: KvLike,
   replaced: ReplacedVersion | undefined,
 ): Promise<void> {
   if (replaced === undefined) return;
@@ -166,13 +167,17 @@ export interface PreparedWrite {
 
 /**
  * Step 1 of the write protocol: validates everything, then writes the chunks
- * while the current record is read. On failure nothing is left behind.
+ * while the current record is read. With `oneCommit` (`set`), a last batch
+ * of at most `CHUNKS_IN_RECORD_COMMIT` chunks goes into the record commit; a
+ * blob of no more chunks writes nothing yet (its version entry goes there
+ * too: one atomic). On failure nothing is left behind.
  */
 export async function prepareWrite(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: unknown,
   options: SetOptions,
+  oneCommit = false,
 ): Promise<PreparedWrite> {
   assertUserKey(key, "store the blob");
   const keyText = describeKey(key);
@@ -197,7 +202,7 @@ export async function prepareWrite(
     current.catch(() => {});
     const format = await writeFormat(options, writer.id);
     pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
-    const record = await writer.write(pieces, format, meta);
+    const record = await writer.write(pieces, format, meta, oneCommit);
     return { target, writer, record, current: await current };
   } catch (error) {
     await pieces?.return(undefined).catch(() => {});

@@ -6,8 +6,10 @@
  * @module
  */
 
+import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
 import type { EncryptionKey } from "./_key_input.ts";
 import { resolveRecipients } from "./_key_input.ts";
+import { suiteOf } from "./_kvc1.ts";
 import {
   assertValueFits,
   deserializeValue,
@@ -15,7 +17,10 @@ import {
   parseValue,
   sealValue,
   serializeValue,
+  VALUE_MAGIC,
 } from "./_kvv1.ts";
+import { noRotation, reportRotation, type RotateOutcome, type RotateResult } from "./_rotate.ts";
+import { isKvU64 } from "./_runtime.ts";
 import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import { isKeyWrapper, type KeyEntry } from "./keys.ts";
@@ -185,6 +190,29 @@ export interface CryptoKv {
    * @returns A new operation; nothing happens until `commit()`.
    */
   atomic(): CryptoAtomicOperation;
+  /**
+   * Re-encrypts every value under a selector that was not written under the
+   * key ring's current key, keeping its deadline. Each value is written with
+   * a versionstamp check, so a concurrent write wins (counted as skipped);
+   * running it again after an abort or a crash finishes the job.
+   *
+   * @param selector Which keys to look at, as for `Deno.Kv.list`.
+   * @param options `signal` to abort (rejects with its reason), `onProgress`
+   * for the counts after each value.
+   * @returns How many values were rotated, unchanged, skipped (no key of the
+   * ring matches, or a concurrent write) and failed (a value the ring names
+   * that does not open).
+   * @throws {TypeError} When the encryption key is not usable.
+   */
+  rotate(selector: Deno.KvListSelector, options?: CryptoKvRotateOptions): Promise<RotateResult>;
+}
+
+/** Options of {@linkcode CryptoKv.rotate}. */
+export interface CryptoKvRotateOptions {
+  /** Aborts the run; it rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
+  /** Called with the counts so far after each value; what it throws is ignored. */
+  onProgress?: ((progress: RotateResult) => void) | undefined;
 }
 
 /** The message for an array of several recipients. */
@@ -252,7 +280,7 @@ function kvSetOptions(expireIn: number | undefined): { expireIn?: number } {
 /** Serializes a value for `key`, refusing what cannot be encrypted meaningfully. */
 function serializeFor(key: Deno.KvKey, value: unknown): Uint8Array {
   const what = describeKey(key);
-  if (value instanceof Deno.KvU64) {
+  if (isKvU64(value)) {
     throw new TypeError(
       `Cannot store ${what}: a Deno.KvU64 cannot be encrypted (sum, min and max need the plain number); store a bigint`,
     );
@@ -332,10 +360,10 @@ class ValueCodec {
 
 /** The implementation of {@linkcode CryptoKv}. */
 export class SealedKv implements CryptoKv {
-  readonly #kv: Deno.Kv;
+  readonly #kv: KvLike;
   readonly #codec: ValueCodec;
 
-  constructor(kv: Deno.Kv, encryptionKey: EncryptionKey) {
+  constructor(kv: KvLike, encryptionKey: EncryptionKey) {
     if (typeof kv !== "object" || kv === null || typeof kv.atomic !== "function") {
       throw new TypeError("Cannot use cryptoKv: kv must be a Deno.Kv");
     }
@@ -408,14 +436,65 @@ export class SealedKv implements CryptoKv {
   atomic(): CryptoAtomicOperation {
     return new SealedAtomicOperation(this.#kv, this.#codec);
   }
+
+  async rotate(
+    selector: Deno.KvListSelector,
+    options: CryptoKvRotateOptions = {},
+  ): Promise<RotateResult> {
+    const keys = await this.#codec.keys();
+    const counts = noRotation();
+    options.signal?.throwIfAborted();
+    for await (const entry of this.#kv.list(selector, { consistency: "strong" })) {
+      options.signal?.throwIfAborted();
+      if (!isSealedValue(entry.value)) continue;
+      counts[await this.#rotateValue(entry, keys)]++;
+      reportRotation(options.onProgress, counts);
+    }
+    return counts;
+  }
+
+  /** Seals one value again under the current key, checking its versionstamp. */
+  async #rotateValue(entry: Deno.KvEntry<unknown>, keys: ValueKeys): Promise<RotateOutcome> {
+    const what = describeKey(entry.key);
+    let plaintext: Uint8Array;
+    let expiresAt: number;
+    try {
+      const parsed = parseValue(entry.value, what);
+      if (parsed.kid === keys.writer.kid && parsed.suite === suiteOf(keys.writer.key)) {
+        return "unchanged";
+      }
+      if (!keys.readers.some((reader) => reader.kid === parsed.kid)) return "skipped";
+      plaintext = await openValue(parsed, entry.key, keys.readers, what);
+      if (isExpired(parsed)) return "unchanged";
+      expiresAt = parsed.expiresAt;
+    } catch {
+      return "failed";
+    }
+    const sealed = await sealValue(keys.writer, entry.key, plaintext, expiresAt);
+    // The same deadline, sealed and in Deno KV: rotation never changes a value's life.
+    const expireIn = expiresAt === 0 ? undefined : Math.max(1, expiresAt - Date.now());
+    const result = await this.#kv.atomic().check(entry).set(
+      entry.key,
+      sealed,
+      kvSetOptions(expireIn),
+    )
+      .commit();
+    return result.ok ? "rotated" : "skipped";
+  }
+}
+
+/** Whether a KV value is a KVV1 value (the only kind `rotate` touches). */
+function isSealedValue(value: unknown): boolean {
+  return value instanceof Uint8Array && value.length >= VALUE_MAGIC.length &&
+    VALUE_MAGIC.every((byte, i) => value[i] === byte);
 }
 
 /** Decrypts a `Deno.Kv.list` iterator entry by entry, skipping expired values. */
 class OpeningListIterator<T> implements CryptoKvListIterator<T> {
-  readonly #inner: Deno.KvListIterator<unknown>;
+  readonly #inner: KvListIteratorLike<unknown>;
   readonly #codec: ValueCodec;
 
-  constructor(inner: Deno.KvListIterator<unknown>, codec: ValueCodec) {
+  constructor(inner: KvListIteratorLike<unknown>, codec: ValueCodec) {
     this.#inner = inner;
     this.#codec = codec;
   }
@@ -447,11 +526,11 @@ type Mutation =
 
 /** The implementation of {@linkcode CryptoAtomicOperation}. */
 class SealedAtomicOperation implements CryptoAtomicOperation {
-  readonly #kv: Deno.Kv;
+  readonly #kv: KvLike;
   readonly #codec: ValueCodec;
   readonly #mutations: Mutation[] = [];
 
-  constructor(kv: Deno.Kv, codec: ValueCodec) {
+  constructor(kv: KvLike, codec: ValueCodec) {
     this.#kv = kv;
     this.#codec = codec;
   }

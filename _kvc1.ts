@@ -56,6 +56,7 @@ import {
   WRAPPED_MAGIC,
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
+import { VersionCache } from "./_version_cache.ts";
 
 /** Suite byte of AES-128-GCM. */
 export const SUITE_AES_128_GCM = 0x01;
@@ -430,20 +431,30 @@ function keyMatchesStanza(entry: KeyEntry, stanza: KeyStanza): boolean {
   return entry.kid === "" || stanza.kid === "" || entry.kid === stanza.kid;
 }
 
+/**
+ * S unwrapped, with the stanza that gave it and, when a local key opened it,
+ * that key (what the version cache keeps).
+ */
+interface Unwrapped {
+  secret: Uint8Array;
+  kek: CryptoKey | undefined;
+  stanza: number;
+}
+
 /** S opened by a local key from a local key's stanza, or undefined. */
 async function openKeyStanzas(
   header: SealedHeader,
   keys: readonly KeyEntry[],
   errors: unknown[],
-): Promise<Uint8Array | undefined> {
+): Promise<Unwrapped | undefined> {
   const aad = concat([WRAP_AAD, header.id]);
-  for (const stanza of header.stanzas) {
+  for (const [index, stanza] of header.stanzas.entries()) {
     if (stanza.form !== "key") continue;
     for (const entry of keys) {
       if (!keyMatchesStanza(entry, stanza)) continue;
       try {
         const secret = await gcmOpen(entry.key, stanza.iv, stanza.wrapped, aad);
-        if (secret.length === SECRET_BYTES) return secret;
+        if (secret.length === SECRET_BYTES) return { secret, kek: entry.key, stanza: index };
       } catch (error) {
         errors.push(error);
       }
@@ -457,8 +468,8 @@ async function openWrapperStanzas(
   header: SealedHeader,
   wrappers: readonly KeyWrapper[],
   errors: unknown[],
-): Promise<Uint8Array | undefined> {
-  for (const stanza of header.stanzas) {
+): Promise<Unwrapped | undefined> {
+  for (const [index, stanza] of header.stanzas.entries()) {
     if (stanza.form !== "wrapper") continue;
     for (const wrapper of wrappers) {
       // A wrapper is asked only about its own stanzas: each call may be a network request.
@@ -466,7 +477,9 @@ async function openWrapperStanzas(
       try {
         const context = wrapperContext(header.id, stanza.kid);
         const secret: unknown = await wrapper.unwrap(stanza.wrapped.slice(), context);
-        if (secret instanceof Uint8Array && secret.length === SECRET_BYTES) return secret.slice();
+        if (secret instanceof Uint8Array && secret.length === SECRET_BYTES) {
+          return { secret: secret.slice(), kek: undefined, stanza: index };
+        }
         errors.push(
           new RangeError(`key wrapper ${JSON.stringify(stanza.kid)} returned no 32-byte secret`),
         );
@@ -478,37 +491,49 @@ async function openWrapperStanzas(
   return undefined;
 }
 
+/** The local keys among a reader's keys. */
+function localKeys(readKeys: readonly KeyringEntry[]): KeyEntry[] {
+  return readKeys.filter((entry): entry is KeyEntry => !isKeyWrapper(entry));
+}
+
 /**
  * Step 2: unwraps S with the first reader key that opens a matching stanza,
  * local keys first (no network), then wrappers for their own kids. The
  * error's cause is the last failure (a wrapper's own error).
  */
-export async function unwrapSecret(
+async function unwrap(
   header: SealedHeader,
   readKeys: readonly KeyringEntry[],
   what: string,
-): Promise<Uint8Array> {
+): Promise<Unwrapped> {
   const errors: unknown[] = [];
-  const local = readKeys.filter((entry): entry is KeyEntry => !isKeyWrapper(entry));
-  const wrappers = readKeys.filter(isKeyWrapper);
-  const secret = await openKeyStanzas(header, local, errors) ??
-    await openWrapperStanzas(header, wrappers, errors);
-  if (secret !== undefined) return secret;
+  const unwrapped = await openKeyStanzas(header, localKeys(readKeys), errors) ??
+    await openWrapperStanzas(header, readKeys.filter(isKeyWrapper), errors);
+  if (unwrapped !== undefined) return unwrapped;
   fail(what, "no key given opens any recipient stanza (step 2)", errors.at(-1));
 }
 
-/** Steps 3 and 4: derives the version keys, checks the commitment, opens the metadata. */
-export async function openHeader(
+/** Step 3: derives the version keys from S and checks the commitment. */
+async function deriveCommitted(
   header: SealedHeader,
   secret: Uint8Array,
-  key: Deno.KvKey,
   what: string,
-): Promise<{ keys: VersionKeys; meta: BlobMetaFields }> {
+): Promise<VersionKeys> {
   const keys = await deriveVersionKeys(secret, header.id, header.suite);
   // Key commitment: one header cannot open to two plaintexts under two recipients' keys.
   if (!constantTimeEqual(keys.commitment, header.commitment)) {
     fail(what, "the key commitment does not match (step 3)", undefined);
   }
+  return keys;
+}
+
+/** Step 4: opens the metadata, whose tag binds every header byte and the user key. */
+async function openMeta(
+  header: SealedHeader,
+  keys: VersionKeys,
+  key: Deno.KvKey,
+  what: string,
+): Promise<BlobMetaFields> {
   let metaJson: Uint8Array;
   try {
     // The AAD binds every header field and the user key: an edited header or a
@@ -523,10 +548,55 @@ export async function openHeader(
     fail(what, "the header or its key was changed (step 4)", cause);
   }
   try {
-    return { keys, meta: decodeMeta(metaJson) };
+    return decodeMeta(metaJson);
   } catch (cause) {
     fail(what, "the metadata does not parse (step 4)", cause);
   }
+}
+
+/** Versions opened recently: repeated reads skip steps 2 and 3, never step 4. */
+const openedVersions = new VersionCache<VersionKeys>();
+
+/**
+ * Steps 2–4 through the cache: an entry found for exactly these header bytes
+ * and one of the reader's own keys gives S and the version keys; the
+ * metadata is opened either way, and a version is cached only once it did.
+ */
+async function openVersion(
+  header: SealedHeader,
+  key: Deno.KvKey,
+  readKeys: readonly KeyringEntry[],
+  what: string,
+): Promise<{ secret: Uint8Array; keys: VersionKeys; meta: BlobMetaFields }> {
+  const mayOpen = (entry: KeyEntry, index: number) => {
+    const stanza = header.stanzas[index]!;
+    return stanza.form === "key" && keyMatchesStanza(entry, stanza);
+  };
+  const cached = openedVersions.find(
+    header.id,
+    header.authenticated,
+    localKeys(readKeys),
+    mayOpen,
+  );
+  if (cached !== undefined) {
+    const { secret, keys } = cached;
+    return { secret, keys, meta: await openMeta(header, keys, key, what) };
+  }
+  const { secret, kek, stanza } = await unwrap(header, readKeys, what);
+  const keys = await deriveCommitted(header, secret, what);
+  const meta = await openMeta(header, keys, key, what);
+  // Only secrets a local key opened are kept: a key service is asked on every
+  // read, so it can still refuse (and log) each one.
+  if (kek !== undefined) {
+    openedVersions.add(header.id, {
+      authenticated: header.authenticated,
+      kek,
+      stanza,
+      secret,
+      keys,
+    });
+  }
+  return { secret, keys, meta };
 }
 
 /** An opened KVC1 record: the pipeline's view plus what `rewrap` needs. */
@@ -546,8 +616,7 @@ export async function openParsedRecord(
   readKeys: readonly KeyringEntry[],
   what: string,
 ): Promise<OpenedSealedRecord> {
-  const secret = await unwrapSecret(header, readKeys, what);
-  const { keys, meta } = await openHeader(header, secret, key, what);
+  const { secret, keys, meta } = await openVersion(header, key, readKeys, what);
   return {
     id: header.id,
     chunkSize: header.chunkSize,

@@ -57,6 +57,15 @@ export const CHUNKS_PER_ATOMIC = Math.floor(
   KV_ATOMIC_BYTES_MAX / (STORED_CHUNK_BYTES + 2 * CHUNK_KEY_BYTES_MAX),
 );
 
+/**
+ * Most chunks `set` commits in the same atomic as the record (its last batch;
+ * for a blob of no more chunks, the version entry too, so the whole blob is
+ * one commit): one chunk's room of the atomic is left for the version entry,
+ * the record (≤ one KV value), the replaced version's tombstone and the
+ * checks.
+ */
+export const CHUNKS_IN_RECORD_COMMIT = CHUNKS_PER_ATOMIC - 1;
+
 /** Keys deleted per atomic when removing a version's chunks. */
 export const DELETES_PER_ATOMIC = Math.min(
   KV_ATOMIC_MUTATIONS_MAX,
@@ -137,9 +146,10 @@ export const WRAPPED_INLINE_MAX = KV_VALUE_MAX - WRAPPED_HEADER_MAX - GCM_TAG_BY
 /**
  * Chunk atomics a write keeps in flight after the first one committed (the
  * first must commit alone: it creates the version entry the others check).
- * A write then pays 1 + ceil((atomics − 1) / 16) + 1 round trips: 4 for
- * 16 MiB (22 atomics), 8 for 64 MiB (86 atomics); it holds at most
- * 16 × 12 × 64 KiB = 12 MiB in flight.
+ * A write then pays 1 + ceil((atomics − 1) / 16) + 1 round trips, the last
+ * one the record commit (carrying a last batch of up to
+ * CHUNKS_IN_RECORD_COMMIT chunks): 4 for 16 MiB (21 chunk atomics), 8 for
+ * 64 MiB (85); it holds at most 16 × 12 × 64 KiB = 12 MiB in flight.
  */
 export const WRITE_ATOMICS_IN_FLIGHT = 16;
 /** Chunks fetched by one read request (one `list` page of 1 MiB). */

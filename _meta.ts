@@ -5,6 +5,7 @@
  * @module
  */
 
+import { toHex } from "./_bytes.ts";
 import type { OpenedRecord } from "./_format.ts";
 import type { BlobKind } from "./_record.ts";
 import type { RecordSummary } from "./_summary.ts";
@@ -67,11 +68,6 @@ export interface SealedBlobMeta extends BlobMetaBase {
 
 /** What `getMeta` and `list` return for a blob; check `verified` and `encrypted` first. */
 export type BlobMeta = VerifiedBlobMeta | PlainBlobMeta | SealedBlobMeta;
-
-/** Lower-case hex of bytes. */
-export function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
 
 function baseOf(layout: { size: number; chunks: number; id: Uint8Array; expiresAt: number }) {
   const base: BlobMetaBase = { size: layout.size, chunks: layout.chunks, id: toHex(layout.id) };

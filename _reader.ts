@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError, CorruptBlobError, DecryptionError } from "./_errors.ts";
 import { type OpenedRecord, openPlainRecord, type Prefetch } from "./_format.ts";
@@ -19,7 +20,7 @@ import {
   READ_BATCH_CHUNKS,
   READ_BATCHES_IN_FLIGHT,
 } from "./_limits.ts";
-import { isUnknownRecordVersion, type RecordLayout, recordMagic } from "./_record.ts";
+import { newerFormatMagic, type RecordLayout, recordMagic } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
 
 /** Options every read accepts. */
@@ -38,7 +39,7 @@ export interface ReadOptions {
 /** A read in progress: where, and with which options. */
 export interface ReadTarget {
   /** The store. */
-  kv: Deno.Kv;
+  kv: KvLike;
   /** The user key. */
   key: Deno.KvKey;
   /** The key as printed in messages. */
@@ -95,6 +96,18 @@ export function readKeysOf(options: ReadOptions): Promise<readonly KeyringEntry[
 }
 
 /**
+ * Throws for a record in a format newer than this version reads: a
+ * DecryptionError for a reader holding a key (a changed magic may be
+ * tampering), a CorruptBlobError otherwise.
+ */
+function throwNewerFormat(keyText: string, magic: string, withKey: boolean): never {
+  const detail =
+    `the record is in format ${magic}, which a newer kvcrypt wrote; upgrade to read it`;
+  if (withKey) throw new DecryptionError(`Cannot decrypt ${keyText}: ${detail}`);
+  throw new CorruptBlobError(`Cannot read ${keyText}: ${detail}`);
+}
+
+/**
  * Opens the record in `entry` (read at the target's key): parses it, and for
  * an encrypted blob authenticates header, metadata and key (decrypt steps
  * 1–4). Null when absent or expired (step 6).
@@ -109,13 +122,9 @@ export async function openRecord(
   if (entry.versionstamp === null) return null;
   const magic = recordMagic(entry.value);
   if (magic === undefined) {
-    if (isUnknownRecordVersion(entry.value)) {
-      // Left alone, never guessed at: a newer kvcrypt may share the database.
-      const ErrorClass = readKeys === undefined ? CorruptBlobError : DecryptionError;
-      throw new ErrorClass(
-        `Cannot read ${keyText}: the record is in a format version this kvcrypt does not know (written by a newer kvcrypt?)`,
-      );
-    }
+    const newer = newerFormatMagic(entry.value);
+    // A format from a later version: say so instead of calling the blob damaged.
+    if (newer !== undefined) throwNewerFormat(keyText, newer, readKeys !== undefined);
     // A reader holding a key fails closed: a damaged magic is tampering (step 1).
     if (readKeys !== undefined) {
       throw new DecryptionError(`Cannot decrypt ${keyText}: the header does not parse (step 1)`);
@@ -165,7 +174,7 @@ function settleQuietly<T>(promise: Promise<T>): Promise<T> {
 class PastEndError extends Error {}
 
 async function fetchStored(
-  kv: Deno.Kv,
+  kv: KvLike,
   id: Uint8Array,
   first: number,
   end: number,
@@ -196,7 +205,7 @@ async function fetchStored(
 }
 
 /** Requests the first batch of a full read of a chunked blob. */
-function prefetchFirstBatch(kv: Deno.Kv, layout: RecordLayout): Prefetch | undefined {
+function prefetchFirstBatch(kv: KvLike, layout: RecordLayout): Prefetch | undefined {
   if (layout.chunks === 0) return undefined;
   const end = Math.min(layout.chunks, READ_BATCH_CHUNKS);
   const probe = end === layout.chunks;
@@ -232,7 +241,7 @@ export const BUFFERED_PACE: ReadPace = {
  * chunk lies past it.
  */
 export async function* readChunks(
-  kv: Deno.Kv,
+  kv: KvLike,
   record: OpenedRecord,
   span: ChunkSpan,
   pace: ReadPace = STREAM_PACE,

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { owned } from "./_bytes.ts";
 import type { KeyringEntry } from "./keys.ts";
 import type { OpenedRecord } from "./_format.ts";
@@ -30,7 +31,7 @@ import { assertUserKey, describeKey } from "./_user_key.ts";
 export type ByteRange = { start: number; end?: number };
 
 export function readTarget(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions,
   action: string,

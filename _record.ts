@@ -44,6 +44,25 @@ export const SEALED_MAGIC: Uint8Array = utf8("KVC1");
 /** Magic of an encrypted record with at least one KeyWrapper stanza (KVC1 with typed stanzas). */
 export const WRAPPED_MAGIC: Uint8Array = utf8("KVC2");
 
+/**
+ * kvcrypt's magics: "KV", an upper-case letter, a digit. KVP1, KVC1, KVC2
+ * (records) and KVV1 (cryptoKv values) are in use; the rest are kept for
+ * later formats.
+ */
+const MAGIC_FAMILY = /^KV[A-Z][0-9]$/;
+/** Magics this version reads or writes. */
+const KNOWN_MAGICS: ReadonlySet<string> = new Set(["KVP1", "KVC1", "KVC2", "KVV1"]);
+
+/**
+ * The magic of a value in a kvcrypt format newer than this version (say
+ * "KVC3"), or undefined. Old readers leave such a record alone.
+ */
+export function newerFormatMagic(value: unknown): string | undefined {
+  if (!(value instanceof Uint8Array) || value.length < PLAIN_MAGIC.length) return undefined;
+  const magic = String.fromCharCode(...value.subarray(0, PLAIN_MAGIC.length));
+  return MAGIC_FAMILY.test(magic) && !KNOWN_MAGICS.has(magic) ? magic : undefined;
+}
+
 /** Number of chunks a blob of `size` bytes is cut into. */
 export function chunkCount(size: number, chunkSize: number): number {
   return Math.ceil(size / chunkSize);
@@ -52,24 +71,6 @@ export function chunkCount(size: number, chunkSize: number): number {
 /** Plaintext length of chunk `index` of a blob with this layout. */
 export function chunkLength(layout: RecordLayout, index: number): number {
   return index < layout.chunks - 1 ? layout.chunkSize : layout.size - index * layout.chunkSize;
-}
-
-/**
- * The part every blob record magic shares across format versions: `KVP`
- * (plain) or `KVC` (encrypted), then one version byte. A newer kvcrypt may
- * write `KVP2` or `KVC2`; this version must leave such records alone.
- */
-const RECORD_FAMILIES: readonly Uint8Array[] = [utf8("KVP"), utf8("KVC")];
-
-/**
- * Whether the value at a user key is a blob record of a format version this
- * kvcrypt does not know (a newer writer's `KVP2`, `KVC2`, …).
- */
-export function isUnknownRecordVersion(value: unknown): boolean {
-  if (!(value instanceof Uint8Array) || value.length < PLAIN_MAGIC.length) return false;
-  const family = value.subarray(0, PLAIN_MAGIC.length - 1);
-  return recordMagic(value) === undefined &&
-    RECORD_FAMILIES.some((known) => bytesEqual(family, known));
 }
 
 /** Whether the value at a user key starts with one of kvcrypt's record magics. */

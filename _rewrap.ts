@@ -1,11 +1,18 @@
 /**
  * Rewriting an encrypted blob's header for new or fewer recipients, keeping
- * its secret and chunks.
+ * its secret and chunks: `rewrap`'s protocol (open, rewrite, commit with a
+ * versionstamp check, look again after a lost reply).
  *
  * @module
  */
 
-import { concat } from "./_bytes.ts";
+import { bytesEqual, concat } from "./_bytes.ts";
+import { assertVersionstamp } from "./_commit.ts";
+import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
+import type { KvLike } from "./_kv_like.ts";
+import { openEntry } from "./_reader.ts";
+import { readTarget } from "./_reads.ts";
+import { expiryOptions } from "./_writer.ts";
 import type { OpenedRecord } from "./_format.ts";
 import { encodeHeader, type OpenedSealedRecord, systemRandom, wrapSecret } from "./_kvc1.ts";
 import { KV_VALUE_MAX, STANZAS_MAX } from "./_limits.ts";
@@ -56,4 +63,60 @@ export async function rewrapRecord(
     );
   }
   return concat([bytes, header.inline]);
+}
+
+/** Options of `rewrap`. */
+export interface RewrapOptions {
+  /** A key that opens the blob now (a keyring may hold old and new keys). */
+  encryptionKey: EncryptionKey;
+  /** Recipients to add: one stanza per element (its current key). */
+  add?: EncryptionKey | undefined;
+  /** Key ids whose stanzas are dropped (kids not present are ignored). */
+  remove?: readonly string[] | undefined;
+  /** Rewrap only if the record's versionstamp is this one. */
+  versionstamp?: string | undefined;
+}
+
+/**
+ * Rewrites the header of the encrypted blob at `key` (see `rewrap`): retries
+ * a lost race without a versionstamp, returns `{ ok: false }` with one.
+ */
+export async function rewrapBlob(
+  kv: KvLike,
+  key: Deno.KvKey,
+  options: RewrapOptions,
+): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  // Opened with allowPlaintext so a plain blob gets rewrap's own TypeError.
+  const target = readTarget(kv, key, { ...options, allowPlaintext: true }, "rewrap the blob");
+  if (options.encryptionKey === undefined) {
+    throw new TypeError(`Cannot rewrap ${target.keyText}: encryptionKey is required`);
+  }
+  assertVersionstamp(options.versionstamp, `rewrap ${target.keyText}`);
+  const added = options.add === undefined ? [] : await resolveRecipients(options.add);
+  const removed = new Set(options.remove ?? []);
+  for (;;) {
+    const { entry, record } = await openEntry(target);
+    if (record === null) {
+      throw new TypeError(`Cannot rewrap ${target.keyText}: no blob is stored at the key`);
+    }
+    if (!isSealed(record)) {
+      throw new TypeError(`Cannot rewrap ${target.keyText}: the blob is not encrypted`);
+    }
+    if (options.versionstamp !== undefined && options.versionstamp !== entry.versionstamp) {
+      return { ok: false };
+    }
+    const bytes = await rewrapRecord(record, key, target.keyText, added, removed);
+    const op = kv.atomic().check(entry).set(key, bytes, expiryOptions(record.expiresAt));
+    let result: Deno.KvCommitResult | Deno.KvCommitError;
+    try {
+      result = await op.commit();
+    } catch (error) {
+      // The reply may be lost although the commit applied: the fresh metaIv
+      // makes these record bytes unique, so finding them means it did.
+      const now = await kv.get(key);
+      if (!(now.value instanceof Uint8Array) || !bytesEqual(now.value, bytes)) throw error;
+      result = { ok: true, versionstamp: now.versionstamp! };
+    }
+    if (result.ok || options.versionstamp !== undefined) return result;
+  }
 }

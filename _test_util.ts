@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { concat } from "./_bytes.ts";
+import { concat, toHex } from "./_bytes.ts";
 
 /** Largest request `crypto.getRandomValues` accepts. */
 const RANDOM_SLICE = 65_536;
@@ -53,9 +53,7 @@ export function assertBytes(actual: Uint8Array, expected: Uint8Array, label = "b
 }
 
 /** Lower-case hex of bytes. */
-export function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
+export const hex: (bytes: Uint8Array) => string = toHex;
 
 /** A printable, comparable form of a KV key (binary parts in hex). */
 export function keyText(key: Deno.KvKey): string {

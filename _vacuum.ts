@@ -11,12 +11,13 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { versionPrefix } from "./_kv_keys.ts";
 import { KV_KEY_MAX, VACUUM_LIST_BATCH } from "./_limits.ts";
 import {
   decodeVersion,
-  isUnknownRecordVersion,
+  newerFormatMagic,
   recordMagic,
   VERSION_TOMBSTONE,
   type VersionEntry,
@@ -42,7 +43,7 @@ type Verdict = "orphan" | "referenced" | "unknown";
  * Removes versions older than `olderThan` ms that no record points to, and
  * finishes tombstones of that age. Returns what it removed and skipped.
  */
-export async function vacuumVersions(kv: Deno.Kv, olderThan: number): Promise<VacuumCounts> {
+export async function vacuumVersions(kv: KvLike, olderThan: number): Promise<VacuumCounts> {
   const cutoff = Date.now() - olderThan;
   const counts: VacuumCounts = { versions: 0, chunks: 0, skipped: 0 };
   const versions = kv.list<Uint8Array>({ prefix: versionPrefix() }, {
@@ -81,7 +82,7 @@ function storedUserKey(encodedKey: Uint8Array): Deno.KvKey | undefined {
 
 /** Whether the record value at a version's key points to version `id`, by the rule above. */
 function judgeRecord(value: unknown, id: Uint8Array): Verdict {
-  if (isUnknownRecordVersion(value)) return "unknown";
+  if (newerFormatMagic(value) !== undefined) return "unknown";
   if (recordMagic(value) === undefined) return "orphan";
   const summary = summarizeRecord(value);
   if (summary === undefined) return "unknown";
@@ -95,7 +96,7 @@ function judgeRecord(value: unknown, id: Uint8Array): Verdict {
  * (left for a later run).
  */
 async function tombstoneOrphan(
-  kv: Deno.Kv,
+  kv: KvLike,
   entry: Deno.KvEntry<Uint8Array>,
   version: VersionEntry,
   id: Uint8Array,

@@ -8,12 +8,13 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { chunkKey, chunkPrefix, versionKey } from "./_kv_keys.ts";
 import { DELETES_PER_ATOMIC, WRITE_ATOMICS_IN_FLIGHT } from "./_limits.ts";
 import { encodeVersion, VERSION_TOMBSTONE } from "./_record.ts";
 
 /** Deletes the given keys in as few atomics as the limits allow, a bounded number at once. */
-async function deleteKeys(kv: Deno.Kv, keys: readonly Deno.KvKey[]): Promise<void> {
+async function deleteKeys(kv: KvLike, keys: readonly Deno.KvKey[]): Promise<void> {
   const inFlight = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
   for (let start = 0; start < keys.length && failure === undefined; start += DELETES_PER_ATOMIC) {
@@ -35,7 +36,7 @@ async function deleteKeys(kv: Deno.Kv, keys: readonly Deno.KvKey[]): Promise<voi
  * landed). Returns how many keys were deleted.
  */
 export async function deleteChunks(
-  kv: Deno.Kv,
+  kv: KvLike,
   id: Uint8Array,
   count?: number,
 ): Promise<number> {
@@ -65,7 +66,7 @@ export function tombstoneOf(encodedKey: Uint8Array): Uint8Array {
  * of chunks deleted.
  */
 export async function finishTombstone(
-  kv: Deno.Kv,
+  kv: KvLike,
   id: Uint8Array,
   chunks?: number,
 ): Promise<number> {

@@ -6,12 +6,14 @@
  * @module
  */
 
+import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError } from "./_errors.ts";
 import type { WriteFormat } from "./_format.ts";
 import { chunkKey, versionKey } from "./_kv_keys.ts";
 import {
   CHUNK_GRACE_MS,
+  CHUNKS_IN_RECORD_COMMIT,
   CHUNKS_MAX,
   CHUNKS_PER_ATOMIC,
   ID_BYTES,
@@ -25,7 +27,7 @@ import { finishTombstone, tombstoneOf } from "./_versions.ts";
 /** Where and how a write goes. */
 export interface WriteTarget {
   /** The store. */
-  kv: Deno.Kv;
+  kv: KvLike;
   /** The user key of the record. */
   key: Deno.KvKey;
   /** The key as printed in messages. */
@@ -63,6 +65,8 @@ export class VersionWriter {
   readonly #versionKey: Deno.KvKey;
   readonly #encodedKey: Uint8Array;
   #versionstamp: string | null = null;
+  /** The last sealed chunks, from index `start`, that wait for the record commit. */
+  #held: { start: number; values: Uint8Array[] } | undefined;
   #sent = 0;
   #committedBytes = 0;
   #size = 0;
@@ -93,12 +97,16 @@ export class VersionWriter {
   /**
    * Streams `pieces` into the store through `format` and returns the record
    * bytes. A blob within the format's inline limit is sealed into its record
-   * and writes nothing else.
+   * and writes nothing else. With `oneCommit`, a last batch of at most
+   * {@linkcode CHUNKS_IN_RECORD_COMMIT} chunks is sealed and held, to be
+   * committed with the record (and, for a blob of no more chunks, with the
+   * version entry: the whole blob in one atomic).
    */
   async write(
     pieces: AsyncIterator<Uint8Array>,
     format: WriteFormat,
     meta: BlobMetaFields,
+    oneCommit = false,
   ): Promise<Uint8Array> {
     const first = await pieces.next();
     this.#target.signal?.throwIfAborted();
@@ -117,19 +125,60 @@ export class VersionWriter {
       const inline = await format.sealChunk(0, first.value);
       return format.encodeRecord(layout(this.#size, 1), meta, this.#target.key, inline);
     }
-    const { size, chunks } = await this.#upload(first.value, pieces, format);
+    const { size, chunks, held } = await this.#upload(first.value, pieces, format, oneCommit);
     this.#size = size;
-    return format.encodeRecord(layout(size, chunks), meta, this.#target.key);
+    // The held chunks and the metadata are sealed together, awaited once.
+    const [values, record] = await Promise.all([
+      Promise.all(held.map((item) => item.sealed)),
+      format.encodeRecord(layout(size, chunks), meta, this.#target.key),
+    ]);
+    if (values.length > 0) this.#held = { start: chunks - values.length, values };
+    return record;
   }
 
+  /**
+   * Adds the held chunks and the version entry to `op`, the atomic that also
+   * commits the record: the blob is then published or absent as a whole.
+   */
+  addHeldChunks<Op extends AtomicLike>(op: Op): Op {
+    if (this.#held === undefined) return op;
+    const { start, values } = this.#held;
+    const expiry = this.#chunkExpiry();
+    // No chunk atomic committed yet: the version entry is created here too.
+    if (this.#versionstamp === null) this.#addVersionEntry(op, expiry);
+    values.forEach((value, offset) => op.set(chunkKey(this.#id, start + offset), value, expiry));
+    return op;
+  }
+
+  /** `expireIn` of chunks and the version entry: the record's deadline plus the grace period. */
+  #chunkExpiry(): { expireIn?: number } {
+    const { deadline } = this.#target;
+    return expiryOptions(deadline === 0 ? 0 : deadline + CHUNK_GRACE_MS);
+  }
+
+  /** Creates the version entry in `op`, which fails if the entry already exists. */
+  #addVersionEntry(op: AtomicLike, expiry: { expireIn?: number }): void {
+    const version = encodeVersion({
+      state: VERSION_LIVE,
+      created: Date.now(),
+      encodedKey: this.#encodedKey,
+    });
+    op.check({ key: this.#versionKey, versionstamp: null }).set(this.#versionKey, version, expiry);
+  }
+
+  /**
+   * Sends the chunks in atomics; with `hold`, a last batch that fits the
+   * record commit is returned (its seals pending) instead of sent.
+   */
   async #upload(
     first: Uint8Array,
     rest: AsyncIterator<Uint8Array>,
     format: WriteFormat,
-  ): Promise<{ size: number; chunks: number }> {
+    hold: boolean,
+  ): Promise<{ size: number; chunks: number; held: PendingChunk[] }> {
     const inFlight = new Set<Promise<void>>();
     let failure: { error: unknown } | undefined;
-    let batch: { sealed: Promise<Uint8Array>; bytes: number }[] = [];
+    let batch: PendingChunk[] = [];
     let size = 0;
     const flush = async () => {
       const start = this.#sent;
@@ -159,35 +208,26 @@ export class VersionWriter {
         if (batch.length === CHUNKS_PER_ATOMIC) await flush();
         piece = await rest.next();
       }
-      if (batch.length > 0) await flush();
+      // Full batches went out in the loop; what is left may ride in the record commit.
+      if (batch.length > 0 && (!hold || batch.length > CHUNKS_IN_RECORD_COMMIT)) await flush();
     } finally {
       // Let every atomic settle, so none lands after the caller's cleanup starts.
       await Promise.allSettled(inFlight);
     }
     if (failure) throw failure.error;
     this.#target.signal?.throwIfAborted();
-    return { size, chunks: this.#sent };
+    return { size, chunks: this.#sent + batch.length, held: batch };
   }
 
   async #commitBatch(
     start: number,
-    batch: readonly { sealed: Promise<Uint8Array>; bytes: number }[],
+    batch: readonly PendingChunk[],
   ): Promise<void> {
     const values = await Promise.all(batch.map((item) => item.sealed));
-    const { kv, deadline } = this.#target;
-    const expiry = expiryOptions(deadline === 0 ? 0 : deadline + CHUNK_GRACE_MS);
-    const op = kv.atomic();
+    const expiry = this.#chunkExpiry();
+    const op = this.#target.kv.atomic();
     if (this.#versionstamp === null) {
-      const version = encodeVersion({
-        state: VERSION_LIVE,
-        created: Date.now(),
-        encodedKey: this.#encodedKey,
-      });
-      op.check({ key: this.#versionKey, versionstamp: null }).set(
-        this.#versionKey,
-        version,
-        expiry,
-      );
+      this.#addVersionEntry(op, expiry);
     } else {
       // Once vacuum tombstoned the version, no chunk of it may land.
       op.check({ key: this.#versionKey, versionstamp: this.#versionstamp });
@@ -250,4 +290,10 @@ export class VersionWriter {
     await finishTombstone(this.#target.kv, this.#id, this.#sent);
     return undefined;
   }
+}
+
+/** A chunk being sealed, and its plaintext length. */
+interface PendingChunk {
+  sealed: Promise<Uint8Array>;
+  bytes: number;
 }

@@ -23,7 +23,7 @@
  * @module
  */
 
-import { bytesEqual } from "./_bytes.ts";
+import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { CorruptBlobError } from "./_errors.ts";
 import {
   addRecordCommit,
@@ -36,8 +36,8 @@ import {
   type SetOptions,
   tombstoneReplaced,
 } from "./_commit.ts";
-import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
-import { INTERNAL_PREFIX, versionKey } from "./_kv_keys.ts";
+import { versionKey } from "./_kv_keys.ts";
+import { BlobListing, type BlobListIterator, type ListOptions } from "./_list.ts";
 import { VACUUM_OLDER_THAN_MS } from "./_limits.ts";
 import type { BlobMeta } from "./_meta.ts";
 import {
@@ -48,14 +48,15 @@ import {
   readWhole,
   toBlob,
 } from "./_reads.ts";
-import { openEntry, readKeysOf, type ReadOptions } from "./_reader.ts";
+import { readKeysOf, type ReadOptions } from "./_reader.ts";
 import { decodeVersion, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
 import { respond } from "./_response.ts";
-import { isSealed, rewrapRecord } from "./_rewrap.ts";
+import { rewrapBlob, type RewrapOptions } from "./_rewrap.ts";
+import { rotateBlobs, type RotateOptions, type RotateResult } from "./_rotate.ts";
 import type { BlobValue } from "./_source.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import { vacuumVersions } from "./_vacuum.ts";
-import { assertBeforeDeadline, expiryOptions } from "./_writer.ts";
+import { assertBeforeDeadline } from "./_writer.ts";
 
 export { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
@@ -67,10 +68,14 @@ export type {
   VerifiedBlobMeta,
 } from "./_meta.ts";
 export type { BlobKind } from "./_record.ts";
+export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
 export type { ReadOptions } from "./_reader.ts";
 export type { BlobValue, MetadataOptions } from "./_source.ts";
 export type { SetOptions } from "./_commit.ts";
 export type { ByteRange } from "./_reads.ts";
+export type { RewrapOptions } from "./_rewrap.ts";
+export type { RotateOptions, RotateResult } from "./_rotate.ts";
+export type { BlobListIterator, ListOptions } from "./_list.ts";
 
 /** Options of {@linkcode getAsStream}. */
 export interface StreamOptions extends ReadOptions {
@@ -85,7 +90,7 @@ export interface StagedBlob {
    * commits only if the key still holds what it held when `stage` was called
    * (or the `versionstamp` given).
    */
-  addTo(op: Deno.AtomicOperation): Deno.AtomicOperation;
+  addTo<Op extends AtomicLike>(op: Op): Op;
   /**
    * Finishes the write after `op.commit()`: pass its result, or the error it
    * threw. It looks at the record: if it holds the staged blob, the replaced
@@ -181,7 +186,7 @@ export interface VacuumResult {
  * ```
  */
 export function set(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options?: SetOptions & { versionstamp?: undefined },
@@ -198,18 +203,18 @@ export function set(
  * @returns The commit result, `{ ok: false }` when `versionstamp` did not match.
  */
 export function set(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options?: SetOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError>;
 export async function set(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options: SetOptions = {},
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  const prepared = await prepareWrite(kv, key, value, options);
+  const prepared = await prepareWrite(kv, key, value, options, true);
   return await commitWrite(prepared, options.versionstamp);
 }
 
@@ -247,7 +252,7 @@ export async function set(
  * ```
  */
 export async function stage(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   value: BlobValue,
   options: SetOptions = {},
@@ -306,7 +311,7 @@ export async function stage(
  * ```
  */
 export function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions & { stream: true; blob?: false },
 ): Promise<Deno.KvEntryMaybe<ReadableStream<Uint8Array>>>;
@@ -319,7 +324,7 @@ export function get(
  * @returns An entry whose value is null when no blob is stored.
  */
 export function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions & { blob: true; stream?: false },
 ): Promise<Deno.KvEntryMaybe<Blob | File>>;
@@ -332,12 +337,12 @@ export function get(
  * @returns An entry whose value is null when no blob is stored.
  */
 export function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options?: ReadOptions & { stream?: false; blob?: false },
 ): Promise<Deno.KvEntryMaybe<Uint8Array>>;
 export async function get(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions & { stream?: boolean; blob?: boolean } = {},
 ): Promise<Deno.KvEntryMaybe<Uint8Array | ReadableStream<Uint8Array> | Blob | File>> {
@@ -380,7 +385,7 @@ export async function get(
  * ```
  */
 export async function getAsStream(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: StreamOptions = {},
 ): Promise<ReadableStream<Uint8Array> | null> {
@@ -414,7 +419,7 @@ export async function getAsStream(
  * ```
  */
 export async function getAsBlob(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions = {},
 ): Promise<Blob | File | null> {
@@ -447,7 +452,7 @@ export async function getAsBlob(
  * ```
  */
 export async function getMeta(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ReadOptions = {},
 ): Promise<Deno.KvEntryMaybe<BlobMeta>> {
@@ -462,17 +467,25 @@ export async function getMeta(
 }
 
 /**
- * Lists the blobs under a selector (entries that are not kvcrypt blobs are
- * skipped, and so are expired ones), with their metadata.
+ * Lists the blobs under a selector, with their metadata. Entries that are not
+ * kvcrypt blobs (kvcrypt's own chunks, other values) and expired blobs are
+ * skipped and do not count against `limit`. The iterator's `cursor`
+ * continues after the last blob yielded, as `Deno.KvListIterator`'s does:
+ * pass it back as `cursor` (same selector) for the next page; it is `""`
+ * once the listing is exhausted.
  *
  * @param kv The store.
  * @param selector As for `Deno.Kv.list`.
- * @param options `Deno.KvListOptions` plus read options; with an
- * `encryptionKey`, encrypted entries are authenticated.
- * @returns The blobs' entries with metadata as values.
- * @throws {DecryptionError} if a key is given and an encrypted blob does not open with it.
+ * @param options `limit` (in blobs), `cursor`, `reverse`, `batchSize`,
+ * `consistency`, and read options; with an `encryptionKey`, encrypted
+ * entries are authenticated.
+ * @returns The blobs' entries with metadata as values, and a `cursor`.
+ * @throws {TypeError} if `limit` is not a number.
+ * @throws {RangeError} if `limit` is not a positive integer.
+ * @throws {DecryptionError} (while iterating) if a key is given and an
+ * encrypted blob does not open with it.
  *
- * @example List a folder
+ * @example List a folder, two blobs per page
  * ```ts
  * import assert from "node:assert/strict";
  * import { list, set } from "@kvcrypt/kvcrypt";
@@ -480,48 +493,27 @@ export async function getMeta(
  * const kv = await Deno.openKv(":memory:");
  * await set(kv, ["dir", "a"], new Uint8Array(10));
  * await set(kv, ["dir", "b"], new Uint8Array(200_000));
+ * await set(kv, ["dir", "c"], new Uint8Array(3));
+ * const first = list(kv, { prefix: ["dir"] }, { limit: 2 });
  * const sizes = [];
- * for await (const entry of list(kv, { prefix: ["dir"] })) sizes.push(entry.value.size);
+ * for await (const entry of first) sizes.push(entry.value.size);
  * assert.deepEqual(sizes, [10, 200_000]);
+ * const rest = list(kv, { prefix: ["dir"] }, { limit: 2, cursor: first.cursor });
+ * assert.deepEqual((await Array.fromAsync(rest)).map((entry) => entry.key), [["dir", "c"]]);
+ * assert.equal(rest.cursor, "");
  * kv.close();
  * ```
  */
-export async function* list(
-  kv: Deno.Kv,
+export function list(
+  kv: KvLike,
   selector: Deno.KvListSelector,
-  options: Deno.KvListOptions & ReadOptions = {},
-): AsyncIterableIterator<Deno.KvEntry<BlobMeta>> {
-  const { encryptionKey, allowPlaintext, ...listOptions } = options;
-  const readKeys = await readKeysOf(options);
-  for await (const entry of kv.list(selector, listOptions)) {
-    // A chunk's bytes may look like a record: kvcrypt's own entries are never blobs.
-    if (entry.key[0] === INTERNAL_PREFIX || recordMagic(entry.value) === undefined) continue;
-    const target = {
-      kv,
-      key: entry.key,
-      keyText: describeKey(entry.key),
-      options: { encryptionKey, allowPlaintext },
-    };
-    // Every record is opened as a read would: a tampered one throws, never vanishes.
-    const meta = await metaOfEntry(target, entry, readKeys);
-    if (meta !== null) yield { key: entry.key, value: meta, versionstamp: entry.versionstamp };
-  }
+  options: ListOptions = {},
+): BlobListIterator {
+  return new BlobListing(kv, selector, options);
 }
 
 // ---------------------------------------------------------------------------
 // Rewrapping.
-
-/** Options of {@linkcode rewrap}. */
-export interface RewrapOptions {
-  /** A key that opens the blob now (a keyring may hold old and new keys). */
-  encryptionKey: EncryptionKey;
-  /** Recipients to add: one stanza per element (its current key). */
-  add?: EncryptionKey | undefined;
-  /** Key ids whose stanzas are dropped (kids not present are ignored). */
-  remove?: readonly string[] | undefined;
-  /** Rewrap only if the record's versionstamp is this one. */
-  versionstamp?: string | undefined;
-}
 
 /**
  * Changes who can read an encrypted blob by rewriting its header only: the
@@ -558,43 +550,62 @@ export interface RewrapOptions {
  * ```
  */
 export async function rewrap(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: RewrapOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  // Opened with allowPlaintext so a plain blob gets rewrap's own TypeError.
-  const target = readTarget(kv, key, { ...options, allowPlaintext: true }, "rewrap the blob");
-  if (options.encryptionKey === undefined) {
-    throw new TypeError(`Cannot rewrap ${target.keyText}: encryptionKey is required`);
-  }
-  assertVersionstamp(options.versionstamp, `rewrap ${target.keyText}`);
-  const added = options.add === undefined ? [] : await resolveRecipients(options.add);
-  const removed = new Set(options.remove ?? []);
-  for (;;) {
-    const { entry, record } = await openEntry(target);
-    if (record === null) {
-      throw new TypeError(`Cannot rewrap ${target.keyText}: no blob is stored at the key`);
-    }
-    if (!isSealed(record)) {
-      throw new TypeError(`Cannot rewrap ${target.keyText}: the blob is not encrypted`);
-    }
-    if (options.versionstamp !== undefined && options.versionstamp !== entry.versionstamp) {
-      return { ok: false };
-    }
-    const bytes = await rewrapRecord(record, key, target.keyText, added, removed);
-    const op = kv.atomic().check(entry).set(key, bytes, expiryOptions(record.expiresAt));
-    let result: Deno.KvCommitResult | Deno.KvCommitError;
-    try {
-      result = await op.commit();
-    } catch (error) {
-      // The reply may be lost although the commit applied: the fresh metaIv
-      // makes these record bytes unique, so finding them means it did.
-      const now = await kv.get(key);
-      if (!(now.value instanceof Uint8Array) || !bytesEqual(now.value, bytes)) throw error;
-      result = { ok: true, versionstamp: now.versionstamp! };
-    }
-    if (result.ok || options.versionstamp !== undefined) return result;
-  }
+  return await rewrapBlob(kv, key, options);
+}
+
+// ---------------------------------------------------------------------------
+// Rotation.
+
+/**
+ * Rotates every encrypted blob under a selector to a key ring's current
+ * key. By default only headers change (like {@linkcode rewrap}): the
+ * stanzas of the ring's older keys are replaced by one for its current key,
+ * other recipients' stanzas are kept, chunks are not touched. With
+ * `reencrypt: true` every blob is written again under a fresh secret for
+ * the ring's current key, so a key that kept an old secret (or an old
+ * header) reads nothing new; a blob with a recipient outside the ring is
+ * then skipped, never silently narrowed.
+ *
+ * Every step checks the record's versionstamp: a concurrent write wins and
+ * is counted as skipped. Running it again after an abort or a crash
+ * finishes the job (a header-only rotation finds finished blobs unchanged).
+ *
+ * @param kv The store.
+ * @param selector Which keys to look at, as for `Deno.Kv.list`.
+ * @param options The key ring (current key first), `reencrypt`, `signal`, `onProgress`.
+ * @returns How many blobs were rotated, unchanged, skipped and failed.
+ * @throws {TypeError} if `encryptionKey` is missing, an array of recipients, or not a key.
+ *
+ * @example Move every blob to a new key, then drop the old one
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateKey, get, keyring, rotate, set } from "@kvcrypt/kvcrypt";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const old = await generateKey({ kid: "2025" });
+ * for (let i = 0; i < 3; i++) await set(kv, ["docs", i], new Uint8Array(100_000), { encryptionKey: old });
+ * const fresh = await generateKey({ kid: "2026" });
+ * const ring = await keyring(fresh, old);
+ * assert.deepEqual(await rotate(kv, { prefix: ["docs"] }, { encryptionKey: ring }), {
+ *   rotated: 3,
+ *   unchanged: 0,
+ *   skipped: 0,
+ *   failed: 0,
+ * });
+ * assert.equal((await get(kv, ["docs", 2], { encryptionKey: fresh })).value?.length, 100_000);
+ * kv.close();
+ * ```
+ */
+export async function rotate(
+  kv: KvLike,
+  selector: Deno.KvListSelector,
+  options: RotateOptions,
+): Promise<RotateResult> {
+  return await rotateBlobs(kv, selector, options);
 }
 
 // ---------------------------------------------------------------------------
@@ -706,7 +717,7 @@ export interface ResponseOptions extends ReadOptions {
  * ```
  */
 export async function getAsResponse(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: ResponseOptions = {},
 ): Promise<Response> {
@@ -738,7 +749,7 @@ export async function getAsResponse(
  * ```
  */
 export async function remove(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   options: RemoveOptions = {},
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
@@ -779,7 +790,7 @@ export async function remove(
  * wrote), else undefined.
  */
 async function removalApplied(
-  kv: Deno.Kv,
+  kv: KvLike,
   key: Deno.KvKey,
   replaced: ReplacedVersion | undefined,
 ): Promise<Deno.KvCommitResult | undefined> {
@@ -825,7 +836,7 @@ async function removalApplied(
  * kv.close();
  * ```
  */
-export async function vacuum(kv: Deno.Kv, options: VacuumOptions = {}): Promise<VacuumResult> {
+export async function vacuum(kv: KvLike, options: VacuumOptions = {}): Promise<VacuumResult> {
   const olderThan = options.olderThan ?? VACUUM_OLDER_THAN_MS;
   if (typeof olderThan !== "number") {
     throw new TypeError("Cannot vacuum: olderThan must be a number of milliseconds");

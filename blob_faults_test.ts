@@ -22,6 +22,7 @@ import {
 } from "./blob.ts";
 import { generateKey } from "./keys.ts";
 import {
+  CHUNKS_IN_RECORD_COMMIT,
   CHUNKS_PER_ATOMIC,
   PLAIN_CHUNK_SIZE,
   PLAIN_INLINE_MAX,
@@ -159,9 +160,18 @@ async function digest(bytes: Uint8Array): Promise<string> {
     .toHex();
 }
 
-/** Chunk atomics a write of `chunks` chunks commits. */
+/** Chunk atomics a write of `chunks` chunks commits before its record (stage). */
 function chunkAtomics(chunks: number): number {
   return Math.ceil(chunks / CHUNKS_PER_ATOMIC);
+}
+
+/**
+ * Atomics `set` commits up to and including its record: full chunk atomics,
+ * then the record commit, which carries a last batch of up to
+ * CHUNKS_IN_RECORD_COMMIT chunks.
+ */
+function setCommits(chunks: number): number {
+  return Math.floor(chunks / CHUNKS_PER_ATOMIC) + 1;
 }
 
 function isUserKey(key: Deno.KvKey, userKey: Deno.KvKey): boolean {
@@ -245,7 +255,7 @@ const VARIANTS: readonly Variant[] = [
  */
 async function runMatrix(
   scenario: Scenario,
-): Promise<{ runs: number; writes: number; publish: number }> {
+): Promise<{ runs: number; writes: number; publish: number; clean: WriteRecord[] }> {
   const { key, format } = scenario;
   let clean: WriteRecord[];
   {
@@ -262,10 +272,10 @@ async function runMatrix(
   const publishing = clean.filter((write) => write.keys.some((k) => isUserKey(k, key)));
   assert.equal(publishing.length, 1, "exactly one write of a clean run touches the record");
   const publish = publishing[0]!.n;
-  // Chunks land before the record that points to them; after it, nothing writes a chunk.
+  // Chunks land before the record that points to them, or with it; after it, nothing writes a chunk.
   clean.forEach((write) => {
     const setsChunk = write.mutations.some((m) => m.type === "set" && m.key[1] === "chunk");
-    if (setsChunk) assert.ok(write.n < publish, `write ${write.n} sets chunks after the record`);
+    if (setsChunk) assert.ok(write.n <= publish, `write ${write.n} sets chunks after the record`);
   });
   let runs = 0;
   for (const { mode, crash } of VARIANTS) {
@@ -328,7 +338,37 @@ async function runMatrix(
       }
     }
   }
-  return { runs, writes: clean.length, publish };
+  return { runs, writes: clean.length, publish, clean };
+}
+
+/**
+ * Checks a clean run's publishing write of a `chunks`-chunk blob: it sets the
+ * last batch of chunks (all of them, and the version entry, for a blob of at
+ * most CHUNKS_IN_RECORD_COMMIT chunks: the one-commit path) and the record,
+ * and tombstones the replaced version if there is one.
+ */
+function assertRecordCommit(
+  write: WriteRecord,
+  key: Deno.KvKey,
+  chunks: number,
+  replaces: boolean,
+): void {
+  const oneCommit = chunks <= CHUNKS_IN_RECORD_COMMIT;
+  const first = chunks - (chunks % CHUNKS_PER_ATOMIC);
+  const sets = write.mutations.filter((m) => m.type === "set");
+  const chunkIndexes = sets.filter((m) => m.key[1] === "chunk").map((m) => m.key[3]);
+  assert.deepEqual(
+    chunkIndexes,
+    Array.from({ length: chunks - first }, (_, offset) => first + offset),
+    "the last batch of chunks",
+  );
+  const versions = sets.filter((m) => m.key[1] === "version").length;
+  assert.equal(versions, (oneCommit ? 1 : 0) + (replaces ? 1 : 0), "version entry, tombstone");
+  assert.equal(sets.filter((m) => isUserKey(m.key, key)).length, 1, "the record");
+  assert.equal(write.mutations.length, sets.length, "nothing but sets");
+  // A later batch checks the version entry the first chunk atomic created.
+  const checksVersion = write.checks.some((k) => k[1] === "version");
+  assert.equal(checksVersion, true, "the version entry is checked (absent, or as written)");
 }
 
 function overwrite(
@@ -363,27 +403,47 @@ function overwrite(
 
 for (const format of FORMATS) {
   const size = format.chunkSize;
-  Deno.test(`faults: ${format.name} overwrite of 5 chunks by 7 chunks, every write fails`, async () => {
-    const { runs, writes, publish } = await runMatrix(
-      overwrite(format, "5to7", 5 * size, 7 * size),
-    );
-    assert.equal(publish, chunkAtomics(7) + 1);
-    assert.ok(writes > publish, "the replaced version is deleted after the record commit");
+  Deno.test(`faults: ${format.name} overwrite of 5 chunks by 7 chunks (one commit), every write fails`, async () => {
+    const scenario = overwrite(format, "5to7", 5 * size, 7 * size);
+    const { runs, writes, publish, clean } = await runMatrix(scenario);
+    assert.equal(publish, 1, "version entry, chunks and record in one atomic");
+    assertRecordCommit(clean[0]!, scenario.key, 7, true);
+    assert.equal(writes, 2, "then one atomic deletes the replaced version");
     assert.equal(runs, 4 * (writes + 1));
   });
 
-  Deno.test(`faults: ${format.name} first write of 7 chunks, every write fails`, async () => {
-    const { writes, publish } = await runMatrix(overwrite(format, "first", null, 7 * size));
-    assert.equal(publish, chunkAtomics(7) + 1);
+  Deno.test(`faults: ${format.name} first write of 7 chunks (one commit), every write fails`, async () => {
+    const scenario = overwrite(format, "first", null, 7 * size);
+    const { writes, publish, clean } = await runMatrix(scenario);
+    assert.equal(publish, 1);
+    assertRecordCommit(clean[0]!, scenario.key, 7, false);
     assert.equal(writes, publish, "nothing to clean up after a first write");
   });
 
-  Deno.test(`faults: ${format.name} overwrite by 30 chunks (atomics in flight), every write fails`, async () => {
+  Deno.test(`faults: ${format.name} overwrite by ${CHUNKS_IN_RECORD_COMMIT} chunks, the most in one commit`, async () => {
+    const scenario = overwrite(format, "5to11", 5 * size, CHUNKS_IN_RECORD_COMMIT * size);
+    const { writes, publish, clean } = await runMatrix(scenario);
+    assert.equal(publish, 1);
+    assertRecordCommit(clean[0]!, scenario.key, CHUNKS_IN_RECORD_COMMIT, true);
+    assert.equal(writes, 2);
+  });
+
+  Deno.test(`faults: ${format.name} overwrite by ${CHUNKS_IN_RECORD_COMMIT + 1} chunks, chunks before the record`, async () => {
+    const chunks = CHUNKS_IN_RECORD_COMMIT + 1;
     const { writes, publish } = await runMatrix(
-      overwrite(format, "5to30", 5 * size, 30 * size - 7),
+      overwrite(format, "5to12", 5 * size, chunks * size - 1),
     );
+    assert.equal(publish, setCommits(chunks), "a full chunk atomic, then the record commit");
+    assert.equal(publish, 2);
+    assert.ok(writes > publish);
+  });
+
+  Deno.test(`faults: ${format.name} overwrite by 30 chunks (atomics in flight), every write fails`, async () => {
+    const scenario = overwrite(format, "5to30", 5 * size, 30 * size - 7);
+    const { writes, publish, clean } = await runMatrix(scenario);
     assert.ok(chunkAtomics(30) >= 3, "several chunk atomics, some in flight together");
-    assert.equal(publish, chunkAtomics(30) + 1);
+    assert.equal(publish, setCommits(30), "two chunk atomics, then chunks 24-29 with the record");
+    assertRecordCommit(clean[publish - 1]!, scenario.key, 30, true);
     assert.ok(writes > publish);
   });
 }
@@ -400,8 +460,9 @@ Deno.test("faults: plain compare-and-set overwrite, every write fails", async ()
   const scenario = overwrite(PLAIN, "cas", 3 * PLAIN_CHUNK_SIZE + 5, 4 * PLAIN_CHUNK_SIZE, {
     cas: true,
   });
-  const { writes, publish } = await runMatrix(scenario);
-  assert.equal(publish, chunkAtomics(4) + 1);
+  const { writes, publish, clean } = await runMatrix(scenario);
+  assert.equal(publish, 1);
+  assertRecordCommit(clean[0]!, scenario.key, 4, true);
   assert.ok(writes > publish);
 });
 
@@ -490,7 +551,10 @@ async function prepareLeftovers(kv: Deno.Kv, key: Deno.KvKey, values: Uint8Array
 
 Deno.test("faults: every write of vacuum fails; the live blob survives, a rerun finishes", async () => {
   const key = ["faults", "vacuum"];
-  const values = [5, 6, 7].map((chunks) => randomBytes(chunks * PLAIN_CHUNK_SIZE));
+  // B is written in chunk atomics before its record (more chunks than one commit holds).
+  const values = [5, CHUNKS_IN_RECORD_COMMIT + 3, 7].map((chunks) =>
+    randomBytes(chunks * PLAIN_CHUNK_SIZE)
+  );
   let clean: WriteRecord[];
   let initial: VacuumResult;
   {
@@ -831,7 +895,7 @@ Deno.test("vacuum race: vacuum just before every write of a 40-chunk overwrite",
     }
   }
   const publish = clean.findIndex((write) => write.keys.some((k) => isUserKey(k, key))) + 1;
-  assert.equal(publish, chunkAtomics(RACE_CHUNKS) + 1);
+  assert.equal(publish, setCommits(RACE_CHUNKS));
   assert.ok(clean.length > publish);
   for (let n = 1; n <= clean.length; n++) {
     const label = `vacuum before write ${n}`;

@@ -9,7 +9,8 @@
  * into chunks, sealing, building and opening the header, opening every
  * chunk, copies included) with raw Web Crypto AES-GCM over the same bytes,
  * one call per chunk, all chunks in flight at once in both: the crypto
- * ceiling.
+ * ceiling. Two more groups compare `cryptoKv` `set` and `get` of a small
+ * object (about 100 bytes serialized) with plain `Deno.Kv` (the baseline).
  *
  * @module
  */
@@ -25,7 +26,7 @@ import {
   SUITE_AES_256_GCM,
 } from "./_kvc1.ts";
 import { SEALED_CHUNK_SIZE } from "./_limits.ts";
-import { generateKey, get, importKey, set } from "./mod.ts";
+import { cryptoKv, generateKey, get, importKey, set } from "./mod.ts";
 import { rawRoundTrip } from "./bench/_raw_crypto_roundtrip.ts";
 
 const KIB = 1024;
@@ -170,5 +171,58 @@ Deno.bench({
     const header = parseHeader(record);
     const opened = await openParsedRecord(header, ["bench"], [...ring], '["bench"]');
     await Promise.all(sealed.map((chunk, i) => opened.openChunk(i, chunk)));
+  },
+});
+
+// ---------------------------------------------------------------------------
+// cryptoKv: a small structured value, sealed in one entry, against plain Deno.Kv.
+
+/** A typical small record: 111 bytes once serialized. */
+const SMALL_OBJECT = {
+  id: 12_345,
+  name: "Ada Lovelace",
+  email: "ada@example.com",
+  roles: ["admin", "editor"],
+  active: true,
+  updated: new Date(0),
+};
+const sealedKv = cryptoKv(kv, keys["AES-256"]);
+const SMALL_KEYS = 64;
+let smallRound = 0;
+for (let i = 0; i < SMALL_KEYS; i++) {
+  await kv.set(["bench", "small", "plain", i], SMALL_OBJECT);
+  await sealedKv.set(["bench", "small", "sealed", i], SMALL_OBJECT);
+}
+
+Deno.bench({
+  name: "Deno.Kv set ~100-byte object",
+  group: "small object set",
+  baseline: true,
+  async fn() {
+    await kv.set(["bench", "small", "plain", smallRound++ % SMALL_KEYS], SMALL_OBJECT);
+  },
+});
+Deno.bench({
+  name: "cryptoKv set ~100-byte object",
+  group: "small object set",
+  async fn() {
+    await sealedKv.set(["bench", "small", "sealed", smallRound++ % SMALL_KEYS], SMALL_OBJECT);
+  },
+});
+Deno.bench({
+  name: "Deno.Kv get ~100-byte object",
+  group: "small object get",
+  baseline: true,
+  async fn() {
+    const entry = await kv.get(["bench", "small", "plain", smallRound++ % SMALL_KEYS]);
+    if (entry.value === null) throw new Error("missing");
+  },
+});
+Deno.bench({
+  name: "cryptoKv get ~100-byte object",
+  group: "small object get",
+  async fn() {
+    const entry = await sealedKv.get(["bench", "small", "sealed", smallRound++ % SMALL_KEYS]);
+    if (entry.value === null) throw new Error("missing");
   },
 });

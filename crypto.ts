@@ -28,10 +28,12 @@
  * @module
  */
 
+import type { KvLike } from "./_kv_like.ts";
 import { type CryptoKv, SealedKv } from "./_crypto_kv.ts";
 import type { EncryptionKey } from "./_key_input.ts";
 
 export { DecryptionError } from "./_errors.ts";
+export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
 export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
 export { SUITE_AES_128_GCM, SUITE_AES_256_GCM } from "./_kvc1.ts";
 export type {
@@ -39,8 +41,10 @@ export type {
   CryptoKv,
   CryptoKvGetOptions,
   CryptoKvListIterator,
+  CryptoKvRotateOptions,
   CryptoKvSetOptions,
 } from "./_crypto_kv.ts";
+export type { RotateResult } from "./_rotate.ts";
 
 /**
  * Encrypted structured values in Deno KV: a `Deno.Kv` look-alike (`get`,
@@ -78,7 +82,7 @@ export type {
  * imported on first use and cached.
  * @returns The encrypted view of `kv`. Nothing is read or imported until
  * the first call.
- * @throws {TypeError} When `kv` is not a Deno.Kv. An unusable
+ * @throws {TypeError} When `kv` is not a store (`Deno.Kv` or `@deno/kv`'s `Kv`). An unusable
  * `encryptionKey` (not a key, a failed import, or an array of several
  * recipients) rejects every call of the returned object with a `TypeError`
  * (`watch` errors its stream with it).
@@ -110,6 +114,6 @@ export type {
  * kv.close();
  * ```
  */
-export function cryptoKv(kv: Deno.Kv, encryptionKey: EncryptionKey): CryptoKv {
+export function cryptoKv(kv: KvLike, encryptionKey: EncryptionKey): CryptoKv {
   return new SealedKv(kv, encryptionKey);
 }

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { serialize as nodeSerialize, Serializer } from "node:v8";
 import { generateKey } from "./keys.ts";
 import { serializeValue } from "./_kvv1.ts";
+import { toHex as hex } from "./_bytes.ts";
 
 /** V8's plain serializer, as KVV1 writes values. */
 function serialize(value: unknown): Uint8Array {
@@ -69,10 +70,6 @@ async function rawValue(kv: Deno.Kv, key: Deno.KvKey): Promise<Uint8Array> {
   const entry = await kv.get(key);
   assert.ok(entry.value instanceof Uint8Array, "the stored value is bytes");
   return entry.value;
-}
-
-function hex(bytes: Uint8Array): string {
-  return bytes.toHex();
 }
 
 /** u64 big-endian. */

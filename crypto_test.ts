@@ -29,7 +29,8 @@ import {
   wrapSecret,
 } from "./_kvc1.ts";
 import { resolveRecipients } from "./_key_input.ts";
-import { SEALED_CHUNK_SIZE, SEALED_INLINE_MAX } from "./_limits.ts";
+import { CHUNKS_IN_RECORD_COMMIT, SEALED_CHUNK_SIZE, SEALED_INLINE_MAX } from "./_limits.ts";
+import { countWrites } from "./_faulty_kv.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -705,6 +706,33 @@ for (const bits of [128, 256] as const) {
     });
   }
 }
+
+Deno.test("round trip: the largest one-commit write (11 full chunks, longest key, largest metadata, 16 recipients, expireIn, an overwrite) fits one atomic", async () => {
+  // CHUNKS_IN_RECORD_COMMIT assumes the rest of the atomic fits in one chunk's room.
+  const kid = (i: number) => i.toString().padStart(64, "k");
+  const base = JSON.stringify({ kind: "file", type: FILE_TYPE, name: "", lastModified: 1 }).length;
+  const size = CHUNKS_IN_RECORD_COMMIT * SEALED_CHUNK_SIZE;
+  const file = new File([pattern(size, 3)], "n".repeat(2_048 - base), {
+    type: FILE_TYPE,
+    lastModified: 1,
+  });
+  const key = ["max", "k".repeat(2_040)];
+  await withKv(async (kv) => {
+    const recipients = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => generateKey({ kid: kid(i) })),
+    );
+    await set(kv, key, pattern(3 * SEALED_CHUNK_SIZE, 1), { encryptionKey: recipients });
+    const log = await countWrites(
+      kv,
+      (wrapped) => set(wrapped, key, file, { encryptionKey: recipients, expireIn: 60_000 }),
+    );
+    assert.equal(log[0]!.keys.filter((k) => k[1] === "chunk").length, CHUNKS_IN_RECORD_COMMIT);
+    assert.ok(log[0]!.keys.some((k) => k[0] === "max"), "the record is in the same atomic");
+    const read = await get(kv, key, { encryptionKey: recipients[15]!, blob: true });
+    assert.ok(read.value instanceof File);
+    assertBytes(await read.value.bytes(), pattern(size, 3), "read by the 16th recipient");
+  });
+});
 
 Deno.test("round trip: an inline blob at INLINE_MAX with the largest metadata takes 15 more recipients with 64-byte kids", async () => {
   // The inline limit assumes the largest header: check that it really fits one KV value.

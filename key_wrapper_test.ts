@@ -368,3 +368,37 @@ Deno.test("cryptoKv refuses a KeyWrapper with a TypeError that says what to do",
     await assert.rejects(values.get(["v"]), TypeError);
   }
 });
+
+wrapperTest(
+  "the context binds the kid: a stanza renamed to another wrapper of the same service does not open",
+  async (kv, service) => {
+    const alice = serviceWrapper(service, "alice");
+    const carol = serviceWrapper(service, "carol"); // same service key, same kid length
+    await set(kv, ["doc"], randomBytes(1_000), { encryptionKey: alice });
+    const record = (await kv.get<Uint8Array>(["doc"])).value!.slice();
+    const kidAt = 78 + 1 + 1; // form byte, kidLen, then the kid
+    assert.equal(new TextDecoder().decode(record.subarray(kidAt, kidAt + 5)), "alice");
+    record.set(new TextEncoder().encode("carol"), kidAt);
+    await kv.set(["doc"], record);
+    await assert.rejects(get(kv, ["doc"], { encryptionKey: carol }), (error: Error) => {
+      assert.ok(error instanceof DecryptionError);
+      // The service refused: the wrapped secret was bound to kid "alice".
+      assert.ok(error.cause instanceof KeyServiceError, `cause: ${error.cause}`);
+      return true;
+    });
+  },
+);
+
+wrapperTest(
+  "every read through a wrapper asks the key service (its secrets are not cached)",
+  async (kv, service) => {
+    const encryptionKey = serviceWrapper(service);
+    await set(kv, ["doc"], randomBytes(100_000), { encryptionKey });
+    const before = service.calls.unwrap;
+    for (let i = 0; i < 3; i++) await get(kv, ["doc"], { encryptionKey });
+    assert.equal(service.calls.unwrap, before + 3, "the service can refuse (and log) each read");
+    await service.stop();
+    await assert.rejects(get(kv, ["doc"], { encryptionKey }), DecryptionError);
+    await service.start();
+  },
+);

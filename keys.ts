@@ -32,9 +32,10 @@
  * @module
  */
 
-import { utf8 } from "./_bytes.ts";
+import { fromBase64, toBase64, toHex, utf8 } from "./_bytes.ts";
 import { isRecord } from "./_guards.ts";
 import { KID_MAX } from "./_limits.ts";
+import { hasDeno, readEnv } from "./_runtime.ts";
 
 /** One key of a {@linkcode Keyring}: an AES-GCM key and its key id. */
 export interface KeyEntry {
@@ -147,8 +148,6 @@ const RANDOM_KID_BYTES = 8;
 const KEY_USAGES: readonly KeyUsage[] = ["encrypt", "decrypt"];
 /** Web Crypto's algorithm name for kvcrypt keys. */
 const AES_GCM = "AES-GCM";
-/** Options for unpadded base64url (RFC 7515 section 2), the JWK encoding of `k`. */
-const BASE64URL = { alphabet: "base64url", omitPadding: true } as const;
 /** Characters of unpadded base64url. */
 const BASE64URL_PATTERN = /^[A-Za-z0-9_-]*$/;
 /** A bare run of hex or base64 characters: a raw key pasted where a JWK belongs. */
@@ -431,13 +430,15 @@ export async function keyring(
 
 /**
  * Reads a JWK, or a JWK Set, from an environment variable (as JSON) and
- * imports it like {@linkcode importKey}.
+ * imports it like {@linkcode importKey}. Deno and Deno Deploy read it with
+ * `Deno.env`; where the `Deno` global is absent (Node) it comes from
+ * `process.env`.
  *
  * @param name The variable's name (default `"KVCRYPT_KEY"`).
  * @returns The imported keyring.
  * @throws {TypeError} When the variable is not set or empty, or its value does
  * not import; the message names the variable and never contains its value.
- * @throws {Deno.errors.NotCapable} Without `--allow-env` for the variable.
+ * @throws {Deno.errors.NotCapable} On Deno, without `--allow-env` for the variable.
  *
  * @example Load keys from an environment variable
  * ```ts
@@ -455,7 +456,7 @@ export async function keyring(
 export async function keyringFromEnv(
   name: string = "KVCRYPT_KEY",
 ): Promise<Keyring<KeyEntry>> {
-  const value = Deno.env.get(name);
+  const value = readEnv(name);
   if (value === undefined) {
     throw new TypeError(`Cannot read key: environment variable ${name} is not set`);
   }
@@ -553,8 +554,8 @@ function decodeK(k: unknown, fail: Fail): Uint8Array<ArrayBuffer> {
   if (typeof k !== "string") fail('"k" must be a string');
   // Strict, canonical base64url: two spellings of one key could otherwise compare unequal.
   if (!BASE64URL_PATTERN.test(k) || k.length % 4 === 1) fail('"k" is not unpadded base64url');
-  const raw = Uint8Array.fromBase64(k, { alphabet: "base64url" });
-  if (raw.toBase64(BASE64URL) !== k) {
+  const raw = fromBase64(k, "base64url");
+  if (toBase64(raw, "base64url") !== k) {
     raw.fill(0);
     fail('"k" is not canonical base64url');
   }
@@ -677,18 +678,19 @@ function checkUniqueKids(kids: readonly string[], prefix: string): void {
 
 /** A random kid: RANDOM_KID_BYTES random bytes as lowercase hex. */
 function randomKid(): string {
-  return crypto.getRandomValues(new Uint8Array(RANDOM_KID_BYTES)).toHex();
+  return toHex(crypto.getRandomValues(new Uint8Array(RANDOM_KID_BYTES)));
 }
 
 /** Encodes raw key bytes as a JWK, then wipes the bytes. */
 function toJwk(raw: Uint8Array, kid: string): JsonWebKey & { kid: string } {
   const alg = ALG_BY_BYTES[raw.length] ?? "";
-  const k = raw.toBase64(BASE64URL);
+  const k = toBase64(raw, "base64url");
   raw.fill(0);
   return { kty: "oct", k, alg, kid, key_ops: [...KEY_USAGES], ext: true };
 }
 
-if (import.meta.main) {
+// The CLI is Deno's (`deno run jsr:@kvcrypt/kvcrypt/keys`); elsewhere this module is a library only.
+if (import.meta.main && hasDeno()) {
   // No top-level await: the CLI imports this module, which must finish evaluating first.
   import("./_keys_cli.ts")
     .then(({ main }) => main(Deno.args))

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { LatencyKv } from "./bench/_latency_kv.ts";
-import { READ_BATCH_CHUNKS } from "./_limits.ts";
+import { CHUNKS_IN_RECORD_COMMIT, READ_BATCH_CHUNKS, SEALED_CHUNK_SIZE } from "./_limits.ts";
 import { generateKey, get, getAsResponse, getAsStream, getMeta, set } from "./mod.ts";
 
 /** Simulated round trip: long enough that calls issued together overlap. */
@@ -35,6 +35,41 @@ for (const { name, options } of formats) {
     assert.ok(latency.depth <= 2, `depth ${latency.depth}`);
     assert.equal(latency.calls.length, 2);
   });
+
+  Deno.test(`set() of a new ${name} blob of ${CHUNKS_IN_RECORD_COMMIT} chunks is two sequential calls`, async () => {
+    using raw = await Deno.openKv(":memory:");
+    const latency = new LatencyKv(raw, RTT_MS);
+    const size = CHUNKS_IN_RECORD_COMMIT * SEALED_CHUNK_SIZE;
+    await set(latency.kv, ["medium"], new Uint8Array(size).fill(7), options);
+    // The record read, then one atomic with the version entry, the chunks and the record.
+    assert.deepEqual(latency.calls.map((call) => call.op), ["get", "commit"]);
+    assert.equal(latency.depth, 2);
+    assert.equal((await getMeta(raw, ["medium"], options)).value?.size, size);
+  });
+
+  Deno.test(`set() over a chunked ${name} blob with 64 KiB is three sequential calls`, async () => {
+    using raw = await Deno.openKv(":memory:");
+    await set(raw, ["medium"], new Uint8Array(5 * SEALED_CHUNK_SIZE), options);
+    const latency = new LatencyKv(raw, RTT_MS);
+    await set(latency.kv, ["medium"], new Uint8Array(64 * 1024).fill(7), options);
+    // The record read, the one commit (tombstoning the old version), its deletion.
+    assert.deepEqual(latency.calls.map((call) => call.op), ["get", "commit", "commit"]);
+    assert.equal(latency.depth, 3);
+    assert.equal((await get(raw, ["medium"], options)).value?.length, 64 * 1024);
+  });
+
+  for (const chunks of [CHUNKS_IN_RECORD_COMMIT + 1, 16]) {
+    Deno.test(`set() of a ${name} blob of ${chunks} chunks: a chunk atomic, then the record commit`, async () => {
+      using raw = await Deno.openKv(":memory:");
+      const latency = new LatencyKv(raw, WRITE_RTT_MS);
+      const size = chunks * SEALED_CHUNK_SIZE;
+      await set(latency.kv, ["medium"], new Uint8Array(size), options);
+      // The first 12 chunks with the version entry; the rest ride with the record.
+      assert.deepEqual(latency.calls.map((call) => call.op).sort(), ["commit", "commit", "get"]);
+      assert.equal(latency.depth, 2, "the record read overlaps the chunk atomic");
+      assert.equal((await getMeta(raw, ["medium"], options)).value?.chunks, chunks);
+    });
+  }
 
   Deno.test(`get() of a 16 MiB ${name} blob is two waves: record, then all batches`, async () => {
     using raw = await Deno.openKv(":memory:");

@@ -5,6 +5,9 @@
  * compare-and-set capable, reads stream with bounded memory, and tampering
  * with encrypted entries is detected.
  *
+ * Runs on Deno, Deno Deploy and Node 20.6 or later, where `openKv()` from
+ * `@deno/kv` gives the store: every function accepts its `Kv` as it is.
+ *
  * @example Encrypted round trip
  * ```ts
  * import assert from "node:assert/strict";

@@ -16,6 +16,7 @@ import {
   rewrap,
   set,
 } from "./blob.ts";
+import { fromHex } from "./_bytes.ts";
 import { DecryptionError } from "./crypto.ts";
 import { generateKey } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
@@ -70,11 +71,7 @@ function headersOf(response: Response): Record<string, string> {
 
 /** The bytes of a blob version id given as hex. */
 function idOf(etag: string): Uint8Array {
-  const hex = etag.slice(1, -1);
-  return Uint8Array.from(
-    { length: hex.length / 2 },
-    (_, i) => parseInt(hex.slice(2 * i, 2 * i + 2), 16),
-  );
+  return fromHex(etag.slice(1, -1));
 }
 
 // ---------------------------------------------------------------------------

@@ -147,7 +147,7 @@ kvTest("get() of a record in an unknown format version says so and changes nothi
     assert.ok(error instanceof CorruptBlobError);
     assert.match(
       error.message,
-      /^Cannot read \["doc"\]: .*format version this kvcrypt does not know/,
+      /^Cannot read \["doc"\]: .*format KVP2, which a newer kvcrypt wrote/,
     );
     return true;
   });

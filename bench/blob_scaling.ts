@@ -20,6 +20,13 @@
  *    Streaming is the library's promise of bounded memory, so its peak
  *    should stay close to raw KV's, far below the value's size.
  *
+ * 3. Small and medium blobs side by side (bench/_small_blobs.ts, in a child
+ *    process): `set`, `get` and a repeated `get` of 64 KiB, 1 MiB and 16 MiB
+ *    for raw KV, kvcrypt plain and AES-256 and, when `KV_TOOLBOX_DIR` names
+ *    a kv-toolbox 0.30 snapshot (its files or its git directory), kv-toolbox
+ *    plain and AES-256, loaded through bench/_kv_toolbox.ts's import map.
+ *    `--small` runs this part only.
+ *
  * Every timing includes generating the source stream, for the library and
  * raw KV alike, and every read is checked (byte count; stamps for buffers).
  * The run prints PASS or MISS next to every target. It reports the pipeline
@@ -36,6 +43,7 @@ import { CHUNKS_PER_ATOMIC, PLAIN_CHUNK_SIZE, WRITE_ATOMICS_IN_FLIGHT } from "..
 import { rawId, rawRead, rawReadIntoBuffer, rawWrite } from "./_scaling_raw_kv.ts";
 import { RSS_MODES, type RssMode, type RssReport } from "./_rss_child.ts";
 import { MIB, randomTemplate, sourceStream, verifySource } from "./_scaling_source.ts";
+import { prepareKvToolbox } from "./_kv_toolbox.ts";
 
 /** How this benchmark is run. */
 const COMMAND = "deno task bench:scaling";
@@ -62,6 +70,10 @@ const RSS_SLACK_MIB = 64;
 const BLOB_KEY: Deno.KvKey = ["bench", "blob"];
 /** The memory child and the config it runs under (for `unstable: ["kv"]`). */
 const RSS_CHILD = new URL("./_rss_child.ts", import.meta.url);
+/** The side-by-side child of part 3; it runs without the config, as kv-toolbox needs its own imports. */
+const SMALL_CHILD = new URL("./_small_blobs.ts", import.meta.url);
+/** Where a kv-toolbox snapshot is, for part 3 (never part of this repository). */
+const KV_TOOLBOX_ENV = "KV_TOOLBOX_DIR";
 const CONFIG = new URL("../deno.json", import.meta.url);
 /** Permissions of the memory child: Deno 2.9 reads /proc/self/status only with all of them. */
 const RSS_CHILD_FLAGS = ["--allow-all"];
@@ -289,7 +301,7 @@ const LEGEND = [
   "get/raw, strm/raw: lib read / raw read; get/buf: lib get / raw buf",
 ];
 
-function printHeader(root: string): void {
+function printHeader(root: string, throughput: boolean): void {
   console.log(`$ ${COMMAND}`);
   const { deno, v8, typescript } = Deno.version;
   console.log(
@@ -301,6 +313,7 @@ function printHeader(root: string): void {
   console.log(
     `chunks: ${PLAIN_CHUNK_SIZE} B, ${CHUNKS_PER_ATOMIC} per atomic; pipeline: ${pipeline()}`,
   );
+  if (!throughput) return;
   const trials = SIZES_MIB.map((size) => `${TRIALS[size]} (${size} MiB)`).join(", ");
   console.log(`\n1. Throughput, MiB/s, best of ${trials}`);
   for (const line of LEGEND) console.log(`   ${line}`);
@@ -408,17 +421,52 @@ async function measureThroughput(root: string): Promise<Map<number, Throughput>>
   return results;
 }
 
+/** Runs part 3 in a child process, prints its report, and returns its PASS/MISS verdicts. */
+async function measureSmallBlobs(): Promise<boolean[]> {
+  const snapshot = Deno.env.get(KV_TOOLBOX_ENV);
+  const work = await Deno.makeTempDir({ prefix: "kvcrypt_kv_toolbox_" });
+  try {
+    const flags = ["--no-config", "--unstable-kv", "--allow-read", "--allow-write", "--allow-env"];
+    const args = [SMALL_CHILD.pathname];
+    if (snapshot) {
+      const { sourceDir, importMap } = await prepareKvToolbox(snapshot, work);
+      flags.push(`--import-map=${importMap}`);
+      args.push("--toolbox", sourceDir);
+    }
+    console.log(
+      `\n3. Small and medium blobs side by side: set, get, get again; ` +
+        `kv-toolbox from ${
+          snapshot ? `${KV_TOOLBOX_ENV}=${snapshot}` : `nowhere (${KV_TOOLBOX_ENV} unset)`
+        }`,
+    );
+    const { success, stdout } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...flags, "--v8-flags=--expose-gc", ...args],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    const report = new TextDecoder().decode(stdout);
+    for (const line of report.trimEnd().split("\n")) console.log(`  ${line}`);
+    if (!success) throw new Error("the side-by-side child failed");
+    return report.split("\n").filter((line) => /(PASS|MISS)$/.test(line))
+      .map((line) => line.endsWith("PASS"));
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   const root = await Deno.makeTempDir({ prefix: "kvcrypt_scaling_" });
-  printHeader(root);
+  const all = !Deno.args.includes("--small");
+  printHeader(root, all);
   const oks: boolean[] = [];
   try {
-    oks.push(...printThroughputTargets(await measureThroughput(root)));
+    if (all) oks.push(...printThroughputTargets(await measureThroughput(root)));
   } finally {
     await Deno.remove(root, { recursive: true });
   }
-  oks.push(printMemory(await measureMemory()));
+  if (all) oks.push(printMemory(await measureMemory()));
+  oks.push(...await measureSmallBlobs());
   const misses = oks.filter((ok) => !ok).length;
   const seconds = ((performance.now() - started) / 1000).toFixed(0);
   console.log(

@@ -1,0 +1,95 @@
+/**
+ * kv-toolbox 0.30's CryptoKv blob encryption, opened for the migration: the
+ * whole value is one AES-GCM message under the caller's raw key (128, 192 or
+ * 256 bits, usually as hex), stored as a random 12-byte IV followed by the
+ * ciphertext and its 16-byte tag, then cut into parts. Nothing binds it to
+ * its key, its metadata or its size; the tag covers the bytes alone.
+ *
+ * @module
+ */
+
+import { owned } from "./_bytes.ts";
+import { DecryptionError } from "./_errors.ts";
+import { GCM_IV_BYTES, GCM_TAG_BYTES } from "./_limits.ts";
+import { describeKey } from "./_user_key.ts";
+
+/** Raw AES key lengths kv-toolbox accepts, in bytes: 128, 192 and 256 bits. */
+const KEY_BYTES = [128 / 8, 192 / 8, 256 / 8];
+/** Hex digits only, in either case. */
+const HEX = /^[0-9a-fA-F]*$/;
+
+/** Bytes of a hex string; its caller has checked the digits. */
+function hexBytes(text: string): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** The raw key bytes of a `kvToolboxKey` option, checked; never echoes the key. */
+function rawKeyOf(input: unknown): Uint8Array<ArrayBuffer> {
+  const prefix = "Cannot use kvToolboxKey";
+  let bytes: Uint8Array<ArrayBuffer>;
+  if (typeof input === "string") {
+    const text = input.trim();
+    if (text.length % 2 !== 0 || !HEX.test(text)) {
+      throw new SyntaxError(
+        `${prefix}: it is not a hex string (kv-toolbox's generateKey() output)`,
+      );
+    }
+    bytes = hexBytes(text);
+  } else if (input instanceof Uint8Array) {
+    bytes = new Uint8Array(input);
+  } else {
+    throw new TypeError(`${prefix}: expected a hex string or a Uint8Array`);
+  }
+  if (!KEY_BYTES.includes(bytes.length)) {
+    throw new RangeError(`${prefix}: it has ${bytes.length * 8} bits, expected 128, 192 or 256`);
+  }
+  return bytes;
+}
+
+/**
+ * Imports a kv-toolbox key (its hex string or raw bytes) for decryption only.
+ *
+ * @throws {TypeError} for a value that is neither a string nor a Uint8Array.
+ * @throws {SyntaxError} for a string that is not hex.
+ * @throws {RangeError} for a key that is not 128, 192 or 256 bits long.
+ */
+export function importKvToolboxKey(input: unknown): Promise<CryptoKey> {
+  const raw = rawKeyOf(input);
+  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]).finally(() =>
+    raw.fill(0)
+  );
+}
+
+/**
+ * Opens a CryptoKv blob's stored bytes (IV, ciphertext, tag).
+ *
+ * @throws {DecryptionError} for a wrong key or altered bytes.
+ */
+export async function openKvToolboxBlob(
+  cryptoKey: CryptoKey,
+  stored: Uint8Array,
+  key: Deno.KvKey,
+): Promise<Uint8Array> {
+  const fail = (cause?: unknown) =>
+    new DecryptionError(
+      `Cannot migrate ${
+        describeKey(key)
+      }: the kv-toolbox blob does not decrypt with kvToolboxKey (wrong key or altered parts)`,
+      { cause },
+    );
+  if (stored.length < GCM_IV_BYTES + GCM_TAG_BYTES) throw fail();
+  const bytes = owned(stored);
+  const iv = bytes.subarray(0, GCM_IV_BYTES);
+  try {
+    const plain = await crypto.subtle.decrypt(
+      { name: "AES-GCM", iv },
+      cryptoKey,
+      bytes.subarray(GCM_IV_BYTES),
+    );
+    return new Uint8Array(plain);
+  } catch (error) {
+    throw fail(error);
+  }
+}

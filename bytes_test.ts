@@ -1,0 +1,75 @@
+/**
+ * The hex and base64 helpers that replace `Uint8Array`'s newer methods (which
+ * Node 20 lacks): every output equals what Deno's built-in methods give, every
+ * decoder inverts its encoder, and malformed text is a SyntaxError.
+ */
+
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { type Base64Alphabet, fromBase64, fromHex, toBase64, toHex } from "./_bytes.ts";
+
+/** Runs per property: enough to hit every length modulo 3, few enough for CI. */
+const RUNS = 300;
+
+const bytes = fc.uint8Array({ maxLength: 200 });
+const native = { base64: { alphabet: "base64" }, base64url: { alphabet: "base64url" } } as const;
+
+Deno.test("toHex() and fromHex() agree with Uint8Array's toHex and fromHex", () => {
+  fc.assert(
+    fc.property(bytes, (input) => {
+      const text = toHex(input);
+      assert.equal(text, input.toHex());
+      assert.deepEqual(fromHex(text), input);
+      assert.deepEqual(fromHex(text.toUpperCase()), input);
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+for (const alphabet of ["base64", "base64url"] as const satisfies Base64Alphabet[]) {
+  Deno.test(`toBase64() and fromBase64() agree with Uint8Array's (${alphabet})`, () => {
+    fc.assert(
+      fc.property(bytes, (input) => {
+        const text = toBase64(input, alphabet);
+        const expected = input.toBase64({
+          ...native[alphabet],
+          omitPadding: alphabet !== "base64",
+        });
+        assert.equal(text, expected);
+        assert.deepEqual(fromBase64(text, alphabet), input);
+        // Padding is optional when decoding.
+        assert.deepEqual(fromBase64(text.replace(/=+$/, ""), alphabet), input);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+}
+
+Deno.test("fromBase64() ignores the unused low bits of the last digit, as Uint8Array's does", () => {
+  // "QR" and "QQ" differ only in bits past the single byte they encode.
+  assert.deepEqual(fromBase64("QR", "base64url"), Uint8Array.fromBase64("QR"));
+  assert.deepEqual(fromBase64("QR", "base64url"), Uint8Array.of(0x41));
+  assert.equal(toBase64(fromBase64("QR", "base64url"), "base64url"), "QQ");
+});
+
+Deno.test("malformed hex and base64 are SyntaxErrors that start with Cannot", () => {
+  for (const text of ["a", "abc", "zz", "0x00", " 00", "00 "]) {
+    assert.throws(() => fromHex(text), { name: "SyntaxError", message: /^Cannot decode hex/ });
+  }
+  const bad: [string, Base64Alphabet][] = [
+    ["Q", "base64"], // one digit holds less than a byte
+    ["QQ=", "base64"], // padding that does not fill a group
+    ["QQ===", "base64"],
+    ["Q=Q=", "base64"],
+    ["QQ==", "base64url"], // no padding in base64url
+    ["a+b/", "base64url"], // the standard alphabet's digits
+    ["a-b_", "base64"], // the URL alphabet's digits
+    ["QUJD\n", "base64"],
+  ];
+  for (const [text, alphabet] of bad) {
+    assert.throws(() => fromBase64(text, alphabet), {
+      name: "SyntaxError",
+      message: new RegExp(`^Cannot decode ${alphabet}`),
+    }, JSON.stringify(text));
+  }
+});
