@@ -223,6 +223,10 @@ Deno.test("documents app: the HTTP API against a real key service", async (t) =>
       assert.ok(!error.includes("report") && !error.includes(String(content.length)));
       assert.equal(asCarol.headers.get("content-length") === String(content.length), false);
       assert.deepEqual(await (await authed(carol, `${servers.url}api/documents`)).json(), []);
+      const info = await authed(bob, `${servers.url}api/documents/${doc.id}/info`);
+      assert.equal(info.status, 200);
+      assert.equal((await info.json()).name, "report ü.pdf");
+      await expectJsonError(await authed(carol, `${servers.url}api/documents/${doc.id}/info`), 404);
       const head = await authed(carol, `${servers.url}api/documents/${doc.id}`, { method: "HEAD" });
       assert.equal(head.status, 404);
       // Sharing again, or with the owner: 204. An unknown user: 404.
