@@ -19,7 +19,14 @@ import {
   serializeValue,
   VALUE_MAGIC,
 } from "./_kvv1.ts";
-import { noRotation, reportRotation, type RotateOutcome, type RotateResult } from "./_rotate.ts";
+import { INTERNAL_PREFIX } from "./_kv_keys.ts";
+import {
+  assertRingKids,
+  noRotation,
+  reportRotation,
+  type RotateOutcome,
+  type RotateResult,
+} from "./_rotate.ts";
 import { isKvU64 } from "./_runtime.ts";
 import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
@@ -442,11 +449,13 @@ export class SealedKv implements CryptoKv {
     options: CryptoKvRotateOptions = {},
   ): Promise<RotateResult> {
     const keys = await this.#codec.keys();
+    assertRingKids(keys.readers.map((reader) => reader.kid), "values");
     const counts = noRotation();
     options.signal?.throwIfAborted();
     for await (const entry of this.#kv.list(selector, { consistency: "strong" })) {
       options.signal?.throwIfAborted();
-      if (!isSealedValue(entry.value)) continue;
+      // kvcrypt's own chunk entries can hold any bytes: only user keys hold values.
+      if (entry.key[0] === INTERNAL_PREFIX || !isSealedValue(entry.value)) continue;
       counts[await this.#rotateValue(entry, keys)]++;
       reportRotation(options.onProgress, counts);
     }

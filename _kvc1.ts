@@ -263,7 +263,14 @@ async function wrapWithWrapper(
   secret: Uint8Array,
   id: Uint8Array,
 ): Promise<WrapperStanza> {
-  const kid = wrapper.kid;
+  // Read once and checked again: the object may have changed since it joined a keyring.
+  const kid: unknown = wrapper.kid;
+  const kidBytes = typeof kid === "string" ? utf8(kid).length : 0;
+  if (typeof kid !== "string" || kidBytes < 1 || kidBytes > KID_MAX) {
+    throw new RangeError(
+      `Cannot encrypt for a key wrapper: its kid must be 1 to ${KID_MAX} bytes of UTF-8`,
+    );
+  }
   // A copy each: the wrapper must not be able to change the secret the chunks are sealed under.
   const wrapped: unknown = await wrapper.wrap(secret.slice(), wrapperContext(id, kid));
   if (

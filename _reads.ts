@@ -44,38 +44,53 @@ export function readTarget(
  * A buffered read's plaintext, gathered into one buffer of the blob's size.
  * An authenticated size (an encrypted record's) is allocated at once; an
  * unauthenticated one (a plain record's) only as chunks arrive, so a forged
- * size fails at the first missing chunk instead of allocating it.
+ * size fails at the first missing chunk instead of allocating it. A blob
+ * that arrives as one chunk owning its whole buffer is that chunk: no copy.
  */
 class WholeBuffer {
-  #bytes: Uint8Array;
+  #bytes: Uint8Array | undefined;
   #length = 0;
-  #size: number;
+  readonly #size: number;
+  readonly #sizeAuthenticated: boolean;
 
   constructor(size: number, sizeAuthenticated: boolean) {
     this.#size = size;
-    this.#bytes = new Uint8Array(
-      sizeAuthenticated ? size : Math.min(size, UNVERIFIED_PREALLOCATE_MAX),
-    );
+    this.#sizeAuthenticated = sizeAuthenticated;
   }
 
   /** Appends a chunk (the reader has checked its length against the record). */
   append(chunk: Uint8Array): void {
+    if (this.#bytes === undefined && chunk.length === this.#size && ownsBuffer(chunk)) {
+      this.#bytes = chunk;
+      this.#length = chunk.length;
+      return;
+    }
+    this.#bytes ??= new Uint8Array(
+      this.#sizeAuthenticated ? this.#size : Math.min(this.#size, UNVERIFIED_PREALLOCATE_MAX),
+    );
     const end = this.#length + chunk.length;
     if (end > this.#bytes.length) this.#grow(end);
-    this.#bytes.set(chunk, this.#length);
+    this.#bytes!.set(chunk, this.#length);
     this.#length = end;
   }
 
   #grow(needed: number): void {
-    const grown = new Uint8Array(Math.min(this.#size, Math.max(needed, 2 * this.#bytes.length)));
-    grown.set(this.#bytes.subarray(0, this.#length));
+    const old = this.#bytes!;
+    const grown = new Uint8Array(Math.min(this.#size, Math.max(needed, 2 * old.length)));
+    grown.set(old.subarray(0, this.#length));
     this.#bytes = grown;
   }
 
   /** The bytes gathered. */
   finish(): Uint8Array {
-    return this.#length === this.#bytes.length ? this.#bytes : this.#bytes.slice(0, this.#length);
+    const bytes = this.#bytes ?? new Uint8Array(0);
+    return this.#length === bytes.length ? bytes : bytes.slice(0, this.#length);
   }
+}
+
+/** Whether a view covers its whole buffer (handing it out shows no other bytes). */
+function ownsBuffer(bytes: Uint8Array): boolean {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
 }
 
 /** Reads a whole blob into one buffer, restarting when it is replaced under the read. */

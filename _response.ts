@@ -190,6 +190,13 @@ export const SANDBOX_POLICY =
 /** Passive types by their top-level type: a browser shows them without running anything. */
 const PASSIVE_TOP_LEVEL = new Set(["image", "audio", "video"]);
 
+/**
+ * One media type (RFC 9110 section 8.3.1): `type/subtype` of token
+ * characters, then parameters; a comma (a list of types) is no token character.
+ */
+const SINGLE_MEDIA_TYPE =
+  /^[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*(;[^,]*)?$/;
+
 /** Passive types by their essence. */
 const PASSIVE_TYPES = new Set(["application/pdf", "text/plain", "application/octet-stream"]);
 
@@ -201,6 +208,9 @@ const PASSIVE_TYPES = new Set(["application/pdf", "text/plain", "application/oct
  * ones) may carry script.
  */
 export function isPassiveType(type: string): boolean {
+  // Stops "image/png, text/html": browsers take the last type of a list, so a
+  // list (or anything but one type and its parameters) is never passive.
+  if (!SINGLE_MEDIA_TYPE.test(type)) return false;
   const essence = type.split(";", 1)[0]!.trim().toLowerCase();
   if (PASSIVE_TYPES.has(essence)) return true;
   const slash = essence.indexOf("/");

@@ -70,7 +70,24 @@ export async function rotationRing(input: unknown, what: string): Promise<Keyrin
     );
   }
   if (input === undefined) throw new TypeError(`Cannot rotate ${what}: encryptionKey is required`);
-  return (await resolveRecipients(input as KeyMaterial))[0]!;
+  const ring = (await resolveRecipients(input as KeyMaterial))[0]!;
+  assertRingKids(ring.kids, what);
+  return ring;
+}
+
+/**
+ * Rotation matches stanzas and values to the ring by kid. An empty kid
+ * matches every stanza on a read, so it cannot tell the ring's own stanzas
+ * from another reader's: rotating with one could drop that reader.
+ *
+ * @throws {TypeError} when a key of the ring has the empty kid.
+ */
+export function assertRingKids(kids: readonly string[], what: string): void {
+  if (kids.includes("")) {
+    throw new TypeError(
+      `Cannot rotate ${what}: every key of the ring needs a kid (rotation matches stanzas by kid); import bare keys as JWKs with a kid`,
+    );
+  }
 }
 
 /** Options of `rotate`. */

@@ -1,6 +1,6 @@
 /**
  * The format version policy (README, "Format versions"): a record in a
- * format newer than this version reads (a magic such as "KVC2" or "KVP2") is
+ * format newer than this version reads (a magic such as "KVC3" or "KVP2") is
  * left alone. Reads fail with an error that names the format, `vacuum` keeps
  * its chunks, and `list` does not report it. Values kvcrypt does not own
  * (another magic, or none) still count as not kvcrypt's.

@@ -402,3 +402,14 @@ wrapperTest(
     await service.start();
   },
 );
+
+Deno.test("a wrapper whose kid changed after joining a keyring is refused at write time, the old value kept", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const wrapper = await paddedWrapper("good", 100);
+  const ring = await keyring(wrapper);
+  await set(kv, ["doc"], randomBytes(10), { encryptionKey: ring });
+  const before = await kv.get(["doc"]);
+  (wrapper as { kid: string }).kid = "k".repeat(300);
+  await assert.rejects(set(kv, ["doc"], randomBytes(10), { encryptionKey: ring }), RangeError);
+  assert.equal((await kv.get(["doc"])).versionstamp, before.versionstamp);
+});

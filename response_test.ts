@@ -605,6 +605,10 @@ const ACTIVE_TYPES = [
   "text/javascript",
   "application/javascript",
   "application/x-unknown-thing",
+  // A list: browsers use the last type, so the first must not make it passive.
+  "image/png, text/html",
+  "image/png;a=b, text/html",
+  "IMAGE/PNG,TEXT/HTML",
 ];
 
 /** The ways a blob with a type gets stored: Blob or File, plain or encrypted. */

@@ -288,3 +288,43 @@ Deno.test("cryptoKv().rotate() keeps deadlines, resumes after an abort, and skip
     assert.ok(parsed.expiresAt > Date.now() + 3_500_000, `v ${i}: deadline kept`);
   }
 });
+
+Deno.test("rotate() and cryptoKv().rotate() refuse a ring with a key without kid: another reader could be dropped", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const bare = async () =>
+    await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+      "encrypt",
+      "decrypt",
+    ]);
+  const oldBare = await bare();
+  const bobBare = await bare();
+  await set(kv, ["shared"], randomBytes(70_000), { encryptionKey: [oldBare, bobBare] });
+  const before = (await kv.get(["shared"])).versionstamp;
+  const fresh = await generateKey({ kid: "new" });
+  for (const ring of [await keyring(fresh, oldBare), await keyring(await bare(), fresh)]) {
+    for (const reencrypt of [false, true]) {
+      await assert.rejects(
+        rotate(kv, { prefix: [] }, { encryptionKey: ring, reencrypt }),
+        /^TypeError: Cannot rotate blobs: every key of the ring needs a kid/,
+      );
+    }
+    await assert.rejects(cryptoKv(kv, ring).rotate({ prefix: [] }), TypeError);
+  }
+  assert.equal((await kv.get(["shared"])).versionstamp, before, "nothing changed");
+  assert.equal((await get(kv, ["shared"], { encryptionKey: bobBare })).value?.length, 70_000);
+});
+
+Deno.test("cryptoKv().rotate() leaves kvcrypt's own chunk entries alone", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const { old, ring } = await keys();
+  const chunk = new Uint8Array(200_000);
+  chunk.set(new TextEncoder().encode("KVV1"), 0); // a chunk whose bytes look like a value
+  await set(kv, ["blob"], chunk);
+  await cryptoKv(kv, old).set(["v"], 1);
+  assert.deepEqual(await cryptoKv(kv, ring).rotate({ prefix: [] }), {
+    rotated: 1,
+    unchanged: 0,
+    skipped: 0,
+    failed: 0,
+  });
+});
