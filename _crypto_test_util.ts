@@ -9,6 +9,7 @@
  */
 
 import { createSealedFormat, deriveVersionKeys, type RandomSource } from "./_kvc1.ts";
+import type { WriteFormat } from "./_format.ts";
 import type { BlobMetaFields } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
 import { Keyring } from "./keys.ts";
@@ -203,6 +204,38 @@ export interface BuiltVector {
 }
 
 /**
+ * Cuts a plaintext the way the chunk writer does and seals it with `format`:
+ * nothing for an empty blob, one sealed chunk inline in the record up to
+ * `inlineMax`, else full chunks of `chunkSize`.
+ */
+export async function sealBlob(
+  format: WriteFormat,
+  id: Uint8Array,
+  key: Deno.KvKey,
+  meta: BlobMetaFields,
+  expiresAt: number,
+  plaintext: Uint8Array,
+): Promise<{ record: Uint8Array; inline: boolean; chunks: Uint8Array[] }> {
+  const size = plaintext.length;
+  const chunkCount = Math.ceil(size / format.chunkSize);
+  const layout = { id, chunkSize: format.chunkSize, size, chunks: chunkCount, expiresAt };
+  if (size > 0 && size <= format.inlineMax) {
+    const inline = await format.sealChunk(0, plaintext);
+    return {
+      record: await format.encodeRecord(layout, meta, key, inline),
+      inline: true,
+      chunks: [],
+    };
+  }
+  const chunks: Uint8Array[] = [];
+  for (let index = 0; index < chunkCount; index++) {
+    const start = index * format.chunkSize;
+    chunks.push(await format.sealChunk(index, plaintext.subarray(start, start + format.chunkSize)));
+  }
+  return { record: await format.encodeRecord(layout, meta, key), inline: false, chunks };
+}
+
+/**
  * Builds a vector's record and chunks through the library's format
  * (createSealedFormat → sealChunk / encodeRecord), cutting the plaintext the
  * way the chunk writer does: nothing for an empty blob, one sealed chunk
@@ -213,38 +246,14 @@ export async function buildVector(inputs: VectorInputs): Promise<BuiltVector> {
   const key = keyOf(inputs.key);
   const random = fixedRandom(inputs);
   const format = await createSealedFormat(await recipientRings(inputs), id, random);
-  const plaintext = plaintextOf(inputs.plaintext);
-  const size = plaintext.length;
-  const chunkCount = Math.ceil(size / format.chunkSize);
-  const layout = {
+  const { record, inline, chunks } = await sealBlob(
+    format,
     id,
-    chunkSize: format.chunkSize,
-    size,
-    chunks: chunkCount,
-    expiresAt: inputs.expiresAt,
-  };
-  const chunks: Uint8Array[] = [];
-  let record: Uint8Array;
-  let inline = false;
-  if (size === 0) {
-    record = await format.encodeRecord(layout, inputs.meta, key);
-  } else if (size <= format.inlineMax) {
-    inline = true;
-    record = await format.encodeRecord(
-      layout,
-      inputs.meta,
-      key,
-      await format.sealChunk(0, plaintext),
-    );
-  } else {
-    for (let index = 0; index < chunkCount; index++) {
-      const start = index * format.chunkSize;
-      chunks.push(
-        await format.sealChunk(index, plaintext.subarray(start, start + format.chunkSize)),
-      );
-    }
-    record = await format.encodeRecord(layout, inputs.meta, key);
-  }
+    key,
+    inputs.meta,
+    inputs.expiresAt,
+    plaintextOf(inputs.plaintext),
+  );
   random.assertAllUsed();
   const suite = inputs.recipients[0]!.bits === 128 ? 0x01 : 0x02;
   const keys = await deriveVersionKeys(fromHex(inputs.secret), id, suite);

@@ -18,6 +18,7 @@ import {
   importRawKek,
   keyOf,
   plaintextOf,
+  sealBlob,
 } from "./_crypto_test_util.ts";
 import { createSealedFormat, deriveVersionKeys, type RandomSource } from "./_kvc1.ts";
 import type { BlobMetaFields } from "./_record.ts";
@@ -127,35 +128,14 @@ export async function buildKvc2(inputs: Kvc2Inputs): Promise<BuiltVector> {
   const key = keyOf(inputs.key);
   const rings = (await recipientEntries(inputs)).map((entry) => new Keyring([entry]));
   const format = await createSealedFormat(rings, id, fixedRandom(inputs));
-  const plaintext = plaintextOf(inputs.plaintext);
-  const size = plaintext.length;
-  const chunkCount = Math.ceil(size / format.chunkSize);
-  const layout = {
+  const { record, inline, chunks } = await sealBlob(
+    format,
     id,
-    chunkSize: format.chunkSize,
-    size,
-    chunks: chunkCount,
-    expiresAt: inputs.expiresAt,
-  };
-  const chunks: Uint8Array[] = [];
-  let record: Uint8Array;
-  const inline = size > 0 && size <= format.inlineMax;
-  if (inline) {
-    record = await format.encodeRecord(
-      layout,
-      inputs.meta,
-      key,
-      await format.sealChunk(0, plaintext),
-    );
-  } else {
-    for (let index = 0; index < chunkCount; index++) {
-      const start = index * format.chunkSize;
-      chunks.push(
-        await format.sealChunk(index, plaintext.subarray(start, start + format.chunkSize)),
-      );
-    }
-    record = await format.encodeRecord(layout, inputs.meta, key);
-  }
+    key,
+    inputs.meta,
+    inputs.expiresAt,
+    plaintextOf(inputs.plaintext),
+  );
   const first = inputs.recipients[0]!;
   const suite = first.form === "key" && first.bits === 128 ? 0x01 : 0x02;
   const keys = await deriveVersionKeys(fromHex(inputs.secret), id, suite);
