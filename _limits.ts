@@ -173,13 +173,6 @@ export const BUFFERED_BATCHES_IN_FLIGHT = 32;
  * chunks.
  */
 export const CHUNKS_OPENED_AHEAD = 4;
-/**
- * Bytes a buffered read of a plain blob allocates before its chunks arrive:
- * one read batch (1 MiB). A plain record's size is not authenticated, so a
- * forged 100-byte record claiming 2^45 bytes must fail at its first missing
- * chunk, not in the allocator; the buffer grows (doubling) as chunks come.
- */
-export const UNVERIFIED_PREALLOCATE_MAX = READ_BATCH_CHUNKS * PLAIN_CHUNK_SIZE;
 /** Times a buffered read restarts when the blob is replaced under it. */
 export const READ_RESTARTS_MAX = 8;
 /** Chunks and the version entry outlive an expiring record by this much, so late readers finish. */

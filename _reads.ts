@@ -6,10 +6,10 @@
  */
 
 import type { KvLike } from "./_kv_like.ts";
-import { owned } from "./_bytes.ts";
+import { concat, owned } from "./_bytes.ts";
 import type { KeyringEntry } from "./keys.ts";
 import type { OpenedRecord } from "./_format.ts";
-import { READ_RESTARTS_MAX, UNVERIFIED_PREALLOCATE_MAX } from "./_limits.ts";
+import { READ_RESTARTS_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
 import {
@@ -42,13 +42,16 @@ export function readTarget(
 
 /**
  * A buffered read's plaintext, gathered into one buffer of the blob's size.
- * An authenticated size (an encrypted record's) is allocated at once; an
- * unauthenticated one (a plain record's) only as chunks arrive, so a forged
- * size fails at the first missing chunk instead of allocating it. A blob
- * that arrives as one chunk owning its whole buffer is that chunk: no copy.
+ * An authenticated size (an encrypted record's) is allocated at once and
+ * chunks are copied in as they come; an unauthenticated one (a plain
+ * record's) is never allocated ahead: chunks are kept as they arrive and
+ * copied into one buffer at the end, so a forged size fails at the first
+ * missing chunk instead of allocating it. A blob that arrives as one chunk
+ * owning its whole buffer is that chunk: no copy.
  */
 class WholeBuffer {
   #bytes: Uint8Array | undefined;
+  readonly #pieces: Uint8Array[] = [];
   #length = 0;
   readonly #size: number;
   readonly #sizeAuthenticated: boolean;
@@ -60,31 +63,21 @@ class WholeBuffer {
 
   /** Appends a chunk (the reader has checked its length against the record). */
   append(chunk: Uint8Array): void {
-    if (this.#bytes === undefined && chunk.length === this.#size && ownsBuffer(chunk)) {
-      this.#bytes = chunk;
-      this.#length = chunk.length;
-      return;
+    if (this.#sizeAuthenticated && !(this.#length === 0 && chunk.length === this.#size)) {
+      this.#bytes ??= new Uint8Array(this.#size);
+      this.#bytes.set(chunk, this.#length);
+    } else {
+      this.#pieces.push(chunk);
     }
-    this.#bytes ??= new Uint8Array(
-      this.#sizeAuthenticated ? this.#size : Math.min(this.#size, UNVERIFIED_PREALLOCATE_MAX),
-    );
-    const end = this.#length + chunk.length;
-    if (end > this.#bytes.length) this.#grow(end);
-    this.#bytes!.set(chunk, this.#length);
-    this.#length = end;
-  }
-
-  #grow(needed: number): void {
-    const old = this.#bytes!;
-    const grown = new Uint8Array(Math.min(this.#size, Math.max(needed, 2 * old.length)));
-    grown.set(old.subarray(0, this.#length));
-    this.#bytes = grown;
+    this.#length += chunk.length;
   }
 
   /** The bytes gathered. */
   finish(): Uint8Array {
-    const bytes = this.#bytes ?? new Uint8Array(0);
-    return this.#length === bytes.length ? bytes : bytes.slice(0, this.#length);
+    if (this.#bytes !== undefined) return this.#bytes;
+    const only = this.#pieces[0];
+    if (this.#pieces.length === 1 && only !== undefined && ownsBuffer(only)) return only;
+    return concat(this.#pieces);
   }
 }
 
