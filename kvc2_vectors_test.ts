@@ -230,8 +230,11 @@ for (const vector of file.vectors) {
 // ---------------------------------------------------------------------------
 // Test 4: what no writer makes is refused.
 
-/** The 1-byte inline vector's record with one edit. */
-async function refusedAfter(edit: (record: Uint8Array) => Uint8Array): Promise<void> {
+/**
+ * Stores the 1-byte inline vector's record with one edit and reads it with
+ * the vector's wrapper. Resolves to the error `get()` rejects with.
+ */
+async function readEdited(edit: (record: Uint8Array) => Uint8Array): Promise<DecryptionError> {
   using kv = await Deno.openKv(":memory:");
   const vector = file.vectors.find((v) => v.name === "wrapper-1-byte")!;
   const key = await storeVector(kv, vector);
@@ -240,12 +243,23 @@ async function refusedAfter(edit: (record: Uint8Array) => Uint8Array): Promise<v
   );
   assert.ok((await get(kv, key, { encryptionKey: wrapper })).value, "the unedited vector reads");
   await kv.set(key, edit(b64(vector.expected.record)));
-  // Refused by the strict parse (step 1), before any key is tried.
-  await assert.rejects(get(kv, key, { encryptionKey: wrapper }), (error: Error) => {
-    assert.ok(error instanceof DecryptionError);
-    assert.match(error.message, /the header does not parse/);
-    return true;
-  });
+  const error = await get(kv, key, { encryptionKey: wrapper }).then(
+    () => assert.fail("the edited record was read"),
+    (error: unknown) => error,
+  );
+  assert.ok(error instanceof DecryptionError, String(error));
+  return error;
+}
+
+/**
+ * The edited record is refused by the strict parse (step 1), before any key
+ * is tried, and by the check whose message matches `check`.
+ */
+async function refusedAfter(edit: (record: Uint8Array) => Uint8Array, check: RegExp) {
+  const error = await readEdited(edit);
+  assert.match(error.message, /the header does not parse/);
+  assert.ok(error.cause instanceof RangeError, String(error.cause));
+  assert.match(error.cause.message, check);
 }
 
 /** Offset of the one stanza's form byte, kid length and wrapped length in a one-recipient KVC2 record. */
@@ -256,7 +270,7 @@ Deno.test("kvc2: an unknown stanza form is refused", async () => {
   await refusedAfter((record) => {
     record[FORM_AT] = 3;
     return record;
-  });
+  }, /unknown stanza form/);
 });
 
 Deno.test("kvc2: a KVC2 header whose only stanza is a key stanza is refused", async () => {
@@ -276,6 +290,7 @@ Deno.test("kvc2: a KVC2 header whose only stanza is a key stanza is refused", as
     assert.ok(error instanceof DecryptionError);
     // One header, one spelling: refused by the parse, not only by the metadata tag.
     assert.match(error.message, /the header does not parse/);
+    assert.match(String((error.cause as Error | undefined)?.message), /without a wrapper/);
     return true;
   });
 });
@@ -286,7 +301,7 @@ for (const length of [0, 1_025]) {
       const lengthAt = KID_LEN_AT + 1 + record[KID_LEN_AT]!;
       new DataView(record.buffer).setUint16(lengthAt, length);
       return record;
-    });
+    }, /bad wrapped length/);
   });
 }
 
@@ -300,5 +315,33 @@ Deno.test("kvc2: an empty wrapper kid is refused", async () => {
       ...record.subarray(KID_LEN_AT + 1 + kidLen),
     ]);
     return out;
-  });
+  }, /empty kid/);
+});
+
+/** The 1-byte vector's record with its wrapper stanza holding `length` bytes, laid out in full. */
+function withWrappedLength(length: number): (record: Uint8Array) => Uint8Array {
+  return (record) => {
+    const lengthAt = KID_LEN_AT + 1 + record[KID_LEN_AT]!;
+    const old = new DataView(record.buffer).getUint16(lengthAt);
+    const field = new Uint8Array(2);
+    new DataView(field.buffer).setUint16(0, length);
+    return new Uint8Array([
+      ...record.subarray(0, lengthAt),
+      ...field,
+      ...new Uint8Array(length).fill(0x5a),
+      ...record.subarray(lengthAt + 2 + old),
+    ]);
+  };
+}
+
+Deno.test("kvc2: wrapped lengths of 1 and 1,024 parse; 0 and 1,025 do not, even with the bytes there", async () => {
+  for (const length of [1, 1_024]) {
+    // Past the parse: the wrapper cannot unwrap the bytes (step 2).
+    const error = await readEdited(withWrappedLength(length));
+    assert.doesNotMatch(error.message, /does not parse/, `${length} bytes`);
+    assert.match(error.message, /step 2/, `${length} bytes`);
+  }
+  for (const length of [0, 1_025]) {
+    await refusedAfter(withWrappedLength(length), /bad wrapped length/);
+  }
 });
