@@ -66,17 +66,23 @@ export interface Kvc2File {
   vectors: Kvc2Vector[];
 }
 
-/** The deterministic test wrapper of a recipient (see the module doc). */
-export async function testWrapper(
-  recipient: Extract<RecipientJson, { form: "wrapper" }>,
-): Promise<KeyWrapper> {
-  const key = await importRawKek(fromHex(recipient.raw));
-  const iv = fromHex(recipient.iv);
+/**
+ * A KeyWrapper sealing S and zero padding with AES-GCM under `key`, AAD =
+ * the context; its outputs are `iv ‖ ciphertext ‖ tag`, exactly
+ * `wrappedLength` bytes. `nextIv` gives each wrap's IV.
+ */
+export function paddedAesWrapper(
+  kid: string,
+  key: CryptoKey,
+  wrappedLength: number,
+  nextIv: () => Uint8Array<ArrayBuffer>,
+): KeyWrapper {
   // iv (12) ‖ ciphertext of S and padding ‖ tag (16).
-  const padded = recipient.wrappedLength - 12 - 16;
+  const padded = wrappedLength - 12 - 16;
   return {
-    kid: recipient.kid,
+    kid,
     async wrap(secret, context) {
+      const iv = nextIv();
       const plaintext = new Uint8Array(padded);
       plaintext.set(secret);
       const sealed = await crypto.subtle.encrypt(
@@ -95,6 +101,14 @@ export async function testWrapper(
       return new Uint8Array(opened).subarray(0, 32);
     },
   };
+}
+
+/** The deterministic test wrapper of a recipient (see the module doc): a fixed key and IV. */
+export async function testWrapper(
+  recipient: Extract<RecipientJson, { form: "wrapper" }>,
+): Promise<KeyWrapper> {
+  const key = await importRawKek(fromHex(recipient.raw));
+  return paddedAesWrapper(recipient.kid, key, recipient.wrappedLength, () => fromHex(recipient.iv));
 }
 
 /** The keyring entry of each recipient, in order. */

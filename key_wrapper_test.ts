@@ -14,6 +14,7 @@ import {
   serviceWrapper,
   startKeyService,
 } from "./_key_service_test_util.ts";
+import { paddedAesWrapper } from "./_kvc2_test_util.ts";
 import { parseHeader, SUITE_AES_256_GCM } from "./_kvc1.ts";
 import { SEALED_INLINE_MAX, WRAPPED_INLINE_MAX } from "./_limits.ts";
 import { assertBytes, collect, internalEntries, randomBytes } from "./_test_util.ts";
@@ -251,35 +252,13 @@ wrapperTest("a record moved to another key is a DecryptionError", async (kv, ser
   await assert.rejects(get(kv, ["to"], { encryptionKey }), DecryptionError);
 });
 
-/** A wrapper that seals with a local key and returns outputs padded to `outputBytes`. */
+/** A wrapper that seals with a fresh local key and random IVs, outputs padded to `outputBytes`. */
 async function paddedWrapper(kid: string, outputBytes: number): Promise<KeyWrapper> {
   const key = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
     "encrypt",
     "decrypt",
   ]);
-  return {
-    kid,
-    async wrap(secret, context) {
-      const iv = new Uint8Array(12);
-      crypto.getRandomValues(iv);
-      const padded = new Uint8Array(outputBytes - 28);
-      padded.set(secret);
-      const sealed = await crypto.subtle.encrypt(
-        { name: "AES-GCM", iv, additionalData: context },
-        key,
-        padded,
-      );
-      return new Uint8Array([...iv, ...new Uint8Array(sealed)]);
-    },
-    async unwrap(wrapped, context) {
-      const opened = await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: wrapped.subarray(0, 12), additionalData: context },
-        key,
-        wrapped.subarray(12),
-      );
-      return new Uint8Array(opened).subarray(0, 32);
-    },
-  };
+  return paddedAesWrapper(kid, key, outputBytes, () => crypto.getRandomValues(new Uint8Array(12)));
 }
 
 Deno.test("16 wrapper recipients with 1,024-byte outputs fit one record, inline or not", async () => {
