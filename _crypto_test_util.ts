@@ -256,13 +256,17 @@ export async function buildVector(inputs: VectorInputs): Promise<BuiltVector> {
   );
   random.assertAllUsed();
   const suite = inputs.recipients[0]!.bits === 128 ? 0x01 : 0x02;
-  const keys = await deriveVersionKeys(fromHex(inputs.secret), id, suite);
-  return {
-    encodedKey: encodeKey(key),
-    n0: keys.n0,
-    commitment: keys.commitment,
-    record,
-    inline,
-    chunks,
-  };
+  return await builtVector(inputs.secret, id, suite, key, { record, inline, chunks });
+}
+
+/** A built vector: the sealed bytes plus the key encoding and HKDF output the file records. */
+export async function builtVector(
+  secret: string,
+  id: Uint8Array,
+  suite: number,
+  key: Deno.KvKey,
+  sealed: { record: Uint8Array; inline: boolean; chunks: Uint8Array[] },
+): Promise<BuiltVector> {
+  const keys = await deriveVersionKeys(fromHex(secret), id, suite);
+  return { encodedKey: encodeKey(key), n0: keys.n0, commitment: keys.commitment, ...sealed };
 }

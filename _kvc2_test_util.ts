@@ -14,15 +14,15 @@
 
 import {
   type BuiltVector,
+  builtVector,
   fromHex,
   importRawKek,
   keyOf,
   plaintextOf,
   sealBlob,
 } from "./_crypto_test_util.ts";
-import { createSealedFormat, deriveVersionKeys, type RandomSource } from "./_kvc1.ts";
+import { createSealedFormat, type RandomSource } from "./_kvc1.ts";
 import type { BlobMetaFields } from "./_record.ts";
-import { encodeKey } from "./_user_key.ts";
 import { Keyring, type KeyringEntry, type KeyWrapper } from "./keys.ts";
 import type { KeyPartJson, PlaintextJson } from "./_crypto_test_util.ts";
 
@@ -152,13 +152,5 @@ export async function buildKvc2(inputs: Kvc2Inputs): Promise<BuiltVector> {
   );
   const first = inputs.recipients[0]!;
   const suite = first.form === "key" && first.bits === 128 ? 0x01 : 0x02;
-  const keys = await deriveVersionKeys(fromHex(inputs.secret), id, suite);
-  return {
-    encodedKey: encodeKey(key),
-    n0: keys.n0,
-    commitment: keys.commitment,
-    record,
-    inline,
-    chunks,
-  };
+  return await builtVector(inputs.secret, id, suite, key, { record, inline, chunks });
 }
