@@ -24,7 +24,7 @@ import type { KeyService } from "./_key_wrapper.ts";
 
 /** A document as the API shows it. */
 export interface DocumentInfo {
-  /** Random id, 22 characters of base64url. */
+  /** Random id, 22 characters of base64url, never starting with "-". */
   id: string;
   /** File name. */
   name: string;
@@ -358,8 +358,12 @@ function tooLarge(max: number): HttpError {
 }
 
 function newId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(ID_BYTES));
-  return toBase64(bytes).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+  for (;;) {
+    const bytes = crypto.getRandomValues(new Uint8Array(ID_BYTES));
+    const id = toBase64(bytes).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+    // An id is typed on command lines: one starting with "-" would read as an option.
+    if (!id.startsWith("-")) return id;
+  }
 }
 
 function checkName(name: string | undefined): string {

@@ -85,7 +85,11 @@ Deno.test("client: every command against a running app, failures in one line", a
       });
       assert.equal(up.code, 0, up.stderr);
       id = up.stdout.trimEnd().split("\n").at(-1)!;
-      assert.match(id, /^[A-Za-z0-9_-]{22}$/);
+      assert.match(
+        id,
+        /^[A-Za-z0-9_][A-Za-z0-9_-]{21}$/,
+        "never starts with - (it would read as an option)",
+      );
       assert.match(up.stdout, /Uploaded Q3 report\.pdf \(1118576 bytes\)/);
 
       const list = await client(["list", "--url", url], { token: alice });
