@@ -22,7 +22,6 @@ import {
   utf8,
 } from "./_bytes.ts";
 import { DecryptionError } from "./_errors.ts";
-import type { OpenedRecord, WriteFormat } from "./_format.ts";
 import {
   isKeyWrapper,
   type KeyEntry,
@@ -51,9 +50,11 @@ import {
   chunkLength,
   decodeMeta,
   encodeMeta,
+  type OpenedRecord,
   type RecordLayout,
   SEALED_MAGIC,
   WRAPPED_MAGIC,
+  type WriteFormat,
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
 import { VersionCache } from "./_version_cache.ts";

@@ -11,8 +11,8 @@ import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
 import type { KeyringEntry } from "./keys.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import type { BlobMeta } from "./_meta.ts";
-import { readKeysOf, type ReadOptions, type ReadTarget } from "./_reader.ts";
-import { metaOfEntry } from "./_reads.ts";
+import { readKeysOf, type ReadOptions, type ReadTarget } from "./_chunk_reader.ts";
+import { metaOfEntry } from "./_read_protocol.ts";
 import { recordMagic } from "./_record.ts";
 import { describeKey } from "./_user_key.ts";
 

@@ -6,8 +6,7 @@
  */
 
 import { toHex } from "./_bytes.ts";
-import type { OpenedRecord } from "./_format.ts";
-import type { BlobKind } from "./_record.ts";
+import type { BlobKind, OpenedRecord } from "./_record.ts";
 import type { RecordSummary } from "./_summary.ts";
 
 /** Fields every {@linkcode BlobMeta} has. */

@@ -1,12 +1,13 @@
 /**
- * The parts of the record formats shared by plain and encrypted blobs: the
- * metadata JSON, the version entry, and the plain record ("KVP1").
+ * What the record formats share: the magics, the metadata JSON, the version
+ * entry, and what the chunk writer and reader need from a format. The plain
+ * format is in _kvp1.ts, the encrypted ones in _kvc1.ts.
  *
  * @module
  */
 
 import { ByteReader, bytesEqual, ByteWriter, fromUtf8, utf8 } from "./_bytes.ts";
-import { ID_BYTES, META_JSON_MAX, PLAIN_CHUNK_SIZE } from "./_limits.ts";
+import { META_JSON_MAX } from "./_limits.ts";
 
 /** What kind of value a blob was written from; decides what `get(…, { blob: true })` returns. */
 export type BlobKind = "buffer" | "blob" | "file";
@@ -154,50 +155,49 @@ export function decodeVersion(value: unknown): VersionEntry | undefined {
 }
 
 // ---------------------------------------------------------------------------
-// Plain records.
+// What the chunk writer and reader need from a record format.
 
-/** A parsed plain record. */
-export interface PlainRecord extends RecordLayout {
-  /** The metadata. */
-  meta: BlobMetaFields;
-  /** The single chunk, when the blob is stored in its record. */
-  inline: Uint8Array | undefined;
+/** How one write turns plaintext chunks and metadata into stored bytes. */
+export interface WriteFormat {
+  /** Plaintext bytes per full chunk. */
+  readonly chunkSize: number;
+  /** Largest blob stored inline in its record. */
+  readonly inlineMax: number;
+  /** Stored bytes of chunk `index`. */
+  sealChunk(index: number, plaintext: Uint8Array): Promise<Uint8Array>;
+  /** Record bytes; `inline` is the stored chunk 0 of an inline blob. */
+  encodeRecord(
+    layout: RecordLayout,
+    meta: BlobMetaFields,
+    key: Deno.KvKey,
+    inline?: Uint8Array,
+  ): Promise<Uint8Array>;
 }
 
-/** Bytes of a plain record ("KVP1"). */
-export function encodePlainRecord(
-  layout: RecordLayout,
-  meta: BlobMetaFields,
-  inline?: Uint8Array,
-): Uint8Array {
-  const metaBytes = encodeMeta(meta);
-  const writer = new ByteWriter().bytes(PLAIN_MAGIC).bytes(layout.id).u32(layout.chunkSize)
-    .u64(layout.size).u32(layout.chunks).u64(layout.expiresAt).u32(metaBytes.length)
-    .bytes(metaBytes);
-  if (inline) writer.bytes(inline);
-  return writer.finish();
+/** A chunk batch requested ahead of time: chunks 0 up to `end`, probing past it if `probe`. */
+export interface Prefetch {
+  /** One past the last chunk fetched. */
+  end: number;
+  /** Whether the request also looked for a chunk past `end`. */
+  probe: boolean;
+  /** The stored chunks. */
+  stored: Promise<Uint8Array[]>;
 }
 
-/** Parses a plain record strictly; throws a TypeError or RangeError saying what is wrong. */
-export function decodePlainRecord(bytes: Uint8Array): PlainRecord {
-  const reader = new ByteReader(bytes);
-  reader.bytes(PLAIN_MAGIC.length, "magic");
-  const id = reader.bytes(ID_BYTES, "id").slice();
-  const chunkSize = reader.u32("chunk size");
-  const size = reader.u64("size");
-  const chunks = reader.u32("chunk count");
-  const expiresAt = reader.u64("expiry");
-  const metaLen = reader.u32("metadata length");
-  if (chunkSize !== PLAIN_CHUNK_SIZE) throw new RangeError("unsupported chunk size");
-  if (chunks !== chunkCount(size, chunkSize)) {
-    throw new RangeError("chunk count does not match size");
-  }
-  if (metaLen > META_JSON_MAX) throw new RangeError("metadata too long");
-  const meta = decodeMeta(reader.bytes(metaLen, "metadata"));
-  const rest = reader.rest();
-  const inline = rest.length > 0 ? rest : undefined;
-  if (inline && (chunks !== 1 || inline.length !== size)) {
-    throw new RangeError("inline data does not match the size");
-  }
-  return { id, chunkSize, size, chunks, expiresAt, meta, inline };
+/** A record that has been parsed (and, if encrypted, authenticated) for reading. */
+export interface OpenedRecord extends RecordLayout {
+  /** Whether the blob is encrypted. */
+  readonly encrypted: boolean;
+  /** Its metadata (authenticated when encrypted). */
+  readonly meta: BlobMetaFields;
+  /** Key ids of the recipients (empty for plain blobs). */
+  readonly kids: readonly string[];
+  /** Stored chunk 0, when the blob is stored inline. */
+  readonly inline: Uint8Array | undefined;
+  /** The first chunk batch, fetched while the header was being authenticated. */
+  readonly prefetch?: Prefetch | undefined;
+  /** Plaintext of stored chunk `index`; rejects when it is damaged or of the wrong length. */
+  openChunk(index: number, stored: Uint8Array): Promise<Uint8Array>;
+  /** The error for chunks found damaged (missing, extra) while the record is unchanged. */
+  damaged(problem: string): Error;
 }

@@ -8,8 +8,8 @@
 
 import type { ResponseOptions } from "./blob.ts";
 import { type BlobMeta, metaOfRecord } from "./_meta.ts";
-import { openEntry, type ReadTarget } from "./_reader.ts";
-import { streamRecord } from "./_reads.ts";
+import { openEntry, type ReadTarget } from "./_chunk_reader.ts";
+import { streamRecord } from "./_read_protocol.ts";
 
 /** The type sent when none was stored (RFC 9110 section 8.3). */
 const DEFAULT_CONTENT_TYPE = "application/octet-stream";

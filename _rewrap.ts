@@ -7,15 +7,15 @@
  */
 
 import { bytesEqual, concat } from "./_bytes.ts";
-import { assertVersionstamp } from "./_commit.ts";
+import { assertVersionstamp } from "./_write_protocol.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
 import type { KvLike } from "./_kv_like.ts";
-import { openEntry } from "./_reader.ts";
-import { readTarget } from "./_reads.ts";
-import { expiryOptions } from "./_writer.ts";
-import type { OpenedRecord } from "./_format.ts";
+import { openEntry } from "./_chunk_reader.ts";
+import { readTarget } from "./_read_protocol.ts";
+import { expiryOptions } from "./_chunk_writer.ts";
 import { encodeHeader, type OpenedSealedRecord, systemRandom, wrapSecret } from "./_kvc1.ts";
 import { KV_VALUE_MAX, STANZAS_MAX } from "./_limits.ts";
+import type { OpenedRecord } from "./_record.ts";
 import type { Keyring } from "./keys.ts";
 
 export function isSealed(record: OpenedRecord): record is OpenedSealedRecord {

@@ -8,13 +8,13 @@
  * @module
  */
 
-import { commitWrite, prepareWrite, type SetOptions } from "./_commit.ts";
+import { commitWrite, prepareWrite, type SetOptions } from "./_write_protocol.ts";
 import { type KeyMaterial, resolveRecipients } from "./_key_input.ts";
 import type { KvLike } from "./_kv_like.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import { parseHeader, type SealedHeader } from "./_kvc1.ts";
-import { openEntry } from "./_reader.ts";
-import { readTarget, streamRecord } from "./_reads.ts";
+import { openEntry } from "./_chunk_reader.ts";
+import { readTarget, streamRecord } from "./_read_protocol.ts";
 import { type BlobMetaFields, recordMagic } from "./_record.ts";
 import { rewrapBlob } from "./_rewrap.ts";
 import type { MetadataOptions } from "./_source.ts";

@@ -7,7 +7,8 @@
  */
 
 import { parseHeader, type SealedHeader } from "./_kvc1.ts";
-import { decodePlainRecord, type RecordLayout, recordMagic } from "./_record.ts";
+import { decodePlainRecord } from "./_kvp1.ts";
+import { type RecordLayout, recordMagic } from "./_record.ts";
 
 /** The unauthenticated facts of a record. */
 export interface RecordSummary {

@@ -35,7 +35,7 @@ import {
   type ReplacedVersion,
   type SetOptions,
   tombstoneReplaced,
-} from "./_commit.ts";
+} from "./_write_protocol.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { BlobListing, type BlobListIterator, type ListOptions } from "./_list.ts";
 import { VACUUM_OLDER_THAN_MS } from "./_limits.ts";
@@ -47,8 +47,8 @@ import {
   readTarget,
   readWhole,
   toBlob,
-} from "./_reads.ts";
-import { readKeysOf, type ReadOptions } from "./_reader.ts";
+} from "./_read_protocol.ts";
+import { readKeysOf, type ReadOptions } from "./_chunk_reader.ts";
 import { decodeVersion, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
 import { respond } from "./_response.ts";
 import { rewrapBlob, type RewrapOptions } from "./_rewrap.ts";
@@ -56,7 +56,7 @@ import { rotateBlobs, type RotateOptions, type RotateResult } from "./_rotate.ts
 import type { BlobValue } from "./_source.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import { vacuumVersions } from "./_vacuum.ts";
-import { assertBeforeDeadline } from "./_writer.ts";
+import { assertBeforeDeadline } from "./_chunk_writer.ts";
 
 export { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
@@ -69,10 +69,10 @@ export type {
 } from "./_meta.ts";
 export type { BlobKind } from "./_record.ts";
 export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
-export type { ReadOptions } from "./_reader.ts";
+export type { ReadOptions } from "./_chunk_reader.ts";
 export type { BlobValue, MetadataOptions } from "./_source.ts";
-export type { SetOptions } from "./_commit.ts";
-export type { ByteRange } from "./_reads.ts";
+export type { SetOptions } from "./_write_protocol.ts";
+export type { ByteRange } from "./_read_protocol.ts";
 export type { RewrapOptions } from "./_rewrap.ts";
 export type { RotateOptions, RotateResult } from "./_rotate.ts";
 export type { BlobListIterator, ListOptions } from "./_list.ts";

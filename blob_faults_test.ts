@@ -35,7 +35,7 @@ import {
   faultyKv,
   InjectedFault,
   type WriteRecord,
-} from "./_faulty_kv.ts";
+} from "./_testing/faulty_kv.ts";
 
 const INTERNAL = "__kvcrypt__";
 

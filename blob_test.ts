@@ -24,7 +24,7 @@ import {
   kvTest,
   randomBytes,
   streamOf,
-} from "./_test_util.ts";
+} from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.

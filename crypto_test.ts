@@ -30,7 +30,7 @@ import {
 } from "./_kvc1.ts";
 import { resolveRecipients } from "./_key_input.ts";
 import { CHUNKS_IN_RECORD_COMMIT, SEALED_CHUNK_SIZE, SEALED_INLINE_MAX } from "./_limits.ts";
-import { countWrites } from "./_faulty_kv.ts";
+import { countWrites } from "./_testing/faulty_kv.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.

@@ -11,7 +11,7 @@ import { CorruptBlobError, get, getMeta, list, set, vacuum } from "./blob.ts";
 import { DecryptionError } from "./crypto.ts";
 import { generateKey } from "./keys.ts";
 import { newerFormatMagic } from "./_record.ts";
-import { assertBytes, internalEntries, kvTest, randomBytes } from "./_test_util.ts";
+import { assertBytes, internalEntries, kvTest, randomBytes } from "./_testing/util.ts";
 
 /** Larger than one inline record: the blob has chunks and a version entry vacuum could free. */
 const SIZE = 200_000;

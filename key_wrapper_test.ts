@@ -13,11 +13,11 @@ import {
   SERVICE_WRAPPED_BYTES,
   serviceWrapper,
   startKeyService,
-} from "./_key_service_test_util.ts";
-import { paddedAesWrapper } from "./_kvc2_test_util.ts";
+} from "./_testing/key_service.ts";
+import { paddedAesWrapper } from "./_testing/kvc2_vectors.ts";
 import { parseHeader, SUITE_AES_256_GCM } from "./_kvc1.ts";
 import { SEALED_INLINE_MAX, WRAPPED_INLINE_MAX } from "./_limits.ts";
-import { assertBytes, collect, internalEntries, randomBytes } from "./_test_util.ts";
+import { assertBytes, collect, internalEntries, randomBytes } from "./_testing/util.ts";
 import { get, getAsBlob, getAsResponse, getAsStream, getMeta, rewrap, set, stage } from "./blob.ts";
 import { cryptoKv, DecryptionError } from "./crypto.ts";
 import { generateKey, keyring, type KeyWrapper } from "./keys.ts";

@@ -96,7 +96,7 @@ import {
 } from "./_kv_toolbox.ts";
 import type { Keyring } from "./keys.ts";
 import { contentDisposition } from "./_response.ts";
-import { readTarget, readWhole } from "./_reads.ts";
+import { readTarget, readWhole } from "./_read_protocol.ts";
 import { assertUserKey } from "./_user_key.ts";
 
 /**

@@ -22,7 +22,7 @@ import { fromHex, toBase64 } from "./_bytes.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import { PLAIN_CHUNK_SIZE } from "./_limits.ts";
 import { recordMagic } from "./_record.ts";
-import { assertBytes, collect, kvTest, randomBytes, streamOf } from "./_test_util.ts";
+import { assertBytes, collect, kvTest, randomBytes, streamOf } from "./_testing/util.ts";
 
 /** Several chunks, so the blob has chunk entries under kvcrypt's prefix. */
 const CHUNKED = 2 * PLAIN_CHUNK_SIZE + 7;

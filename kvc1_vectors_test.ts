@@ -22,7 +22,7 @@ import {
   sha256Hex,
   type Vector,
   type VectorFile,
-} from "./_crypto_test_util.ts";
+} from "./_testing/kvc1_vectors.ts";
 
 const file: VectorFile = JSON.parse(
   await Deno.readTextFile(new URL("./testdata/kvc1_vectors.json", import.meta.url)),

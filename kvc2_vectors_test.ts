@@ -12,14 +12,14 @@
  */
 
 import assert from "node:assert/strict";
-import { fromHex, keyOf, plaintextOf, sha256Hex } from "./_crypto_test_util.ts";
+import { fromHex, keyOf, plaintextOf, sha256Hex } from "./_testing/kvc1_vectors.ts";
 import {
   buildKvc2,
   type Kvc2File,
   type Kvc2Vector,
   type RecipientJson,
   testWrapper,
-} from "./_kvc2_test_util.ts";
+} from "./_testing/kvc2_vectors.ts";
 import { chunkKey } from "./_kv_keys.ts";
 import { get, set } from "./blob.ts";
 import { generateKey } from "./keys.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LatencyKv } from "./bench/_latency_kv.ts";
+import { LatencyKv } from "./_testing/latency_kv.ts";
 import { CHUNKS_IN_RECORD_COMMIT, READ_BATCH_CHUNKS, SEALED_CHUNK_SIZE } from "./_limits.ts";
 import { generateKey, get, getAsResponse, getAsStream, getMeta, set } from "./mod.ts";
 

@@ -9,7 +9,7 @@ import {
 } from "./mod.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import { PLAIN_CHUNK_SIZE } from "./_limits.ts";
-import { kvTest, randomBytes } from "./_test_util.ts";
+import { kvTest, randomBytes } from "./_testing/util.ts";
 
 /** Several chunks: the blob's own entries sort under kvcrypt's prefix, between the user's keys. */
 const CHUNKED = 3 * PLAIN_CHUNK_SIZE + 1;

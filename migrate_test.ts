@@ -12,7 +12,7 @@ import { DecryptionError } from "./crypto.ts";
 import { type EncryptionKey, get, getAsBlob, getMeta, set, vacuum } from "./blob.ts";
 import { generateKey } from "./keys.ts";
 import { migrateKvToolbox, type MigrateOptions, type MigrateProgress } from "./migrate.ts";
-import { faultyKv } from "./_faulty_kv.ts";
+import { faultyKv } from "./_testing/faulty_kv.ts";
 import { importKvToolboxKey, openKvToolboxBlob } from "./_kv_toolbox_crypto.ts";
 import {
   KVTB_META,
@@ -22,7 +22,7 @@ import {
   readAllParts,
 } from "./_kv_toolbox_layout.ts";
 import { recordMagic } from "./_record.ts";
-import { hex, keyText } from "./_test_util.ts";
+import { hex, keyText } from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // The fixture.

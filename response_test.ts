@@ -20,7 +20,7 @@ import { fromHex } from "./_bytes.ts";
 import { DecryptionError } from "./crypto.ts";
 import { generateKey } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
-import { encodePlainRecord } from "./_record.ts";
+import { encodePlainRecord } from "./_kvp1.ts";
 import { PLAIN_CHUNK_SIZE, SEALED_CHUNK_SIZE } from "./_limits.ts";
 import {
   contentDisposition,
@@ -30,7 +30,7 @@ import {
   parseRange,
   SANDBOX_POLICY,
 } from "./_response.ts";
-import { assertBytes, collect, kvTest, randomBytes } from "./_test_util.ts";
+import { assertBytes, collect, kvTest, randomBytes } from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.

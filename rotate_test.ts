@@ -5,13 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { serviceWrapper, startKeyService } from "./_key_service_test_util.ts";
+import { serviceWrapper, startKeyService } from "./_testing/key_service.ts";
 import { deriveVersionKeys, parseHeader } from "./_kvc1.ts";
 import { parseValue } from "./_kvv1.ts";
-import { openEntry } from "./_reader.ts";
-import { readTarget } from "./_reads.ts";
+import { openEntry } from "./_chunk_reader.ts";
+import { readTarget } from "./_read_protocol.ts";
 import { isSealed } from "./_rewrap.ts";
-import { assertBytes, randomBytes } from "./_test_util.ts";
+import { assertBytes, randomBytes } from "./_testing/util.ts";
 import { get, getAsBlob, rotate, type RotateResult, set } from "./blob.ts";
 import { cryptoKv, DecryptionError } from "./crypto.ts";
 import { generateKey, keyring } from "./keys.ts";

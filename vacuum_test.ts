@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { ByteWriter } from "./_bytes.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { encodeVersion, VERSION_LIVE } from "./_record.ts";
-import { assertBytes, internalEntries, kvTest, randomBytes } from "./_test_util.ts";
+import { assertBytes, internalEntries, kvTest, randomBytes } from "./_testing/util.ts";
 import { encodeKey } from "./_user_key.ts";
 import { CorruptBlobError, get, set, vacuum } from "./blob.ts";
 import { DecryptionError } from "./crypto.ts";

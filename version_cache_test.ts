@@ -11,7 +11,7 @@ import { DecryptionError } from "./crypto.ts";
 import { generateKey, importKey, Keyring } from "./keys.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { VERSION_CACHE_MAX, VersionCache } from "./_version_cache.ts";
-import { collect, randomBytes } from "./_test_util.ts";
+import { collect, randomBytes } from "./_testing/util.ts";
 
 const KIB = 1024;
 

@@ -10,7 +10,7 @@
  */
 
 import { generateKey, get, getAsStream, set } from "../mod.ts";
-import { LatencyKv } from "./_latency_kv.ts";
+import { LatencyKv } from "../_testing/latency_kv.ts";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;

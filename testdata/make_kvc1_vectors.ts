@@ -28,7 +28,7 @@ import {
   type Vector,
   type VectorFile,
   type VectorInputs,
-} from "../_crypto_test_util.ts";
+} from "../_testing/kvc1_vectors.ts";
 import { SEALED_CHUNK_SIZE } from "../_limits.ts";
 import type { BlobMetaFields } from "../_record.ts";
 

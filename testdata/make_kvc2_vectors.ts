@@ -2,7 +2,7 @@
  * Generates `testdata/kvc2_vectors.json`: fixed vectors for encrypted records
  * with KeyWrapper stanzas (magic KVC2), built through the library's format
  * code with injected randomness and the deterministic test wrapper of
- * `_kvc2_test_util.ts`.
+ * `_testing/kvc2_vectors.ts`.
  *
  * Run from the repository root:
  *
@@ -16,14 +16,14 @@
  * @module
  */
 
-import { PATTERN, sha256Hex } from "../_crypto_test_util.ts";
+import { PATTERN, sha256Hex } from "../_testing/kvc1_vectors.ts";
 import {
   buildKvc2,
   type Kvc2File,
   type Kvc2Inputs,
   type Kvc2Vector,
   type RecipientJson,
-} from "../_kvc2_test_util.ts";
+} from "../_testing/kvc2_vectors.ts";
 import { SEALED_CHUNK_SIZE } from "../_limits.ts";
 
 async function fixed(name: string, field: string, length: number): Promise<string> {

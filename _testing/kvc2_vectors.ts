@@ -20,11 +20,11 @@ import {
   keyOf,
   plaintextOf,
   sealBlob,
-} from "./_crypto_test_util.ts";
-import { createSealedFormat, type RandomSource } from "./_kvc1.ts";
-import type { BlobMetaFields } from "./_record.ts";
-import { Keyring, type KeyringEntry, type KeyWrapper } from "./keys.ts";
-import type { KeyPartJson, PlaintextJson } from "./_crypto_test_util.ts";
+} from "./kvc1_vectors.ts";
+import { createSealedFormat, type RandomSource } from "../_kvc1.ts";
+import type { BlobMetaFields } from "../_record.ts";
+import { Keyring, type KeyringEntry, type KeyWrapper } from "../keys.ts";
+import type { KeyPartJson, PlaintextJson } from "./kvc1_vectors.ts";
 
 /** A recipient of a KVC2 vector: a local key, or the deterministic test wrapper. */
 export type RecipientJson =

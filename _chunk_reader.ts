@@ -9,7 +9,7 @@
 import type { KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError, CorruptBlobError, DecryptionError } from "./_errors.ts";
-import { type OpenedRecord, openPlainRecord, type Prefetch } from "./_format.ts";
+import { openPlainRecord } from "./_kvp1.ts";
 import { type EncryptionKey, resolveReadKeys } from "./_key_input.ts";
 import type { KeyringEntry } from "./keys.ts";
 import { chunkKey } from "./_kv_keys.ts";
@@ -20,7 +20,13 @@ import {
   READ_BATCH_CHUNKS,
   READ_BATCHES_IN_FLIGHT,
 } from "./_limits.ts";
-import { newerFormatMagic, type RecordLayout, recordMagic } from "./_record.ts";
+import {
+  newerFormatMagic,
+  type OpenedRecord,
+  type Prefetch,
+  type RecordLayout,
+  recordMagic,
+} from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
 
 /** Options every read accepts. */

@@ -8,11 +8,10 @@
  * @module
  */
 
-import { createSealedFormat, deriveVersionKeys, type RandomSource } from "./_kvc1.ts";
-import type { WriteFormat } from "./_format.ts";
-import type { BlobMetaFields } from "./_record.ts";
-import { encodeKey } from "./_user_key.ts";
-import { Keyring } from "./keys.ts";
+import { createSealedFormat, deriveVersionKeys, type RandomSource } from "../_kvc1.ts";
+import type { BlobMetaFields, WriteFormat } from "../_record.ts";
+import { encodeKey } from "../_user_key.ts";
+import { Keyring } from "../keys.ts";
 
 /** The generator of large plaintexts: byte i is (i * 31 + 7) % 251. */
 export const PATTERN = "(i * 31 + 7) % 251";

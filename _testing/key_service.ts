@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { KeyWrapper } from "./keys.ts";
+import type { KeyWrapper } from "../keys.ts";
 
 /** Bytes the service returns for a wrapped secret (like a KMS ciphertext blob). */
 export const SERVICE_WRAPPED_BYTES = 200;

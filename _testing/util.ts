@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { concat, toHex } from "./_bytes.ts";
+import { concat, toHex } from "../_bytes.ts";
 
 /** Largest request `crypto.getRandomValues` accepts. */
 const RANDOM_SLICE = 65_536;

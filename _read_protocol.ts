@@ -8,7 +8,6 @@
 import type { KvLike } from "./_kv_like.ts";
 import { concat, owned } from "./_bytes.ts";
 import type { KeyringEntry } from "./keys.ts";
-import type { OpenedRecord } from "./_format.ts";
 import { READ_RESTARTS_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
@@ -22,8 +21,8 @@ import {
   type ReadOptions,
   type ReadTarget,
   replacedError,
-} from "./_reader.ts";
-import { type BlobMetaFields, recordMagic } from "./_record.ts";
+} from "./_chunk_reader.ts";
+import { type BlobMetaFields, type OpenedRecord, recordMagic } from "./_record.ts";
 import { isExpired, summarizeHeader } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 

@@ -8,17 +8,22 @@
 
 import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { ConcurrentModificationError } from "./_errors.ts";
-import { plainWriteFormat, type WriteFormat } from "./_format.ts";
+import { plainWriteFormat } from "./_kvp1.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
 import { CHUNK_GRACE_MS, KV_DEADLINE_MAX } from "./_limits.ts";
-import { encodeMeta } from "./_record.ts";
+import { encodeMeta, type WriteFormat } from "./_record.ts";
 import { applyMetadata, fixedPieces, type MetadataOptions, sourceOf } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
 import { assertUserKey, describeKey, encodeKey } from "./_user_key.ts";
 import { finishTombstone, tombstoneOf } from "./_versions.ts";
-import { assertBeforeDeadline, expiryOptions, VersionWriter, type WriteTarget } from "./_writer.ts";
+import {
+  assertBeforeDeadline,
+  expiryOptions,
+  VersionWriter,
+  type WriteTarget,
+} from "./_chunk_writer.ts";
 
 /** Options of {@linkcode set} and {@linkcode stage}. */
 export interface SetOptions extends MetadataOptions {

@@ -9,7 +9,6 @@
 import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError } from "./_errors.ts";
-import type { WriteFormat } from "./_format.ts";
 import { chunkKey, versionKey } from "./_kv_keys.ts";
 import {
   CHUNK_GRACE_MS,
@@ -19,7 +18,7 @@ import {
   ID_BYTES,
   WRITE_ATOMICS_IN_FLIGHT,
 } from "./_limits.ts";
-import { type BlobMetaFields, encodeVersion, VERSION_LIVE } from "./_record.ts";
+import { type BlobMetaFields, encodeVersion, VERSION_LIVE, type WriteFormat } from "./_record.ts";
 import { recordId } from "./_summary.ts";
 import { encodeKey } from "./_user_key.ts";
 import { finishTombstone, tombstoneOf } from "./_versions.ts";

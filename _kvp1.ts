@@ -1,0 +1,102 @@
+/**
+ * The plain record format ("KVP1"): the record's bytes, and the plain
+ * implementation of what the chunk writer and reader need from a format.
+ * Chunks are stored as they are.
+ *
+ * @module
+ */
+
+import { ByteReader, ByteWriter } from "./_bytes.ts";
+import { CorruptBlobError } from "./_errors.ts";
+import { ID_BYTES, META_JSON_MAX, PLAIN_CHUNK_SIZE, PLAIN_INLINE_MAX } from "./_limits.ts";
+import {
+  type BlobMetaFields,
+  chunkCount,
+  chunkLength,
+  decodeMeta,
+  encodeMeta,
+  type OpenedRecord,
+  PLAIN_MAGIC,
+  type RecordLayout,
+  type WriteFormat,
+} from "./_record.ts";
+
+/** A parsed plain record. */
+export interface PlainRecord extends RecordLayout {
+  /** The metadata. */
+  meta: BlobMetaFields;
+  /** The single chunk, when the blob is stored in its record. */
+  inline: Uint8Array | undefined;
+}
+
+/** Bytes of a plain record ("KVP1"). */
+export function encodePlainRecord(
+  layout: RecordLayout,
+  meta: BlobMetaFields,
+  inline?: Uint8Array,
+): Uint8Array {
+  const metaBytes = encodeMeta(meta);
+  const writer = new ByteWriter().bytes(PLAIN_MAGIC).bytes(layout.id).u32(layout.chunkSize)
+    .u64(layout.size).u32(layout.chunks).u64(layout.expiresAt).u32(metaBytes.length)
+    .bytes(metaBytes);
+  if (inline) writer.bytes(inline);
+  return writer.finish();
+}
+
+/** Parses a plain record strictly; throws a TypeError or RangeError saying what is wrong. */
+export function decodePlainRecord(bytes: Uint8Array): PlainRecord {
+  const reader = new ByteReader(bytes);
+  reader.bytes(PLAIN_MAGIC.length, "magic");
+  const id = reader.bytes(ID_BYTES, "id").slice();
+  const chunkSize = reader.u32("chunk size");
+  const size = reader.u64("size");
+  const chunks = reader.u32("chunk count");
+  const expiresAt = reader.u64("expiry");
+  const metaLen = reader.u32("metadata length");
+  if (chunkSize !== PLAIN_CHUNK_SIZE) throw new RangeError("unsupported chunk size");
+  if (chunks !== chunkCount(size, chunkSize)) {
+    throw new RangeError("chunk count does not match size");
+  }
+  if (metaLen > META_JSON_MAX) throw new RangeError("metadata too long");
+  const meta = decodeMeta(reader.bytes(metaLen, "metadata"));
+  const rest = reader.rest();
+  const inline = rest.length > 0 ? rest : undefined;
+  if (inline && (chunks !== 1 || inline.length !== size)) {
+    throw new RangeError("inline data does not match the size");
+  }
+  return { id, chunkSize, size, chunks, expiresAt, meta, inline };
+}
+
+/** The plain format: chunks stored as they are. */
+export const plainWriteFormat: WriteFormat = {
+  chunkSize: PLAIN_CHUNK_SIZE,
+  inlineMax: PLAIN_INLINE_MAX,
+  sealChunk: (_index, plaintext) => Promise.resolve(plaintext),
+  encodeRecord: (layout, meta, _key, inline) =>
+    Promise.resolve(encodePlainRecord(layout, meta, inline)),
+};
+
+/** Opens a plain record; the message prefix names the key. */
+export function openPlainRecord(bytes: Uint8Array, keyText: string): OpenedRecord {
+  let record;
+  try {
+    record = decodePlainRecord(bytes);
+  } catch (cause) {
+    throw new CorruptBlobError(`Cannot read ${keyText}: the record is damaged`, { cause });
+  }
+  return {
+    ...record,
+    encrypted: false,
+    kids: [],
+    openChunk(index, stored) {
+      // Stops a truncated or padded chunk from passing as the blob's bytes.
+      if (stored.length !== chunkLength(record, index)) {
+        return Promise.reject(
+          new CorruptBlobError(`Cannot read ${keyText}: chunk ${index} has the wrong length`),
+        );
+      }
+      return Promise.resolve(stored);
+    },
+    damaged: (problem) => new CorruptBlobError(`Cannot read ${keyText}: ${problem}`),
+  };
+}
