@@ -1,15 +1,16 @@
 /**
  * The JSR package ships the library and nothing else: the files
  * `deno publish --dry-run` lists are exactly the modules the exports reach
- * (statically or by dynamic import) plus the README, LICENSE, CHANGELOG and
- * deno.json; no test, test helper, fixture, benchmark, demo or CI file.
+ * (statically or by dynamic import) plus the README, FORMAT.md, LICENSE,
+ * CHANGELOG and deno.json; no test, test helper, fixture, benchmark, demo or
+ * CI file.
  */
 
 import assert from "node:assert/strict";
 
 const ROOT = new URL("./", import.meta.url);
 /** Files published next to the modules. */
-const DOCUMENTS = ["CHANGELOG.md", "LICENSE", "README.md", "deno.json"];
+const DOCUMENTS = ["CHANGELOG.md", "FORMAT.md", "LICENSE", "README.md", "deno.json"];
 /** Names that must never ship, whatever the include list says. */
 const NEVER = /(_test\.ts|\.bench\.ts|^demo\.ts|^(_testing|bench|node|testdata|examples|\.ci)\/)/;
 
