@@ -1,7 +1,7 @@
 /**
  * The one chunk reader every read path uses (`get`, streams, ranges, blobs,
  * responses): opens the record, then fetches chunks in batches with several
- * requests in flight and yields plaintext in order (DESIGN section 4, Read).
+ * requests in flight and yields plaintext in order (FORMAT.md, "Reading a blob").
  *
  * @module
  */
@@ -115,8 +115,8 @@ function throwNewerFormat(keyText: string, magic: string, withKey: boolean): nev
 
 /**
  * Opens the record in `entry` (read at the target's key): parses it, and for
- * an encrypted blob authenticates header, metadata and key (decrypt steps
- * 1–4). Null when absent or expired (step 6).
+ * an encrypted blob authenticates header, metadata and key (FORMAT.md,
+ * "Decrypting a blob", steps 1–4). Null when absent or expired (step 6).
  */
 export async function openRecord(
   target: ReadTarget,

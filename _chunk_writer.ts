@@ -1,7 +1,7 @@
 /**
  * The one chunk writer every write path uses (`set`, `stage`): streams a
  * value into chunk atomics under a fresh version id, builds the record, and
- * cleans up after a failure (DESIGN section 4, steps 1 and 4).
+ * cleans up after a failure (FORMAT.md, "Writing a blob", steps 1 and 4).
  *
  * @module
  */

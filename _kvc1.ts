@@ -1,5 +1,5 @@
 /**
- * The KVC1 encryption format (DESIGN section 5): header, key derivation,
+ * The KVC1 encryption format (FORMAT.md, "Encrypted record, KVC1"): header, key derivation,
  * wrapped secrets, sealed metadata, chunk nonces. Everything here is byte
  * exact; the public surface is in crypto.ts.
  *
@@ -375,7 +375,7 @@ function readStanzas(reader: ByteReader, count: number, typed: boolean): Stanza[
 }
 
 /**
- * Step 1 of the decrypt order: parses a KVC1 record strictly.
+ * Step 1 of the decrypt order (FORMAT.md, "Decrypting a blob"): parses a KVC1 record strictly.
  *
  * @throws {DecryptionError} when any field is out of place or out of bounds.
  */

@@ -1,5 +1,5 @@
 /**
- * The plain record format ("KVP1"): the record's bytes, and the plain
+ * The plain record format ("KVP1", FORMAT.md): the record's bytes, and the plain
  * implementation of what the chunk writer and reader need from a format.
  * Chunks are stored as they are.
  *

@@ -1,5 +1,5 @@
 /**
- * The KVV1 format (DESIGN section 5, "Encrypted structured values"): one KV
+ * The KVV1 format (FORMAT.md, "Encrypted value, KVV1"): one KV
  * value holding a V8-serialized structured value sealed with AES-GCM under
  * the key-encryption key itself.
  *

@@ -122,7 +122,7 @@ function partBytes(part: Deno.KvKeyPart): [number, Uint8Array] {
 
 /**
  * The canonical bytes of a user key: for each part a tag byte, a u32 length
- * and the payload (DESIGN section 5).
+ * and the payload (FORMAT.md, "encodeKey").
  */
 export function encodeKey(key: Deno.KvKey): Uint8Array {
   const writer = new ByteWriter();

@@ -1,5 +1,6 @@
 /**
- * Finding and removing what crashed or abandoned writes left behind.
+ * Finding and removing what crashed or abandoned writes left behind
+ * (FORMAT.md, "Vacuum").
  *
  * The rule that keeps vacuum from losing data: a live version is removed
  * only when the record at its key provably does not point to it: the record

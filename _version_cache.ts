@@ -1,7 +1,7 @@
 /**
  * A bounded cache of the keys derived for encrypted blob versions read
  * recently, so serving one blob again and again pays one unwrap and one
- * HKDF (decrypt steps 2 and 3) instead of one per read.
+ * HKDF (FORMAT.md, "Decrypting a blob", steps 2 and 3) instead of one per read.
  *
  * An entry is found only by the exact authenticated header bytes (magic
  * through `metaLen`: id, suite, commitment, layout, every stanza, `metaIv`)

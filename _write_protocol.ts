@@ -1,5 +1,5 @@
 /**
- * The write protocol behind `set`, `stage` and `remove` (DESIGN section 4):
+ * The write protocol behind `set`, `stage` and `remove` (FORMAT.md, "Writing a blob"):
  * validate, write the chunks, commit the record with its checks, retry a
  * lost race, and delete the replaced version or clean up after a failure.
  *

@@ -1,6 +1,6 @@
 /**
- * Fault injection, concurrency and vacuum races for the blob store (DESIGN
- * section 4): every write of a protocol fails in turn (before it applies,
+ * Fault injection, concurrency and vacuum races for the blob store (FORMAT.md,
+ * "Writing a blob" and "Vacuum"): every write of a protocol fails in turn (before it applies,
  * after it applied with the reply lost, or as a crash that stops all later
  * writes), and the store must hold exactly the old or exactly the new value,
  * with only leftovers that `vacuum` removes.
@@ -231,7 +231,7 @@ interface Scenario {
   run(kv: Deno.Kv): Promise<Deno.KvCommitResult | Deno.KvCommitError>;
   /**
    * Whether the operation detects a lost reply of its publishing write (set
-   * re-reads the record: DESIGN section 4 step 4) and resolves ok.
+   * re-reads the record: FORMAT.md, "Writing a blob", step 4) and resolves ok.
    */
   detectsLostReply: boolean;
 }

@@ -99,7 +99,7 @@ async function assertInternalCounts(kv: Deno.Kv, size: number, label = ""): Prom
   );
 }
 
-/** A plain record ("KVP1") parsed independently of the library, per DESIGN section 3. */
+/** A plain record parsed independently of the library, per FORMAT.md, "Plain record, KVP1". */
 interface RawRecord {
   id: Uint8Array;
   chunkSize: number;

@@ -4,7 +4,7 @@
  * key, the chunk nonce base and a key commitment from it; every chunk is
  * sealed with AES-GCM under its own nonce, and the metadata's tag
  * authenticates the whole header and the key the blob lives at. The byte
- * layout is in the README.
+ * layout is in FORMAT.md.
  *
  * Encryption is used through the blob functions' `encryptionKey` option;
  * this module holds the error class, the format's public constants, and
@@ -50,7 +50,7 @@ export type { RotateResult } from "./_rotate.ts";
  * Encrypted structured values in Deno KV: a `Deno.Kv` look-alike (`get`,
  * `getMany`, `set`, `delete`, `list`, `watch`, `atomic`) whose values are
  * serialized with V8's structured clone, as Deno KV does, and sealed with
- * AES-GCM in one KV entry each (format KVV1, in the README). Each value is
+ * AES-GCM in one KV entry each (format KVV1, in FORMAT.md). Each value is
  * authenticated together with its KV key, its key id and its expiry
  * deadline: a wrong key, an edited or truncated value, a value copied to
  * another key, or a plain value at the key all fail with

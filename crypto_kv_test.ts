@@ -1,6 +1,6 @@
 /**
- * Tests of `cryptoKv` and the KVV1 format (DESIGN section 5, "Encrypted
- * structured values"): round trips of structured values with AES-128 and
+ * Tests of `cryptoKv` and the KVV1 format (FORMAT.md, "Encrypted value,
+ * KVV1"): round trips of structured values with AES-128 and
  * AES-256 and key rings; a fixed vector built independently with Web Crypto;
  * a tamper matrix over every field; the authenticated expiry; V8 serializer
  * formats 15 and 16 only; the one-entry size limit; getMany, list, watch and
@@ -237,7 +237,7 @@ Deno.test("cryptoKv() accepts a JSON string and a one-element array as one key r
 });
 
 // ---------------------------------------------------------------------------
-// Fixed vector, built from the DESIGN text with Web Crypto alone.
+// Fixed vector, built from FORMAT.md with Web Crypto alone.
 
 /** The vector's inputs. */
 const VECTOR = {
@@ -254,7 +254,7 @@ const VECTOR = {
     "19175e2f2da278ddcaa02ec603415463ae921222ca28",
 };
 
-/** KVV1 bytes from the DESIGN text: prefix || iv || AES-GCM(KEK, iv, plaintext, AAD). */
+/** KVV1 bytes as FORMAT.md gives them: prefix || iv || AES-GCM(KEK, iv, plaintext, AAD). */
 async function independentVector(): Promise<Uint8Array> {
   const prefix = join(
     encoder.encode("KVV1"),
@@ -280,7 +280,7 @@ async function independentVector(): Promise<Uint8Array> {
   return join(prefix, VECTOR.iv, new Uint8Array(sealed));
 }
 
-Deno.test("cryptoKv() writes the exact KVV1 bytes of the design (fixed vector)", async () => {
+Deno.test("cryptoKv() writes the exact KVV1 bytes of FORMAT.md (fixed vector)", async () => {
   const expected = await independentVector();
   assert.equal(hex(expected), VECTOR.expected, "the pinned record");
   assert.equal(expected.length, VALUE_OVERHEAD + VECTOR.kid.length + VECTOR.plaintext.length);

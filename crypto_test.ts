@@ -1,9 +1,9 @@
 /**
- * Tests of encrypted blobs (DESIGN sections 3, 5, 6): a tamper matrix over
- * every header field and every chunk, for buffered reads, streams and
- * `getMeta`; round trips at the boundary sizes with AES-128 and AES-256; two
- * recipients and key rings; no silent downgrade; `rewrap`; and the key
- * commitment computed independently.
+ * Tests of encrypted blobs (FORMAT.md, "Encrypted record, KVC1" and
+ * "Decrypting a blob"): a tamper matrix over every header field and every
+ * chunk, for buffered reads, streams and `getMeta`; round trips at the
+ * boundary sizes with AES-128 and AES-256; two recipients and key rings; no
+ * silent downgrade; `rewrap`; and the key commitment computed independently.
  */
 
 import assert from "node:assert/strict";
@@ -248,7 +248,7 @@ async function restore(f: Fixture): Promise<Deno.Kv> {
   return kv;
 }
 
-/** A header field by the offsets of DESIGN section 5 (one stanza, kid "k1"). */
+/** A header field by the offsets of FORMAT.md's KVC1 header table (one stanza, kid "k1"). */
 interface Field {
   name: string;
   offset: number;

@@ -1,5 +1,5 @@
 /**
- * The format version policy (README, "Format versions"): a record in a
+ * The format version policy (FORMAT.md, "Format versions and compatibility"): a record in a
  * format newer than this version reads (a magic such as "KVC3" or "KVP2") is
  * left alone. Reads fail with an error that names the format, `vacuum` keeps
  * its chunks, and `list` does not report it. Values kvcrypt does not own

@@ -1,9 +1,9 @@
 /**
- * Fixed vectors for the KVC1 format (DESIGN section 5), from
+ * Fixed vectors for the KVC1 format (FORMAT.md, "Encrypted record, KVC1"), from
  * `testdata/kvc1_vectors.json` (regenerate with `testdata/make_kvc1_vectors.ts`):
  *
  * 1. the library rebuilds every vector byte for byte from its fixed inputs;
- * 2. an independent decryptor written here from DESIGN section 5 alone (plain
+ * 2. an independent decryptor written here from FORMAT.md alone (plain
  *    Web Crypto, no kvcrypt crypto code) opens every vector;
  * 3. the public `get()` reads every vector stored in KV by hand.
  */
@@ -101,7 +101,7 @@ Deno.test("kvc1 vectors: the library rebuilds every record and chunk byte for by
 });
 
 // ---------------------------------------------------------------------------
-// Test 2: an independent decryptor, written from DESIGN section 5 only.
+// Test 2: an independent decryptor, written from FORMAT.md only.
 // Nothing below calls kvcrypt's crypto or byte code.
 
 const encoder = new TextEncoder();
@@ -125,7 +125,7 @@ function u32be(value: number): Uint8Array {
   return out;
 }
 
-/** encodeKey(K) per section 5: per part a tag byte, a u32 payload length, the payload. */
+/** encodeKey(K) per FORMAT.md: per part a tag byte, a u32 payload length, the payload. */
 function specEncodeKey(key: Deno.KvKey): Uint8Array<ArrayBuffer> {
   const parts: Uint8Array[] = [];
   for (const part of key) {
@@ -182,7 +182,7 @@ interface SpecHeader {
   inline: Uint8Array<ArrayBuffer>;
 }
 
-/** Parses a KVC1 record by the offsets of the section 5 table. */
+/** Parses a KVC1 record by the offsets of FORMAT.md's KVC1 header table. */
 function parseByOffsets(record: Uint8Array<ArrayBuffer>): SpecHeader {
   const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
   assert.equal(strictUtf8.decode(record.subarray(0, 4)), "KVC1", "magic");
@@ -384,7 +384,7 @@ async function specChunk(
   return sealed;
 }
 
-Deno.test("kvc1 vectors: a decryptor written from DESIGN section 5 opens every vector", async () => {
+Deno.test("kvc1 vectors: a decryptor written from FORMAT.md opens every vector", async () => {
   let checked = 0;
   for (const vector of vectors) {
     await specOpen(vector);

@@ -3,7 +3,7 @@
  * `testdata/kvc2_vectors.json` (regenerate with `testdata/make_kvc2_vectors.ts`):
  *
  * 1. the library rebuilds every vector byte for byte from its fixed inputs;
- * 2. an independent decryptor written here from the README's format text
+ * 2. an independent decryptor written here from FORMAT.md's format text
  *    (plain Web Crypto, no kvcrypt crypto code) opens every vector for each
  *    recipient alone;
  * 3. the public `get()` reads every vector stored in KV by hand, with a
@@ -61,7 +61,7 @@ for (const vector of file.vectors) {
 }
 
 // ---------------------------------------------------------------------------
-// Test 2: an independent decryptor, from the README's KVC1 and KVC2 layouts.
+// Test 2: an independent decryptor, from FORMAT.md's KVC1 and KVC2 layouts.
 
 interface SpecStanza {
   form: number;
@@ -138,7 +138,7 @@ async function aesOpen(
   return new Uint8Array(await crypto.subtle.decrypt(params, key, sealed));
 }
 
-/** S for one recipient alone: its stanza (by kid), unwrapped as the README says. */
+/** S for one recipient alone: its stanza (by kid), unwrapped as FORMAT.md says. */
 async function specSecret(
   parsed: ReturnType<typeof specParse>,
   recipient: RecipientJson,

@@ -1,5 +1,5 @@
 /**
- * Tests of `getAsResponse` (DESIGN section 6): status codes, headers, the
+ * Tests of `getAsResponse` (README, "HTTP"): status codes, headers, the
  * Range table over chunk boundaries, validators, Content-Disposition
  * encoding, and failures that must reject the call or error the body.
  *

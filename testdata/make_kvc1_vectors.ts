@@ -13,7 +13,7 @@
  * length, so the file is reproducible and no two inputs share bytes. The
  * record and chunk bytes in the file are what the library produced the day it
  * was generated; `kvc1_vectors_test.ts` rebuilds them with the library and
- * decrypts them with its own Web Crypto code written from DESIGN section 5.
+ * decrypts them with its own Web Crypto code written from FORMAT.md.
  *
  * @module
  */
@@ -47,7 +47,7 @@ async function fixed(vector: string, field: string, length: number): Promise<str
   return digest.subarray(0, length).toHex();
 }
 
-/** HKDF-SHA-256 as DESIGN section 5 states it, only to record Kenc in the file. */
+/** HKDF-SHA-256 as FORMAT.md states it, only to record Kenc in the file. */
 async function kencHex(inputs: VectorInputs): Promise<string> {
   const suite = inputs.recipients[0]!.bits === 128 ? 0x01 : 0x02;
   const keyBytes = suite === 0x01 ? 16 : 32;
@@ -187,7 +187,7 @@ for (const spec of specs) {
 }
 
 const file: VectorFile = {
-  format: "KVC1 (DESIGN.md section 5)",
+  format: "KVC1 (FORMAT.md, Encrypted record, KVC1)",
   description: "Fixed vectors for kvcrypt's encrypted blob format. Hex for fixed inputs, base64 " +
     "for stored bytes. A record is stored at the user key (inputs.key: a JSON string, number " +
     'or boolean is itself; {"bytes": hex} a Uint8Array; {"bigint": decimal} a bigint; ' +

@@ -110,7 +110,7 @@ for (const spec of SPECS) {
 }
 
 const file: Kvc2File = {
-  format: "KVC2: KVC1 with a form byte per stanza (README, Encrypted record, format KVC2)",
+  format: "KVC2 (FORMAT.md, Encrypted record with key wrappers, KVC2)",
   description:
     "Fixed vectors for encrypted records with KeyWrapper stanzas. Hex for fixed inputs, base64 for the record. " +
     "A wrapper recipient is the test wrapper: AES-256-GCM under `raw` with IV `iv` and AAD = the context " +
