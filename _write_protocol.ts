@@ -13,7 +13,8 @@ import { plainWriteFormat } from "./_kvp1.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
-import { CHUNK_GRACE_MS, KV_DEADLINE_MAX } from "./_limits.ts";
+import { checkExpireIn } from "./_expire_in.ts";
+import { CHUNK_GRACE_MS } from "./_limits.ts";
 import {
   decodeVersion,
   encodeMeta,
@@ -123,20 +124,10 @@ export function assertVersionstamp(versionstamp: unknown, action: string): void 
 }
 
 function validateSetOptions(options: SetOptions, keyText: string): number {
-  const { expireIn, versionstamp } = options;
-  assertVersionstamp(versionstamp, `store ${keyText}`);
-  if (expireIn === undefined) return 0;
-  if (typeof expireIn !== "number") {
-    throw new TypeError(`Cannot store ${keyText}: expireIn must be a number of milliseconds`);
-  }
-  // Whole milliseconds, as Deno KV takes them; chunks outlive the record by the grace period.
-  const deadline = Date.now() + Math.ceil(expireIn);
-  if (!(expireIn > 0) || !(deadline + CHUNK_GRACE_MS <= KV_DEADLINE_MAX)) {
-    throw new RangeError(
-      `Cannot store ${keyText}: expireIn must be a positive number of milliseconds that Deno KV accepts`,
-    );
-  }
-  return deadline;
+  assertVersionstamp(options.versionstamp, `store ${keyText}`);
+  // Chunks outlive the record by the grace period: their deadline must fit too.
+  const expireIn = checkExpireIn(options.expireIn, keyText, CHUNK_GRACE_MS);
+  return expireIn === undefined ? 0 : Date.now() + expireIn;
 }
 
 /**
