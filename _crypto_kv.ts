@@ -9,7 +9,7 @@
 import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
 import type { EncryptionKey } from "./_key_input.ts";
 import { resolveRecipients } from "./_key_input.ts";
-import { suiteOf } from "./_kvc1.ts";
+import { suiteOf } from "./_aes_gcm.ts";
 import {
   assertValueFits,
   deserializeValue,

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { owned } from "./_bytes.ts";
+import { gcmOpen, importAesGcmKey } from "./_aes_gcm.ts";
 import { DecryptionError } from "./_errors.ts";
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from "./_limits.ts";
 import { describeKey } from "./_user_key.ts";
@@ -57,9 +57,7 @@ function rawKeyOf(input: unknown): Uint8Array<ArrayBuffer> {
  */
 export function importKvToolboxKey(input: unknown): Promise<CryptoKey> {
   const raw = rawKeyOf(input);
-  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]).finally(() =>
-    raw.fill(0)
-  );
+  return importAesGcmKey(raw, ["decrypt"]).finally(() => raw.fill(0));
 }
 
 /**
@@ -80,15 +78,12 @@ export async function openKvToolboxBlob(
       { cause },
     );
   if (stored.length < GCM_IV_BYTES + GCM_TAG_BYTES) throw fail();
-  const bytes = owned(stored);
-  const iv = bytes.subarray(0, GCM_IV_BYTES);
   try {
-    const plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv },
+    return await gcmOpen(
       cryptoKey,
-      bytes.subarray(GCM_IV_BYTES),
+      stored.subarray(0, GCM_IV_BYTES),
+      stored.subarray(GCM_IV_BYTES),
     );
-    return new Uint8Array(plain);
   } catch (error) {
     throw fail(error);
   }

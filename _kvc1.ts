@@ -21,6 +21,14 @@ import {
   owned,
   utf8,
 } from "./_bytes.ts";
+import {
+  gcmOpen,
+  gcmSeal,
+  importAesGcmKey,
+  SUITE_AES_256_GCM,
+  SUITE_KEY_BYTES,
+  suiteOf,
+} from "./_aes_gcm.ts";
 import { DecryptionError } from "./_errors.ts";
 import {
   isKeyWrapper,
@@ -59,10 +67,9 @@ import {
 import { encodeKey } from "./_user_key.ts";
 import { VersionCache } from "./_version_cache.ts";
 
-/** Suite byte of AES-128-GCM. */
-export const SUITE_AES_128_GCM = 0x01;
-/** Suite byte of AES-256-GCM. */
-export const SUITE_AES_256_GCM = 0x02;
+// The header's suite bytes, for the tests and benchmarks that build headers.
+export { SUITE_AES_128_GCM, SUITE_AES_256_GCM } from "./_aes_gcm.ts";
+
 /** Largest sealed metadata: the JSON plus its tag. */
 export const SEALED_META_MAX = META_JSON_MAX + GCM_TAG_BYTES;
 /** Largest plaintext size a KVC1 header can describe: a u32 chunk count of full chunks. */
@@ -70,12 +77,6 @@ export const SEALED_SIZE_MAX = (2 ** 32 - 1) * SEALED_CHUNK_SIZE;
 
 const BLOB_INFO = utf8("kvcrypt/1 blob");
 const WRAP_AAD = utf8("kvcrypt/1 wrap");
-
-/** AES key bytes of each suite. */
-const SUITE_KEY_BYTES: Readonly<Record<number, number>> = {
-  [SUITE_AES_128_GCM]: 16,
-  [SUITE_AES_256_GCM]: 32,
-};
 
 /** One recipient's copy of S, wrapped by a local AES-GCM key. */
 export interface KeyStanza {
@@ -147,12 +148,6 @@ export interface VersionKeys {
   commitment: Uint8Array;
 }
 
-/** Suite byte for a key-encryption key, by its AES length. */
-export function suiteOf(kek: CryptoKey): number {
-  const length = (kek.algorithm as AesKeyAlgorithm).length;
-  return length === 128 ? SUITE_AES_128_GCM : SUITE_AES_256_GCM;
-}
-
 /** HKDF-SHA-256(S, salt = id, info = "kvcrypt/1 blob" || suite) → Kenc || N0 || commitment. */
 export async function deriveVersionKeys(
   secret: Uint8Array,
@@ -174,13 +169,7 @@ export async function deriveVersionKeys(
       (keyBytes + GCM_IV_BYTES + COMMITMENT_BYTES) * 8,
     ),
   );
-  const kenc = await crypto.subtle.importKey(
-    "raw",
-    owned(bits.subarray(0, keyBytes)),
-    "AES-GCM",
-    false,
-    ["encrypt", "decrypt"],
-  );
+  const kenc = await importAesGcmKey(bits.subarray(0, keyBytes), ["encrypt", "decrypt"]);
   return {
     suite,
     kenc,
@@ -196,30 +185,6 @@ export function chunkNonce(n0: Uint8Array, index: number): Uint8Array {
   // index < 2^32, so only the last four bytes of be96(index) are non-zero.
   view.setUint32(GCM_IV_BYTES - 4, view.getUint32(GCM_IV_BYTES - 4) ^ index);
   return nonce;
-}
-
-function gcmParams(iv: Uint8Array, aad: Uint8Array | undefined): AesGcmParams {
-  const params: AesGcmParams = { name: "AES-GCM", iv: owned(iv) };
-  if (aad !== undefined) params.additionalData = owned(aad);
-  return params;
-}
-
-async function gcmSeal(
-  key: CryptoKey,
-  iv: Uint8Array,
-  plaintext: Uint8Array,
-  aad?: Uint8Array,
-): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.encrypt(gcmParams(iv, aad), key, owned(plaintext)));
-}
-
-async function gcmOpen(
-  key: CryptoKey,
-  iv: Uint8Array,
-  sealed: Uint8Array,
-  aad?: Uint8Array,
-): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.decrypt(gcmParams(iv, aad), key, owned(sealed)));
 }
 
 /** Seals chunk `index` under the version keys. */
