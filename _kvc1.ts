@@ -54,15 +54,16 @@ import {
 } from "./_limits.ts";
 import {
   type BlobMetaFields,
-  chunkCount,
   chunkLength,
   decodeMeta,
   encodeMeta,
   type OpenedRecord,
+  readLayout,
   type RecordLayout,
   SEALED_MAGIC,
   WRAPPED_MAGIC,
   type WriteFormat,
+  writeLayout,
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
 import { VersionCache } from "./_version_cache.ts";
@@ -273,9 +274,11 @@ function writeHeaderPrefix(
   sealedMetaLength: number,
 ): Uint8Array {
   const typed = hasWrapperStanza(header.stanzas);
-  const writer = new ByteWriter().bytes(typed ? WRAPPED_MAGIC : SEALED_MAGIC).u8(header.suite)
-    .bytes(header.id).bytes(header.commitment).u32(header.chunkSize).u64(header.size)
-    .u32(header.chunks).u64(header.expiresAt).u8(header.stanzas.length);
+  const magic = typed ? WRAPPED_MAGIC : SEALED_MAGIC;
+  const writer = writeLayout(
+    new ByteWriter().bytes(magic).u8(header.suite).bytes(header.id).bytes(header.commitment),
+    header,
+  ).u8(header.stanzas.length);
   for (const stanza of header.stanzas) writeStanza(writer, stanza, typed);
   return writer.bytes(header.metaIv).u32(sealedMetaLength).finish();
 }
@@ -356,13 +359,7 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
     if (SUITE_KEY_BYTES[suite] === undefined) throw new RangeError("unknown suite");
     const id = reader.bytes(ID_BYTES, "id").slice();
     const commitment = reader.bytes(COMMITMENT_BYTES, "commitment").slice();
-    const chunkSize = reader.u32("chunk size");
-    const size = reader.u64("size");
-    const chunks = reader.u32("chunk count");
-    const expiresAt = reader.u64("expiry");
-    if (chunkSize !== SEALED_CHUNK_SIZE) throw new RangeError("unsupported chunk size");
-    if (size > SEALED_SIZE_MAX) throw new RangeError("size too large");
-    if (chunks !== chunkCount(size, chunkSize)) throw new RangeError("chunk count does not match");
+    const layout = readLayout(reader, id, SEALED_CHUNK_SIZE, SEALED_SIZE_MAX);
     const count = reader.u8("stanza count");
     if (count < 1 || count > STANZAS_MAX) throw new RangeError("bad stanza count");
     const stanzas = readStanzas(reader, count, typed);
@@ -376,17 +373,13 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
     const rest = reader.rest();
     const inline = rest.length > 0 ? rest.slice() : undefined;
     // Nothing may follow the header but exactly one sealed chunk 0.
-    if (inline && (chunks !== 1 || inline.length !== size + GCM_TAG_BYTES)) {
+    if (inline && (layout.chunks !== 1 || inline.length !== layout.size + GCM_TAG_BYTES)) {
       throw new RangeError("trailing bytes after the header");
     }
     return {
       suite,
-      id,
+      ...layout,
       commitment,
-      chunkSize,
-      size,
-      chunks,
-      expiresAt,
       stanzas,
       metaIv,
       sealedMeta,
