@@ -9,7 +9,7 @@
 import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
 import type { EncryptionKey } from "./_key_input.ts";
 import { resolveRecipients } from "./_key_input.ts";
-import { suiteOf } from "./_kvc1.ts";
+import { suiteOf } from "./_aes_gcm.ts";
 import {
   assertValueFits,
   deserializeValue,
@@ -27,6 +27,7 @@ import {
   type RotateOutcome,
   type RotateResult,
 } from "./_rotate.ts";
+import { checkExpireIn } from "./_expire_in.ts";
 import { isKvU64 } from "./_runtime.ts";
 import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
@@ -84,7 +85,7 @@ export interface CryptoAtomicOperation {
    * @param options `expireIn` in milliseconds.
    * @returns This operation, for chaining.
    * @throws {TypeError} When the key is invalid or the value cannot be serialized.
-   * @throws {RangeError} When `expireIn` is not a positive number.
+   * @throws {RangeError} When `expireIn` is not a positive number, or later than Deno KV accepts.
    */
   set(key: Deno.KvKey, value: unknown, options?: CryptoKvSetOptions): this;
   /**
@@ -151,7 +152,7 @@ export interface CryptoKv {
    * serialized, or the encryption key is not usable.
    * @throws {RangeError} When the sealed value would not fit one KV entry
    * (store it as a blob with `set()` from the blob module), or `expireIn` is
-   * not a positive number.
+   * not a positive number or later than Deno KV accepts.
    */
   set(key: Deno.KvKey, value: unknown, options?: CryptoKvSetOptions): Promise<Deno.KvCommitResult>;
   /**
@@ -253,25 +254,6 @@ async function resolveValueKeys(input: EncryptionKey): Promise<ValueKeys> {
 /** An absent entry, as Deno KV returns it. */
 function absent(key: Deno.KvKey): Deno.KvEntryMaybe<never> {
   return { key, value: null, versionstamp: null };
-}
-
-/**
- * Checks `expireIn` and returns it, or `undefined` when not given.
- *
- * @throws {TypeError} / {RangeError} like the blob `set`.
- */
-function checkExpireIn(expireIn: unknown, what: string): number | undefined {
-  if (expireIn === undefined) return undefined;
-  if (typeof expireIn !== "number") {
-    throw new TypeError(`Cannot store ${what}: expireIn must be a number of milliseconds`);
-  }
-  if (!Number.isFinite(expireIn) || expireIn <= 0) {
-    throw new RangeError(
-      `Cannot store ${what}: expireIn must be a positive number of milliseconds`,
-    );
-  }
-  // Whole milliseconds, as Deno KV takes them; the sealed deadline uses the same.
-  return Math.ceil(expireIn);
 }
 
 /** The sealed deadline for `expireIn` (whole milliseconds) from now; 0 = none. */

@@ -120,11 +120,12 @@ export function toolboxKeyBytes(encryptWith: unknown): Uint8Array<ArrayBuffer> {
   }
   let raw: Uint8Array<ArrayBuffer>;
   if (typeof encryptWith === "string") {
-    // The message never quotes the string: it is key material.
-    if (!/^(?:[0-9a-fA-F]{2})*$/.test(encryptWith)) {
+    try {
+      raw = fromHex(encryptWith);
+    } catch {
+      // The message never quotes the string: it is key material.
       throw new SyntaxError("Cannot use the key: it is not a string of hex digit pairs");
     }
-    raw = fromHex(encryptWith);
   } else if (encryptWith instanceof Uint8Array) {
     raw = new Uint8Array(encryptWith);
   } else {

@@ -8,35 +8,28 @@
  * @module
  */
 
-import { owned } from "./_bytes.ts";
+import { gcmOpen, importAesGcmKey } from "./_aes_gcm.ts";
+import { fromHex } from "./_bytes.ts";
 import { DecryptionError } from "./_errors.ts";
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from "./_limits.ts";
 import { describeKey } from "./_user_key.ts";
 
 /** Raw AES key lengths kv-toolbox accepts, in bytes: 128, 192 and 256 bits. */
 const KEY_BYTES = [128 / 8, 192 / 8, 256 / 8];
-/** Hex digits only, in either case. */
-const HEX = /^[0-9a-fA-F]*$/;
-
-/** Bytes of a hex string; its caller has checked the digits. */
-function hexBytes(text: string): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(text.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
 
 /** The raw key bytes of a `kvToolboxKey` option, checked; never echoes the key. */
 function rawKeyOf(input: unknown): Uint8Array<ArrayBuffer> {
   const prefix = "Cannot use kvToolboxKey";
   let bytes: Uint8Array<ArrayBuffer>;
   if (typeof input === "string") {
-    const text = input.trim();
-    if (text.length % 2 !== 0 || !HEX.test(text)) {
+    try {
+      bytes = fromHex(input.trim());
+    } catch {
+      // Said in this option's words; fromHex's message never quotes the key either.
       throw new SyntaxError(
         `${prefix}: it is not a hex string (kv-toolbox's generateKey() output)`,
       );
     }
-    bytes = hexBytes(text);
   } else if (input instanceof Uint8Array) {
     bytes = new Uint8Array(input);
   } else {
@@ -57,9 +50,7 @@ function rawKeyOf(input: unknown): Uint8Array<ArrayBuffer> {
  */
 export function importKvToolboxKey(input: unknown): Promise<CryptoKey> {
   const raw = rawKeyOf(input);
-  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]).finally(() =>
-    raw.fill(0)
-  );
+  return importAesGcmKey(raw, ["decrypt"]).finally(() => raw.fill(0));
 }
 
 /**
@@ -80,15 +71,12 @@ export async function openKvToolboxBlob(
       { cause },
     );
   if (stored.length < GCM_IV_BYTES + GCM_TAG_BYTES) throw fail();
-  const bytes = owned(stored);
-  const iv = bytes.subarray(0, GCM_IV_BYTES);
   try {
-    const plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv },
+    return await gcmOpen(
       cryptoKey,
-      bytes.subarray(GCM_IV_BYTES),
+      stored.subarray(0, GCM_IV_BYTES),
+      stored.subarray(GCM_IV_BYTES),
     );
-    return new Uint8Array(plain);
   } catch (error) {
     throw fail(error);
   }

@@ -21,6 +21,14 @@ import {
   owned,
   utf8,
 } from "./_bytes.ts";
+import {
+  gcmOpen,
+  gcmSeal,
+  importAesGcmKey,
+  SUITE_AES_256_GCM,
+  SUITE_KEY_BYTES,
+  suiteOf,
+} from "./_aes_gcm.ts";
 import { DecryptionError } from "./_errors.ts";
 import {
   isKeyWrapper,
@@ -46,23 +54,23 @@ import {
 } from "./_limits.ts";
 import {
   type BlobMetaFields,
-  chunkCount,
   chunkLength,
   decodeMeta,
   encodeMeta,
   type OpenedRecord,
+  readLayout,
   type RecordLayout,
   SEALED_MAGIC,
   WRAPPED_MAGIC,
   type WriteFormat,
+  writeLayout,
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
 import { VersionCache } from "./_version_cache.ts";
 
-/** Suite byte of AES-128-GCM. */
-export const SUITE_AES_128_GCM = 0x01;
-/** Suite byte of AES-256-GCM. */
-export const SUITE_AES_256_GCM = 0x02;
+// The header's suite bytes, for the tests and benchmarks that build headers.
+export { SUITE_AES_128_GCM, SUITE_AES_256_GCM } from "./_aes_gcm.ts";
+
 /** Largest sealed metadata: the JSON plus its tag. */
 export const SEALED_META_MAX = META_JSON_MAX + GCM_TAG_BYTES;
 /** Largest plaintext size a KVC1 header can describe: a u32 chunk count of full chunks. */
@@ -70,12 +78,6 @@ export const SEALED_SIZE_MAX = (2 ** 32 - 1) * SEALED_CHUNK_SIZE;
 
 const BLOB_INFO = utf8("kvcrypt/1 blob");
 const WRAP_AAD = utf8("kvcrypt/1 wrap");
-
-/** AES key bytes of each suite. */
-const SUITE_KEY_BYTES: Readonly<Record<number, number>> = {
-  [SUITE_AES_128_GCM]: 16,
-  [SUITE_AES_256_GCM]: 32,
-};
 
 /** One recipient's copy of S, wrapped by a local AES-GCM key. */
 export interface KeyStanza {
@@ -147,12 +149,6 @@ export interface VersionKeys {
   commitment: Uint8Array;
 }
 
-/** Suite byte for a key-encryption key, by its AES length. */
-export function suiteOf(kek: CryptoKey): number {
-  const length = (kek.algorithm as AesKeyAlgorithm).length;
-  return length === 128 ? SUITE_AES_128_GCM : SUITE_AES_256_GCM;
-}
-
 /** HKDF-SHA-256(S, salt = id, info = "kvcrypt/1 blob" || suite) → Kenc || N0 || commitment. */
 export async function deriveVersionKeys(
   secret: Uint8Array,
@@ -174,13 +170,7 @@ export async function deriveVersionKeys(
       (keyBytes + GCM_IV_BYTES + COMMITMENT_BYTES) * 8,
     ),
   );
-  const kenc = await crypto.subtle.importKey(
-    "raw",
-    owned(bits.subarray(0, keyBytes)),
-    "AES-GCM",
-    false,
-    ["encrypt", "decrypt"],
-  );
+  const kenc = await importAesGcmKey(bits.subarray(0, keyBytes), ["encrypt", "decrypt"]);
   return {
     suite,
     kenc,
@@ -196,30 +186,6 @@ export function chunkNonce(n0: Uint8Array, index: number): Uint8Array {
   // index < 2^32, so only the last four bytes of be96(index) are non-zero.
   view.setUint32(GCM_IV_BYTES - 4, view.getUint32(GCM_IV_BYTES - 4) ^ index);
   return nonce;
-}
-
-function gcmParams(iv: Uint8Array, aad: Uint8Array | undefined): AesGcmParams {
-  const params: AesGcmParams = { name: "AES-GCM", iv: owned(iv) };
-  if (aad !== undefined) params.additionalData = owned(aad);
-  return params;
-}
-
-async function gcmSeal(
-  key: CryptoKey,
-  iv: Uint8Array,
-  plaintext: Uint8Array,
-  aad?: Uint8Array,
-): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.encrypt(gcmParams(iv, aad), key, owned(plaintext)));
-}
-
-async function gcmOpen(
-  key: CryptoKey,
-  iv: Uint8Array,
-  sealed: Uint8Array,
-  aad?: Uint8Array,
-): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.decrypt(gcmParams(iv, aad), key, owned(sealed)));
 }
 
 /** Seals chunk `index` under the version keys. */
@@ -308,9 +274,11 @@ function writeHeaderPrefix(
   sealedMetaLength: number,
 ): Uint8Array {
   const typed = hasWrapperStanza(header.stanzas);
-  const writer = new ByteWriter().bytes(typed ? WRAPPED_MAGIC : SEALED_MAGIC).u8(header.suite)
-    .bytes(header.id).bytes(header.commitment).u32(header.chunkSize).u64(header.size)
-    .u32(header.chunks).u64(header.expiresAt).u8(header.stanzas.length);
+  const magic = typed ? WRAPPED_MAGIC : SEALED_MAGIC;
+  const writer = writeLayout(
+    new ByteWriter().bytes(magic).u8(header.suite).bytes(header.id).bytes(header.commitment),
+    header,
+  ).u8(header.stanzas.length);
   for (const stanza of header.stanzas) writeStanza(writer, stanza, typed);
   return writer.bytes(header.metaIv).u32(sealedMetaLength).finish();
 }
@@ -391,13 +359,7 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
     if (SUITE_KEY_BYTES[suite] === undefined) throw new RangeError("unknown suite");
     const id = reader.bytes(ID_BYTES, "id").slice();
     const commitment = reader.bytes(COMMITMENT_BYTES, "commitment").slice();
-    const chunkSize = reader.u32("chunk size");
-    const size = reader.u64("size");
-    const chunks = reader.u32("chunk count");
-    const expiresAt = reader.u64("expiry");
-    if (chunkSize !== SEALED_CHUNK_SIZE) throw new RangeError("unsupported chunk size");
-    if (size > SEALED_SIZE_MAX) throw new RangeError("size too large");
-    if (chunks !== chunkCount(size, chunkSize)) throw new RangeError("chunk count does not match");
+    const layout = readLayout(reader, id, SEALED_CHUNK_SIZE, SEALED_SIZE_MAX);
     const count = reader.u8("stanza count");
     if (count < 1 || count > STANZAS_MAX) throw new RangeError("bad stanza count");
     const stanzas = readStanzas(reader, count, typed);
@@ -411,17 +373,13 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
     const rest = reader.rest();
     const inline = rest.length > 0 ? rest.slice() : undefined;
     // Nothing may follow the header but exactly one sealed chunk 0.
-    if (inline && (chunks !== 1 || inline.length !== size + GCM_TAG_BYTES)) {
+    if (inline && (layout.chunks !== 1 || inline.length !== layout.size + GCM_TAG_BYTES)) {
       throw new RangeError("trailing bytes after the header");
     }
     return {
       suite,
-      id,
+      ...layout,
       commitment,
-      chunkSize,
-      size,
-      chunks,
-      expiresAt,
       stanzas,
       metaIv,
       sealedMeta,

@@ -11,14 +11,15 @@ import { CorruptBlobError } from "./_errors.ts";
 import { ID_BYTES, META_JSON_MAX, PLAIN_CHUNK_SIZE, PLAIN_INLINE_MAX } from "./_limits.ts";
 import {
   type BlobMetaFields,
-  chunkCount,
   chunkLength,
   decodeMeta,
   encodeMeta,
   type OpenedRecord,
   PLAIN_MAGIC,
+  readLayout,
   type RecordLayout,
   type WriteFormat,
+  writeLayout,
 } from "./_record.ts";
 
 /** A parsed plain record. */
@@ -36,9 +37,8 @@ export function encodePlainRecord(
   inline?: Uint8Array,
 ): Uint8Array {
   const metaBytes = encodeMeta(meta);
-  const writer = new ByteWriter().bytes(PLAIN_MAGIC).bytes(layout.id).u32(layout.chunkSize)
-    .u64(layout.size).u32(layout.chunks).u64(layout.expiresAt).u32(metaBytes.length)
-    .bytes(metaBytes);
+  const writer = writeLayout(new ByteWriter().bytes(PLAIN_MAGIC).bytes(layout.id), layout)
+    .u32(metaBytes.length).bytes(metaBytes);
   if (inline) writer.bytes(inline);
   return writer.finish();
 }
@@ -47,24 +47,16 @@ export function encodePlainRecord(
 export function decodePlainRecord(bytes: Uint8Array): PlainRecord {
   const reader = new ByteReader(bytes);
   reader.bytes(PLAIN_MAGIC.length, "magic");
-  const id = reader.bytes(ID_BYTES, "id").slice();
-  const chunkSize = reader.u32("chunk size");
-  const size = reader.u64("size");
-  const chunks = reader.u32("chunk count");
-  const expiresAt = reader.u64("expiry");
+  const layout = readLayout(reader, reader.bytes(ID_BYTES, "id").slice(), PLAIN_CHUNK_SIZE);
   const metaLen = reader.u32("metadata length");
-  if (chunkSize !== PLAIN_CHUNK_SIZE) throw new RangeError("unsupported chunk size");
-  if (chunks !== chunkCount(size, chunkSize)) {
-    throw new RangeError("chunk count does not match size");
-  }
   if (metaLen > META_JSON_MAX) throw new RangeError("metadata too long");
   const meta = decodeMeta(reader.bytes(metaLen, "metadata"));
   const rest = reader.rest();
   const inline = rest.length > 0 ? rest : undefined;
-  if (inline && (chunks !== 1 || inline.length !== size)) {
+  if (inline && (layout.chunks !== 1 || inline.length !== layout.size)) {
     throw new RangeError("inline data does not match the size");
   }
-  return { id, chunkSize, size, chunks, expiresAt, meta, inline };
+  return { ...layout, meta, inline };
 }
 
 /** The plain format: chunks stored as they are. */

@@ -14,9 +14,9 @@
  */
 
 import { deserialize, Serializer } from "node:v8";
-import { ByteReader, ByteWriter, concat, fromUtf8, owned, utf8 } from "./_bytes.ts";
+import { ByteReader, ByteWriter, concat, fromUtf8, utf8 } from "./_bytes.ts";
 import { DecryptionError } from "./_errors.ts";
-import { SUITE_AES_128_GCM, SUITE_AES_256_GCM, suiteOf } from "./_kvc1.ts";
+import { gcmOpen, gcmSeal, keyFitsSuite, SUITE_KEY_BYTES, suiteOf } from "./_aes_gcm.ts";
 import { GCM_IV_BYTES, GCM_TAG_BYTES, KID_MAX, KV_VALUE_MAX, MAGIC_BYTES } from "./_limits.ts";
 import { encodeKey } from "./_user_key.ts";
 import type { KeyEntry } from "./keys.ts";
@@ -29,11 +29,6 @@ const VALUE_AAD_LABEL = utf8("kvcrypt/1 value");
 const EXPIRES_AT_BYTES = 8;
 /** Fixed bytes of a KVV1 value: magic, suite, kidLen, expiresAt, iv, tag (the kid and the serialized value vary). */
 export const VALUE_OVERHEAD = MAGIC_BYTES + 1 + 1 + EXPIRES_AT_BYTES + GCM_IV_BYTES + GCM_TAG_BYTES;
-/** AES key bytes of each suite, as for KVC1: the suite follows the writing key's length. */
-const SUITE_KEY_BITS: Readonly<Record<number, number>> = {
-  [SUITE_AES_128_GCM]: 128,
-  [SUITE_AES_256_GCM]: 256,
-};
 
 /** First byte of a V8 serializer payload (kVersionTag). */
 const V8_VERSION_TAG = 0xff;
@@ -87,10 +82,6 @@ export function valueAad(prefix: Uint8Array, key: Deno.KvKey): Uint8Array {
   return concat([VALUE_AAD_LABEL, prefix, encodeKey(key)]);
 }
 
-function gcmParams(iv: Uint8Array, aad: Uint8Array): AesGcmParams {
-  return { name: "AES-GCM", iv: owned(iv), additionalData: owned(aad) };
-}
-
 /**
  * Seals serialized bytes into a KVV1 value at `key` under the writing key.
  *
@@ -109,12 +100,8 @@ export async function sealValue(
 ): Promise<Uint8Array> {
   const prefix = encodeValuePrefix({ suite: suiteOf(writer.key), kid: writer.kid, expiresAt });
   const nonce = iv();
-  const sealed = await crypto.subtle.encrypt(
-    gcmParams(nonce, valueAad(prefix, key)),
-    writer.key,
-    owned(plaintext),
-  );
-  return concat([prefix, nonce, new Uint8Array(sealed)]);
+  const sealed = await gcmSeal(writer.key, nonce, plaintext, valueAad(prefix, key));
+  return concat([prefix, nonce, sealed]);
 }
 
 function fail(what: string, step: string, cause?: unknown): never {
@@ -140,7 +127,7 @@ export function parseValue(value: unknown, what: string): ParsedValue {
     }
     const suite = reader.u8("suite");
     // Only suites this version knows; anything else was not written by kvcrypt.
-    if (SUITE_KEY_BITS[suite] === undefined) throw new RangeError("unknown suite");
+    if (SUITE_KEY_BYTES[suite] === undefined) throw new RangeError("unknown suite");
     const kidLen = reader.u8("kid length");
     // Same bound as the writer's, so no reader accepts what no writer makes.
     if (kidLen > KID_MAX) throw new RangeError("kid too long");
@@ -162,8 +149,7 @@ export function parseValue(value: unknown, what: string): ParsedValue {
  * other length cannot have written it), and equal kids or either kid empty.
  */
 function keyMatchesValue(entry: KeyEntry, parsed: ParsedValue): boolean {
-  const bits = (entry.key.algorithm as AesKeyAlgorithm).length;
-  if (bits !== SUITE_KEY_BITS[parsed.suite]) return false;
+  if (!keyFitsSuite(entry.key, parsed.suite)) return false;
   return entry.kid === "" || parsed.kid === "" || entry.kid === parsed.kid;
 }
 
@@ -190,9 +176,7 @@ export async function openValue(
   let lastError: unknown = undefined;
   for (const entry of candidates) {
     try {
-      return new Uint8Array(
-        await crypto.subtle.decrypt(gcmParams(parsed.iv, aad), entry.key, owned(parsed.sealed)),
-      );
+      return await gcmOpen(entry.key, parsed.iv, parsed.sealed, aad);
     } catch (error) {
       lastError = error;
     }

@@ -74,6 +74,39 @@ export function chunkLength(layout: RecordLayout, index: number): number {
   return index < layout.chunks - 1 ? layout.chunkSize : layout.size - index * layout.chunkSize;
 }
 
+/**
+ * Writes the layout fields that follow the id (and, encrypted, the
+ * commitment) in every record format: chunkSize u32, size u64, chunks u32,
+ * expiresAt u64.
+ */
+export function writeLayout(writer: ByteWriter, layout: RecordLayout): ByteWriter {
+  return writer.u32(layout.chunkSize).u64(layout.size).u32(layout.chunks).u64(layout.expiresAt);
+}
+
+/**
+ * Reads what {@linkcode writeLayout} writes, strictly: the format's own chunk
+ * size, a size within `sizeMax`, and the chunk count that size gives.
+ *
+ * @throws {RangeError} when a field is out of bounds.
+ */
+export function readLayout(
+  reader: ByteReader,
+  id: Uint8Array,
+  chunkSize: number,
+  sizeMax = Number.MAX_SAFE_INTEGER,
+): RecordLayout {
+  const stored = reader.u32("chunk size");
+  const size = reader.u64("size");
+  const chunks = reader.u32("chunk count");
+  const expiresAt = reader.u64("expiry");
+  // Chunk keys and lengths follow from the chunk size: only the format's own.
+  if (stored !== chunkSize) throw new RangeError("unsupported chunk size");
+  if (size > sizeMax) throw new RangeError("size too large");
+  // A count the size does not give would make reads miss chunks or invent them.
+  if (chunks !== chunkCount(size, chunkSize)) throw new RangeError("chunk count does not match");
+  return { id, chunkSize, size, chunks, expiresAt };
+}
+
 /** Whether the value at a user key starts with one of kvcrypt's record magics. */
 export function recordMagic(value: unknown): "plain" | "sealed" | undefined {
   if (!(value instanceof Uint8Array) || value.length < PLAIN_MAGIC.length) return undefined;

@@ -7,6 +7,7 @@
  */
 
 import { bytesEqual, concat } from "./_bytes.ts";
+import { commitAndVerify } from "./_commit.ts";
 import { assertVersionstamp } from "./_write_protocol.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
 import type { KvLike } from "./_kv_like.ts";
@@ -107,16 +108,22 @@ export async function rewrapBlob(
     }
     const bytes = await rewrapRecord(record, key, target.keyText, added, removed);
     const op = kv.atomic().check(entry).set(key, bytes, expiryOptions(record.expiresAt));
-    let result: Deno.KvCommitResult | Deno.KvCommitError;
-    try {
-      result = await op.commit();
-    } catch (error) {
-      // The reply may be lost although the commit applied: the fresh metaIv
-      // makes these record bytes unique, so finding them means it did.
-      const now = await kv.get(key);
-      if (!(now.value instanceof Uint8Array) || !bytesEqual(now.value, bytes)) throw error;
-      result = { ok: true, versionstamp: now.versionstamp! };
-    }
+    const result = await commitAndVerify(op, () => recordWritten(kv, key, bytes));
     if (result.ok || options.versionstamp !== undefined) return result;
   }
+}
+
+/**
+ * After a rewrap whose commit threw: the record's versionstamp if it holds
+ * the rewrapped bytes (the fresh metaIv makes them unique, so finding them
+ * means the commit applied), else undefined.
+ */
+async function recordWritten(
+  kv: KvLike,
+  key: Deno.KvKey,
+  bytes: Uint8Array,
+): Promise<string | undefined> {
+  const now = await kv.get(key);
+  if (!(now.value instanceof Uint8Array) || !bytesEqual(now.value, bytes)) return undefined;
+  return now.versionstamp!;
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { ByteReader, ByteWriter, fromUtf8, utf8 } from "./_bytes.ts";
+import { ByteReader, ByteWriter, concat, fromHex, fromUtf8, utf8 } from "./_bytes.ts";
 import { KV_KEY_MAX } from "./_limits.ts";
 
 const TAG_BYTES = 0x01;
@@ -100,12 +100,10 @@ export function kvKeySize(key: Deno.KvKey): number {
 
 function bigintBytes(value: bigint): Uint8Array {
   const magnitude = value < 0n ? -value : value;
-  let hex = magnitude === 0n ? "" : magnitude.toString(16);
-  if (hex.length % 2) hex = "0" + hex;
-  const out = new Uint8Array(1 + hex.length / 2);
-  out[0] = value < 0n ? 1 : 0;
-  for (let i = 0; i < hex.length / 2; i++) out[1 + i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
+  const digits = magnitude === 0n ? "" : magnitude.toString(16);
+  // Whole bytes, big-endian: an odd number of digits takes a leading zero.
+  const bytes = fromHex(digits.length % 2 ? `0${digits}` : digits);
+  return concat([Uint8Array.of(value < 0n ? 1 : 0), bytes]);
 }
 
 function partBytes(part: Deno.KvKeyPart): [number, Uint8Array] {

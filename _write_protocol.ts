@@ -7,13 +7,21 @@
  */
 
 import type { AtomicLike, KvLike } from "./_kv_like.ts";
-import { ConcurrentModificationError } from "./_errors.ts";
+import { commitAndVerify } from "./_commit.ts";
+import { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 import { plainWriteFormat } from "./_kvp1.ts";
 import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
-import { CHUNK_GRACE_MS, KV_DEADLINE_MAX } from "./_limits.ts";
-import { encodeMeta, type WriteFormat } from "./_record.ts";
+import { checkExpireIn } from "./_expire_in.ts";
+import { CHUNK_GRACE_MS } from "./_limits.ts";
+import {
+  decodeVersion,
+  encodeMeta,
+  recordMagic,
+  VERSION_TOMBSTONE,
+  type WriteFormat,
+} from "./_record.ts";
 import { applyMetadata, fixedPieces, type MetadataOptions, sourceOf } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
 import { assertUserKey, describeKey, encodeKey } from "./_user_key.ts";
@@ -116,20 +124,10 @@ export function assertVersionstamp(versionstamp: unknown, action: string): void 
 }
 
 function validateSetOptions(options: SetOptions, keyText: string): number {
-  const { expireIn, versionstamp } = options;
-  assertVersionstamp(versionstamp, `store ${keyText}`);
-  if (expireIn === undefined) return 0;
-  if (typeof expireIn !== "number") {
-    throw new TypeError(`Cannot store ${keyText}: expireIn must be a number of milliseconds`);
-  }
-  // Whole milliseconds, as Deno KV takes them; chunks outlive the record by the grace period.
-  const deadline = Date.now() + Math.ceil(expireIn);
-  if (!(expireIn > 0) || !(deadline + CHUNK_GRACE_MS <= KV_DEADLINE_MAX)) {
-    throw new RangeError(
-      `Cannot store ${keyText}: expireIn must be a positive number of milliseconds that Deno KV accepts`,
-    );
-  }
-  return deadline;
+  assertVersionstamp(options.versionstamp, `store ${keyText}`);
+  // Chunks outlive the record by the grace period: their deadline must fit too.
+  const expireIn = checkExpireIn(options.expireIn, keyText, CHUNK_GRACE_MS);
+  return expireIn === undefined ? 0 : Date.now() + expireIn;
 }
 
 /**
@@ -243,15 +241,8 @@ export async function commitWrite(
       throw error;
     }
     const op = addRecordCommit(kv.atomic(), prepared, plan);
-    let result: Deno.KvCommitResult | Deno.KvCommitError;
-    try {
-      result = await op.commit();
-    } catch (error) {
-      // The reply may be lost although the commit applied: look before cleaning up.
-      const published = await writer.abandon();
-      if (published === undefined) throw error;
-      result = { ok: true, versionstamp: published.versionstamp! };
-    }
+    // Abandoning looks at the record first: it keeps a version the record holds.
+    const result = await commitAndVerify(op, async () => versionstampOf(await writer.abandon()));
     if (result.ok) {
       await deleteReplaced(kv, plan.replaced);
       writer.reportDone();
@@ -273,4 +264,125 @@ export async function commitWrite(
     // Another writer committed first; the last writer wins, so try again.
     current = await kv.get(key);
   }
+}
+
+/** The versionstamp of a published record entry, if there is one. */
+function versionstampOf(entry: Deno.KvEntryMaybe<unknown> | undefined): string | undefined {
+  return entry?.versionstamp ?? undefined;
+}
+
+/**
+ * A staged write (`stage`): the chunks are written, the record goes into the
+ * caller's atomic, and the record, not a result the caller passes, decides
+ * what is kept afterwards.
+ */
+export class StagedWrite {
+  readonly #prepared: PreparedWrite;
+  readonly #plan: CommitPlan;
+  /** The atomics `addTo` was given, so `commit` adds the record once. */
+  readonly #carrying = new WeakSet<AtomicLike>();
+  /** The record entry that holds the staged version once settled, or null. */
+  #settled: Deno.KvEntryMaybe<unknown> | null | undefined;
+
+  constructor(prepared: PreparedWrite, requested: string | null | undefined) {
+    this.#prepared = prepared;
+    this.#plan = planCommit(prepared.current, requested);
+  }
+
+  /** Adds the record's checks and set to `op` (see `StagedBlob.addTo`). */
+  addTo<Op extends AtomicLike>(op: Op): Op {
+    assertBeforeDeadline(this.#prepared.target);
+    this.#carrying.add(op);
+    return addRecordCommit(op, this.#prepared, this.#plan);
+  }
+
+  /** Keeps or removes the staged version after the caller's commit (see `StagedBlob.complete`). */
+  async complete(_resultOrError?: unknown): Promise<void> {
+    await this.#settle();
+  }
+
+  /** Commits `op` with the record and settles the write (see `StagedBlob.commit`). */
+  async commit(op: AtomicLike): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    try {
+      if (!this.#carrying.has(op)) this.addTo(op);
+    } catch (error) {
+      await this.#settle();
+      throw error;
+    }
+    const result = await commitAndVerify(op, async () => versionstampOf(await this.#settle()));
+    await this.#settle();
+    return result;
+  }
+
+  /**
+   * Once: if the record holds the staged version, deletes the replaced one
+   * and returns the record entry; else removes the staged version.
+   */
+  async #settle(): Promise<Deno.KvEntryMaybe<unknown> | undefined> {
+    if (this.#settled !== undefined) return this.#settled ?? undefined;
+    // Only the record holding the staged version proves the commit: a
+    // `{ ok: true }` from an atomic without the record would otherwise
+    // delete the live blob's chunks.
+    const published = await this.#prepared.writer.abandon();
+    if (published !== undefined) {
+      await deleteReplaced(this.#prepared.target.kv, this.#plan.replaced);
+    }
+    // Only now: a cleanup that threw may be settled again.
+    this.#settled = published ?? null;
+    return published;
+  }
+}
+
+/**
+ * `remove`'s protocol: deletes the record and tombstones its version in one
+ * atomic (checking `requested`, else the versionstamp just read, and
+ * retrying a lost race), then deletes the version's chunks.
+ *
+ * @throws {CorruptBlobError} if the entry is not a kvcrypt blob (it is left alone).
+ */
+export async function removeBlob(
+  kv: KvLike,
+  key: Deno.KvKey,
+  requested: string | null | undefined,
+): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  assertUserKey(key, "remove the blob");
+  assertVersionstamp(requested, `remove ${describeKey(key)}`);
+  for (;;) {
+    const current = await kv.get(key);
+    // Another kind of value at the key is the caller's, never deleted as a blob.
+    if (current.versionstamp !== null && recordMagic(current.value) === undefined) {
+      throw new CorruptBlobError(
+        `Cannot remove ${describeKey(key)}: the entry is not a kvcrypt blob`,
+      );
+    }
+    const expected = requested === undefined ? current.versionstamp : requested;
+    const { replaced } = planCommit(current, undefined);
+    const op = kv.atomic().check({ key, versionstamp: expected }).delete(key);
+    const result = await commitAndVerify(
+      tombstoneReplaced(op, replaced, key),
+      () => removalApplied(kv, key, replaced),
+    );
+    if (result.ok) {
+      await deleteReplaced(kv, replaced);
+      return result;
+    }
+    if (requested !== undefined) return result;
+  }
+}
+
+/**
+ * After a removal whose commit threw: the versionstamp it committed at if it
+ * applied (the record is gone and its version carries the tombstone that
+ * same atomic wrote), else undefined.
+ */
+async function removalApplied(
+  kv: KvLike,
+  key: Deno.KvKey,
+  replaced: ReplacedVersion | undefined,
+): Promise<string | undefined> {
+  if (replaced === undefined) return undefined;
+  const [record, version] = await kv.getMany([key, versionKey(replaced.id)]);
+  if (record!.versionstamp !== null) return undefined;
+  const state = decodeVersion(version!.value)?.state;
+  return state === VERSION_TOMBSTONE ? version!.versionstamp! : undefined;
 }

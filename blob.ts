@@ -24,19 +24,13 @@
  */
 
 import type { AtomicLike, KvLike } from "./_kv_like.ts";
-import { CorruptBlobError } from "./_errors.ts";
 import {
-  addRecordCommit,
-  assertVersionstamp,
   commitWrite,
-  deleteReplaced,
-  planCommit,
   prepareWrite,
-  type ReplacedVersion,
+  removeBlob,
   type SetOptions,
-  tombstoneReplaced,
+  StagedWrite,
 } from "./_write_protocol.ts";
-import { versionKey } from "./_kv_keys.ts";
 import { BlobListing, type BlobListIterator, type ListOptions } from "./_list.ts";
 import { VACUUM_OLDER_THAN_MS } from "./_limits.ts";
 import type { BlobMeta } from "./_meta.ts";
@@ -49,14 +43,11 @@ import {
   toBlob,
 } from "./_read_protocol.ts";
 import { readKeysOf, type ReadOptions } from "./_chunk_reader.ts";
-import { decodeVersion, recordMagic, VERSION_TOMBSTONE } from "./_record.ts";
 import { respond } from "./_response.ts";
 import { rewrapBlob, type RewrapOptions } from "./_rewrap.ts";
 import { rotateBlobs, type RotateOptions, type RotateResult } from "./_rotate.ts";
 import type { BlobValue } from "./_source.ts";
-import { assertUserKey, describeKey } from "./_user_key.ts";
 import { vacuumVersions } from "./_vacuum.ts";
-import { assertBeforeDeadline } from "./_chunk_writer.ts";
 
 export { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
@@ -92,13 +83,52 @@ export interface StagedBlob {
    */
   addTo<Op extends AtomicLike>(op: Op): Op;
   /**
-   * Finishes the write after `op.commit()`: pass its result, or the error it
-   * threw. It looks at the record: if it holds the staged blob, the replaced
-   * blob's chunks are deleted; otherwise the staged chunks are and the blob
-   * stored before is kept (whatever the result said: a commit of an atomic
-   * that did not carry `addTo` committed nothing of the staged blob).
+   * Finishes the write after `op.commit()` returned. It looks at the record:
+   * if it holds the staged blob, the replaced blob's chunks are deleted;
+   * otherwise the staged chunks are and the blob stored before is kept
+   * (whatever the result said: a commit of an atomic that did not carry
+   * `addTo` committed nothing of the staged blob). Calling it again does
+   * nothing.
+   *
+   * @param result What `op.commit()` returned.
    */
-  complete(resultOrError: Deno.KvCommitResult | Deno.KvCommitError | unknown): Promise<void>;
+  complete(result: Deno.KvCommitResult | Deno.KvCommitError): Promise<void>;
+  /**
+   * Finishes the write after `op.commit()` threw: as for a result, the
+   * record decides, so a commit that applied although its reply was lost
+   * keeps the staged blob.
+   *
+   * @param error What `op.commit()` threw (any value).
+   */
+  complete(error: unknown): Promise<void>;
+  /**
+   * Commits `op` with the staged record (added as {@linkcode StagedBlob.addTo}
+   * does, unless `addTo` already was given `op`) and finishes the write, so
+   * no `complete` and no try/catch is needed. A commit that throws is looked
+   * at first: one that applied (its reply was lost) resolves `{ ok: true }`,
+   * one that did not removes the staged chunks and rejects with the commit's
+   * error.
+   *
+   * @param op The caller's atomic operation, with their other checks and mutations.
+   * @returns The commit's result: `{ ok: false }` when a check failed (the
+   * caller's, or the key changed since `stage`), with the staged chunks removed.
+   * @throws {RangeError} if the `expireIn` deadline passed before the commit (the staged chunks are removed).
+   *
+   * @example A failed check writes nothing and removes the staged chunks
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { get, stage } from "@kvcrypt/kvcrypt";
+   *
+   * const kv = await Deno.openKv(":memory:");
+   * await kv.set(["index", "latest"], 0);
+   * const staged = await stage(kv, ["docs", 1], new Uint8Array(200_000));
+   * const op = kv.atomic().check({ key: ["index", "latest"], versionstamp: null });
+   * assert.equal((await staged.commit(op)).ok, false);
+   * assert.equal((await get(kv, ["docs", 1])).value, null);
+   * kv.close();
+   * ```
+   */
+  commit(op: AtomicLike): Promise<Deno.KvCommitResult | Deno.KvCommitError>;
 }
 
 /** Options of {@linkcode remove}. */
@@ -226,11 +256,25 @@ export async function set(
  * @param key Where the blob's record goes.
  * @param value As for {@linkcode set}.
  * @param options As for {@linkcode set}; `versionstamp` adds that check.
- * @returns A staged blob: add it to an atomic, commit, then `complete`.
+ * @returns A staged blob: `commit(op)` it with your atomic (or add it to
+ * one, commit, then `complete`).
  * @throws {TypeError} for a bad key or value, as {@linkcode set}.
  * @throws {RangeError} for bad sizes or expiry, as {@linkcode set}.
  *
  * @example Commit a blob and an index entry together
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { get, stage } from "@kvcrypt/kvcrypt";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const staged = await stage(kv, ["docs", 1], new Uint8Array(200_000));
+ * const result = await staged.commit(kv.atomic().set(["index", "latest"], 1));
+ * assert.ok(result.ok);
+ * assert.equal((await get(kv, ["docs", 1])).value?.length, 200_000);
+ * kv.close();
+ * ```
+ *
+ * @example Or commit it yourself, then complete
  * ```ts
  * import assert from "node:assert/strict";
  * import { get, stage } from "@kvcrypt/kvcrypt";
@@ -257,26 +301,7 @@ export async function stage(
   value: BlobValue,
   options: SetOptions = {},
 ): Promise<StagedBlob> {
-  const prepared = await prepareWrite(kv, key, value, options);
-  const plan = planCommit(prepared.current, options.versionstamp);
-  const { writer } = prepared;
-  const { replaced } = plan;
-  let completed = false;
-  return {
-    addTo(op) {
-      assertBeforeDeadline(prepared.target);
-      return addRecordCommit(op, prepared, plan);
-    },
-    async complete(_resultOrError) {
-      if (completed) return;
-      // The result is not trusted: `{ ok: true }` from an atomic that did not
-      // carry addTo would delete the live blob's chunks. Only the record
-      // holding the staged version proves the commit; else clean up.
-      if (await writer.abandon() !== undefined) await deleteReplaced(kv, replaced);
-      // Only now: a cleanup that threw may be completed again.
-      completed = true;
-    },
-  };
+  return new StagedWrite(await prepareWrite(kv, key, value, options), options.versionstamp);
 }
 
 // ---------------------------------------------------------------------------
@@ -753,54 +778,7 @@ export async function remove(
   key: Deno.KvKey,
   options: RemoveOptions = {},
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  assertUserKey(key, "remove the blob");
-  assertVersionstamp(options.versionstamp, `remove ${describeKey(key)}`);
-  for (;;) {
-    const current = await kv.get(key);
-    if (current.versionstamp !== null && recordMagic(current.value) === undefined) {
-      throw new CorruptBlobError(
-        `Cannot remove ${describeKey(key)}: the entry is not a kvcrypt blob`,
-      );
-    }
-    const expected = options.versionstamp === undefined
-      ? current.versionstamp
-      : options.versionstamp;
-    const { replaced } = planCommit(current, undefined);
-    const op = kv.atomic().check({ key, versionstamp: expected }).delete(key);
-    let result: Deno.KvCommitResult | Deno.KvCommitError;
-    try {
-      result = await tombstoneReplaced(op, replaced, key).commit();
-    } catch (error) {
-      // The reply may be lost although the commit applied: look before failing.
-      const applied = await removalApplied(kv, key, replaced);
-      if (applied === undefined) throw error;
-      result = applied;
-    }
-    if (result.ok) {
-      await deleteReplaced(kv, replaced);
-      return result;
-    }
-    if (options.versionstamp !== undefined) return result;
-  }
-}
-
-/**
- * After a removal whose commit threw: the commit result if it applied (the
- * record is gone and its version carries the tombstone that same atomic
- * wrote), else undefined.
- */
-async function removalApplied(
-  kv: KvLike,
-  key: Deno.KvKey,
-  replaced: ReplacedVersion | undefined,
-): Promise<Deno.KvCommitResult | undefined> {
-  if (replaced === undefined) return undefined;
-  const [record, version] = await kv.getMany([key, versionKey(replaced.id)]);
-  if (record!.versionstamp !== null) return undefined;
-  const state = decodeVersion(version!.value)?.state;
-  return state === VERSION_TOMBSTONE
-    ? { ok: true, versionstamp: version!.versionstamp! }
-    : undefined;
+  return await removeBlob(kv, key, options.versionstamp);
 }
 
 // ---------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import type { EncryptionKey } from "./_key_input.ts";
 export { DecryptionError } from "./_errors.ts";
 export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
 export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
-export { SUITE_AES_128_GCM, SUITE_AES_256_GCM } from "./_kvc1.ts";
+export { SUITE_AES_128_GCM, SUITE_AES_256_GCM } from "./_aes_gcm.ts";
 export type {
   CryptoAtomicOperation,
   CryptoKv,

@@ -985,3 +985,16 @@ Deno.test("cryptoKv() set() of an unclonable value never shows the value in its 
     assert.ok(!Deno.inspect(error).includes("PLAINTEXT-PW"));
   });
 });
+
+Deno.test("cryptoKv() refuses an expireIn past Deno KV's latest deadline with the RangeError blobs throw", async () => {
+  await withKv(async (kv) => {
+    const ckv = cryptoKv(kv, await generateKey({ kid: "e" }));
+    for (const expireIn of [2 ** 53, Number.MAX_VALUE]) {
+      const expected = { name: "RangeError", message: /^Cannot store \["far"\]: expireIn/ };
+      await assert.rejects(setBlob(kv, ["far"], new Uint8Array(1), { expireIn }), expected);
+      await assert.rejects(ckv.set(["far"], 1, { expireIn }), expected);
+      assert.throws(() => ckv.atomic().set(["far"], 1, { expireIn }), expected);
+    }
+    assert.equal((await kv.get(["far"])).versionstamp, null, "nothing written");
+  });
+});

@@ -248,19 +248,8 @@ async function swap(
     ...(encrypt ? { encryptionKey: plan.encryptionKey } : {}),
   });
   // Checking the metadata stops a kv-toolbox blob rewritten meanwhile from being deleted unmoved.
-  const op = staged.addTo(kv.atomic()).check(metaEntry).delete(metaKeyOf(key));
-  let result: Deno.KvCommitResult | Deno.KvCommitError;
-  try {
-    result = await op.commit();
-  } catch (error) {
-    await staged.complete(error).catch(() => {});
-    // The reply may be lost although the commit applied: look before failing.
-    const [record, meta] = await kv.getMany([key, metaKeyOf(key)]);
-    if (meta.versionstamp === null && recordMagic(record.value) !== undefined) return true;
-    throw error;
-  }
-  await staged.complete(result);
-  return result.ok;
+  const op = kv.atomic().check(metaEntry).delete(metaKeyOf(key));
+  return (await staged.commit(op)).ok;
 }
 
 /** Moves one blob whose metadata entry the scan found. */

@@ -392,7 +392,7 @@ function checkType(type: string | undefined): string {
 }
 
 /**
- * Commits a staged blob with the index change, then completes it.
+ * Commits a staged blob with the index change (`commit` completes it).
  *
  * @returns Whether it committed (false only when `conflictIsError` is false).
  * @throws {HttpError} 409 when the index changed meanwhile.
@@ -403,14 +403,7 @@ async function commitStaged(
   action: string,
   conflictIsError = true,
 ): Promise<boolean> {
-  let result: Deno.KvCommitResult | Deno.KvCommitError;
-  try {
-    result = await op.commit();
-  } catch (error) {
-    await staged.complete(error);
-    throw error;
-  }
-  await staged.complete(result);
+  const result = await staged.commit(op);
   if (result.ok) return true;
   if (!conflictIsError) return false;
   throw new HttpError(409, `Cannot ${action}: it changed while uploading; try again`);

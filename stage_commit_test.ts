@@ -1,0 +1,165 @@
+/**
+ * Tests of `StagedBlob.commit(op)`: it commits the caller's atomic with the
+ * staged record and does what `complete` does, so a caller needs neither
+ * `complete` nor a try/catch: success, a failed check, a commit that throws
+ * before or after applying (a lost reply), a deadline that passed, and an
+ * atomic that already carries `addTo`.
+ */
+
+import assert from "node:assert/strict";
+import { get, set, stage } from "./blob.ts";
+import { PLAIN_CHUNK_SIZE } from "./_limits.ts";
+import { faultyKv, InjectedFault } from "./_testing/faulty_kv.ts";
+import { assertBytes, internalEntries, keyText, kvTest, randomBytes } from "./_testing/util.ts";
+
+const CHUNK = PLAIN_CHUNK_SIZE;
+
+/** Every entry in the store: key text → versionstamp. */
+async function entriesOf(kv: Deno.Kv): Promise<Map<string, string>> {
+  const entries = new Map<string, string>();
+  for await (const entry of kv.list({ prefix: [] })) {
+    entries.set(keyText(entry.key), entry.versionstamp);
+  }
+  return entries;
+}
+
+/** Asserts that the store holds exactly one plain version of `size` bytes in chunks. */
+async function assertOneVersion(kv: Deno.Kv, size: number, label: string): Promise<void> {
+  const { chunks, versions, other } = await internalEntries(kv);
+  assert.deepEqual({ chunks, versions, other }, {
+    chunks: Math.ceil(size / CHUNK),
+    versions: 1,
+    other: 0,
+  }, label);
+}
+
+kvTest(
+  "stage().commit(op) commits the blob with the caller's mutations and removes the old chunks",
+  async (kv) => {
+    await set(kv, ["doc"], randomBytes(4 * CHUNK));
+    const next = randomBytes(13 * CHUNK + 9);
+    const staged = await stage(kv, ["doc"], next);
+    const result = await staged.commit(kv.atomic().set(["index", "latest"], "doc"));
+    assert.equal(result.ok, true);
+    assert.equal((await kv.get(["doc"])).versionstamp, result.ok ? result.versionstamp : null);
+    assert.equal((await kv.get(["index", "latest"])).value, "doc");
+    assertBytes((await get(kv, ["doc"])).value!, next);
+    await assertOneVersion(kv, next.length, "only the new version's entries");
+    await staged.complete(result); // already done: nothing changes
+    assertBytes((await get(kv, ["doc"])).value!, next);
+  },
+);
+
+kvTest(
+  "stage().commit(op) with a failed check writes nothing and removes the staged chunks",
+  async (kv) => {
+    const kept = randomBytes(2 * CHUNK);
+    await set(kv, ["doc"], kept);
+    await kv.set(["index"], 0);
+    const before = await entriesOf(kv);
+    const staged = await stage(kv, ["doc"], randomBytes(6 * CHUNK));
+    const op = kv.atomic().check({ key: ["index"], versionstamp: null }).set(["other"], 1);
+    const result = await staged.commit(op);
+    assert.equal(result.ok, false);
+    assert.deepEqual(await entriesOf(kv), before, "the store is as before stage()");
+    assertBytes((await get(kv, ["doc"])).value!, kept);
+  },
+);
+
+kvTest(
+  "stage().commit(op) whose key changed since stage() resolves { ok: false }, cleaned",
+  async (kv) => {
+    await set(kv, ["doc"], randomBytes(2 * CHUNK));
+    const staged = await stage(kv, ["doc"], randomBytes(5 * CHUNK));
+    const other = randomBytes(3 * CHUNK + 1);
+    await set(kv, ["doc"], other); // another writer wins the race
+    assert.equal((await staged.commit(kv.atomic().set(["index"], 1))).ok, false);
+    assert.equal(
+      (await kv.get(["index"])).versionstamp,
+      null,
+      "the caller's atomic did not commit",
+    );
+    await assertOneVersion(kv, other.length, "no staged chunk left");
+    assertBytes((await get(kv, ["doc"])).value!, other);
+  },
+);
+
+kvTest(
+  "stage().commit(op) rejects with the commit's error and removes the staged chunks",
+  async (kv) => {
+    const kept = randomBytes(2 * CHUNK);
+    await set(kv, ["doc"], kept);
+    const before = await entriesOf(kv);
+    const staged = await stage(kv, ["doc"], randomBytes(13 * CHUNK));
+    // Deno KV refuses a value over 64 KiB when the atomic commits.
+    const op = kv.atomic().set(["too big"], new Uint8Array(70_000));
+    await assert.rejects(staged.commit(op), TypeError);
+    assert.deepEqual(await entriesOf(kv), before);
+    assertBytes((await get(kv, ["doc"])).value!, kept);
+  },
+);
+
+kvTest(
+  "stage().commit(op) whose commit fails before applying rejects with its error, cleaned",
+  async (kv) => {
+    const kept = randomBytes(2 * CHUNK);
+    await set(kv, ["doc"], kept);
+    const before = await entriesOf(kv);
+    const staged = await stage(kv, ["doc"], randomBytes(4 * CHUNK));
+    const faulty = faultyKv(kv, { failAt: 1, mode: "before" });
+    await assert.rejects(staged.commit(faulty.kv.atomic().set(["index"], 1)), InjectedFault);
+    assert.deepEqual(await entriesOf(kv), before);
+    assertBytes((await get(kv, ["doc"])).value!, kept);
+  },
+);
+
+kvTest(
+  "stage().commit(op) whose reply is lost after applying resolves ok and keeps the new blob",
+  async (kv) => {
+    await set(kv, ["doc"], randomBytes(2 * CHUNK));
+    const next = randomBytes(3 * CHUNK);
+    const staged = await stage(kv, ["doc"], next);
+    const faulty = faultyKv(kv, { failAt: 1, mode: "after" });
+    const result = await staged.commit(faulty.kv.atomic().set(["index"], 1));
+    assert.equal(faulty.injected.length, 1, "the commit's reply was lost");
+    assert.equal(result.ok, true);
+    assert.equal((await kv.get(["doc"])).versionstamp, result.ok ? result.versionstamp : null);
+    assert.equal((await kv.get(["index"])).value, 1);
+    assertBytes((await get(kv, ["doc"])).value!, next);
+    await assertOneVersion(kv, next.length, "the old version is removed, the new one kept");
+  },
+);
+
+kvTest(
+  "stage().commit(op) after the expireIn deadline rejects with a RangeError, cleaned",
+  async (kv) => {
+    const kept = randomBytes(2 * CHUNK);
+    await set(kv, ["doc"], kept);
+    const before = await entriesOf(kv);
+    const staged = await stage(kv, ["doc"], randomBytes(3 * CHUNK), { expireIn: 20 });
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    await assert.rejects(staged.commit(kv.atomic().set(["index"], 1)), {
+      name: "RangeError",
+      message: /expireIn/,
+    });
+    assert.equal(
+      (await kv.get(["index"])).versionstamp,
+      null,
+      "the caller's atomic did not commit",
+    );
+    assert.deepEqual(await entriesOf(kv), before);
+    assertBytes((await get(kv, ["doc"])).value!, kept);
+  },
+);
+
+kvTest(
+  "stage().commit(op) of an atomic that already carries addTo adds the record once",
+  async (kv) => {
+    const next = randomBytes(5 * CHUNK);
+    const staged = await stage(kv, ["doc"], next);
+    const result = await staged.commit(staged.addTo(kv.atomic()).set(["index"], 1));
+    assert.equal(result.ok, true);
+    assertBytes((await get(kv, ["doc"])).value!, next);
+    await assertOneVersion(kv, next.length, "the staged version only");
+  },
+);
