@@ -11,7 +11,7 @@ import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError, CorruptBlobError, DecryptionError } from "./_errors.ts";
 import { openPlainRecord } from "./_kvp1.ts";
 import { type EncryptionKey, resolveReadKeys } from "./_key_input.ts";
-import type { KeyringEntry } from "./keys.ts";
+import type { KeyringEntry } from "./_keyring.ts";
 import { chunkKey } from "./_kv_keys.ts";
 import { openParsedRecord, parseHeader } from "./_kvc1.ts";
 import {

@@ -30,7 +30,7 @@ import {
 import { isKvU64 } from "./_runtime.ts";
 import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
-import { isKeyWrapper, type KeyEntry } from "./keys.ts";
+import { isKeyWrapper, type KeyEntry } from "./_keyring.ts";
 
 /** Most keys one `kv.getMany` or `kv.watch` takes (Deno KV's limit, measured on Deno 2.9.6). */
 const KV_GET_MANY_MAX = 10;

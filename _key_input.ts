@@ -8,14 +8,8 @@
  */
 
 import { isRecord } from "./_guards.ts";
-import {
-  isKeyWrapper,
-  type JsonWebKeySet,
-  Keyring,
-  keyring,
-  type KeyringEntry,
-  type KeyWrapper,
-} from "./keys.ts";
+import { type JsonWebKeySet, keyringOf } from "./_key_import.ts";
+import { isKeyWrapper, Keyring, type KeyringEntry, type KeyWrapper } from "./_keyring.ts";
 
 /**
  * One key ring in any form kvcrypt accepts: a `CryptoKey` (AES-GCM, 128 or
@@ -114,7 +108,7 @@ function cachedByObject(input: CryptoKey | JsonWebKey | JsonWebKeySet): Promise<
   const json = input instanceof CryptoKey ? undefined : JSON.stringify(input);
   const cached = objectCache.get(input);
   if (cached !== undefined && cached.json === json) return cached.ring;
-  const resolved = keyring(input);
+  const resolved = keyringOf([input]);
   const entry = { json, ring: resolved };
   objectCache.set(input, entry);
   // A failed import is not cached: the next call reports the error afresh.
@@ -132,7 +126,7 @@ function cachedByString(input: string): Promise<Keyring> {
     stringCache.set(input, cached);
     return cached;
   }
-  const resolved = keyring(input);
+  const resolved = keyringOf([input]);
   stringCache.set(input, resolved);
   // A failed import is not cached, so a bad string is not kept in memory.
   resolved.catch(() => {

@@ -28,7 +28,7 @@ import {
   type Keyring,
   type KeyringEntry,
   type KeyWrapper,
-} from "./keys.ts";
+} from "./_keyring.ts";
 import {
   COMMITMENT_BYTES,
   GCM_IV_BYTES,

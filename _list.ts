@@ -8,7 +8,7 @@
  */
 
 import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
-import type { KeyringEntry } from "./keys.ts";
+import type { KeyringEntry } from "./_keyring.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import type { BlobMeta } from "./_meta.ts";
 import { readKeysOf, type ReadOptions, type ReadTarget } from "./_chunk_reader.ts";

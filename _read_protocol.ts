@@ -7,7 +7,7 @@
 
 import type { KvLike } from "./_kv_like.ts";
 import { concat, owned } from "./_bytes.ts";
-import type { KeyringEntry } from "./keys.ts";
+import type { KeyringEntry } from "./_keyring.ts";
 import { READ_RESTARTS_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";

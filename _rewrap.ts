@@ -16,7 +16,7 @@ import { expiryOptions } from "./_chunk_writer.ts";
 import { encodeHeader, type OpenedSealedRecord, systemRandom, wrapSecret } from "./_kvc1.ts";
 import { KV_VALUE_MAX, STANZAS_MAX } from "./_limits.ts";
 import type { OpenedRecord } from "./_record.ts";
-import type { Keyring } from "./keys.ts";
+import type { Keyring } from "./_keyring.ts";
 
 export function isSealed(record: OpenedRecord): record is OpenedSealedRecord {
   return record.encrypted;

@@ -19,7 +19,7 @@ import { type BlobMetaFields, recordMagic } from "./_record.ts";
 import { rewrapBlob } from "./_rewrap.ts";
 import type { MetadataOptions } from "./_source.ts";
 import { isExpired } from "./_summary.ts";
-import { Keyring } from "./keys.ts";
+import { Keyring } from "./_keyring.ts";
 
 /** What a rotation did, item by item. */
 export interface RotateResult {

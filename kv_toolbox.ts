@@ -94,7 +94,7 @@ import {
   toolboxMeta,
   toParts,
 } from "./_kv_toolbox.ts";
-import type { Keyring } from "./keys.ts";
+import type { Keyring } from "./_keyring.ts";
 import { contentDisposition } from "./_response.ts";
 import { readTarget, readWhole } from "./_read_protocol.ts";
 import { assertUserKey } from "./_user_key.ts";
