@@ -7,7 +7,6 @@
  */
 
 import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
-import type { EncryptionKey } from "./_key_input.ts";
 import { resolveRecipients } from "./_key_input.ts";
 import { suiteOf } from "./_kvc1.ts";
 import {
@@ -20,17 +19,12 @@ import {
   VALUE_MAGIC,
 } from "./_kvv1.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
-import {
-  assertRingKids,
-  noRotation,
-  reportRotation,
-  type RotateOutcome,
-  type RotateResult,
-} from "./_rotate.ts";
+import { assertRingKids, noRotation, reportRotation, type RotateOutcome } from "./_rotate.ts";
 import { isKvU64 } from "./_runtime.ts";
 import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import { isKeyWrapper, type KeyEntry } from "./_keyring.ts";
+import type { EncryptionKey, RotateResult } from "./_types.ts";
 
 /** Most keys one `kv.getMany` or `kv.watch` takes (Deno KV's limit, measured on Deno 2.9.6). */
 const KV_GET_MANY_MAX = 10;

@@ -9,10 +9,9 @@
 
 import type { KvListIteratorLike } from "./_kv_like.ts";
 import { fromBase64, fromHex, toBase64 } from "./_bytes.ts";
-import type { BlobListIterator } from "./_list.ts";
-import type { BlobKind } from "./_record.ts";
 import { importKeys } from "./_key_import.ts";
 import type { Keyring } from "./_keyring.ts";
+import type { BlobKind, BlobListIterator } from "./_types.ts";
 
 /**
  * Bytes per `parts` string of kv-toolbox's JSON form: its chunk size, which

@@ -45,7 +45,6 @@ import {
   WRAPPER_OUTPUT_MAX,
 } from "./_limits.ts";
 import {
-  type BlobMetaFields,
   chunkCount,
   chunkLength,
   decodeMeta,
@@ -58,6 +57,7 @@ import {
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
 import { VersionCache } from "./_version_cache.ts";
+import type { StoredMetadata } from "./_types.ts";
 
 /** Suite byte of AES-128-GCM. */
 export const SUITE_AES_128_GCM = 0x01;
@@ -322,7 +322,7 @@ function writeHeaderPrefix(
 export async function encodeHeader(
   fields: Omit<SealedHeader, "metaIv" | "sealedMeta" | "authenticated" | "inline">,
   keys: VersionKeys,
-  meta: BlobMetaFields,
+  meta: StoredMetadata,
   key: Deno.KvKey,
   random: RandomSource,
 ): Promise<Uint8Array> {
@@ -541,7 +541,7 @@ async function openMeta(
   keys: VersionKeys,
   key: Deno.KvKey,
   what: string,
-): Promise<BlobMetaFields> {
+): Promise<StoredMetadata> {
   let metaJson: Uint8Array;
   try {
     // The AAD binds every header field and the user key: an edited header or a
@@ -575,7 +575,7 @@ async function openVersion(
   key: Deno.KvKey,
   readKeys: readonly KeyringEntry[],
   what: string,
-): Promise<{ secret: Uint8Array; keys: VersionKeys; meta: BlobMetaFields }> {
+): Promise<{ secret: Uint8Array; keys: VersionKeys; meta: StoredMetadata }> {
   const mayOpen = (entry: KeyEntry, index: number) => {
     const stanza = header.stanzas[index]!;
     return stanza.form === "key" && keyMatchesStanza(entry, stanza);

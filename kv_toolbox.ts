@@ -102,7 +102,8 @@ import { assertUserKey } from "./_user_key.ts";
 /**
  * A blob's metadata as kv-toolbox returns it: kind, type, name and
  * lastModified of a Blob or File, the size, and `encrypted: true` for a
- * blob `CryptoKv` wrote.
+ * blob `CryptoKv` wrote. This is kv-toolbox's shape, not the `BlobMeta` that
+ * kvcrypt's own `getMeta` returns.
  */
 export type BlobMeta = ToolboxMeta;
 
