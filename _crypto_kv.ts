@@ -41,7 +41,11 @@ export interface CryptoKvSetOptions {
 
 /** Options of {@linkcode CryptoKv.get} and {@linkcode CryptoKv.getMany}. */
 export interface CryptoKvGetOptions {
-  /** Deno KV's read consistency (default `"strong"`). */
+  /**
+   * Deno KV's read consistency.
+   *
+   * @default {"strong"}
+   */
   consistency?: Deno.KvConsistencyLevel;
 }
 
@@ -183,7 +187,15 @@ export interface CryptoKv {
    */
   watch<T extends readonly unknown[]>(
     keys: readonly [...{ [K in keyof T]: Deno.KvKey }],
-    options?: { raw?: boolean },
+    options?: {
+      /**
+       * As for `Deno.Kv.watch`: emit on every mutation of a watched key, even
+       * one that changes nothing observable, instead of only on changes.
+       *
+       * @default {false}
+       */
+      raw?: boolean;
+    },
   ): ReadableStream<{ [K in keyof T]: Deno.KvEntryMaybe<T[K]> }>;
   /**
    * Starts an atomic operation over encrypted values.

@@ -214,9 +214,17 @@ export interface ReadOptions {
    * record is refused unless `allowPlaintext` is set.
    */
   encryptionKey?: EncryptionKey | undefined;
-  /** Consistency of the record read (chunks are always read strongly). Default `"strong"`. */
+  /**
+   * Consistency of the record read (chunks are always read strongly).
+   *
+   * @default {"strong"}
+   */
   consistency?: Deno.KvConsistencyLevel | undefined;
-  /** Accept a plain record although `encryptionKey` was given. Default false. */
+  /**
+   * Accept a plain record although `encryptionKey` was given.
+   *
+   * @default {false}
+   */
   allowPlaintext?: boolean | undefined;
 }
 
@@ -225,7 +233,10 @@ export type ByteRange = { start: number; end?: number };
 
 /** Options of {@linkcode getAsStream}. */
 export interface StreamOptions extends ReadOptions {
-  /** Byte range to read: `start` inclusive, `end` exclusive (default: the size), like `Blob.slice`. */
+  /**
+   * Byte range to read: `start` inclusive, `end` exclusive (default: the
+   * size), like `Blob.slice`. Without it: the whole blob.
+   */
   range?: ByteRange | undefined;
 }
 
@@ -264,7 +275,7 @@ export interface ResponseOptions extends ReadOptions {
    * @default {false}
    */
   allowActiveContent?: boolean | undefined;
-  /** Body of the 404 when no blob is stored (or it expired). Default none. */
+  /** Body of the 404 when no blob is stored (or it expired). Without it: no body. */
   notFoundBody?: BodyInit | undefined;
   /** Headers of that 404. */
   notFoundHeaders?: HeadersInit | undefined;
@@ -272,13 +283,22 @@ export interface ResponseOptions extends ReadOptions {
 
 /** Options of `list`: `Deno.KvListOptions` counted in blobs, plus read options. */
 export interface ListOptions extends ReadOptions {
-  /** Yield at most this many blobs (entries that are not blobs do not count). Default all. */
+  /** Yield at most this many blobs (entries that are not blobs do not count). Without it: all. */
   limit?: number | undefined;
   /** A `cursor` of an earlier listing with the same selector: continue after its last blob. */
   cursor?: string | undefined;
-  /** List in descending key order. Default false. */
+  /**
+   * List in descending key order.
+   *
+   * @default {false}
+   */
   reverse?: boolean | undefined;
-  /** Entries fetched per `Deno.Kv.list` batch (blobs and non-blobs alike). */
+  /**
+   * Entries fetched per `Deno.Kv.list` batch (blobs and non-blobs alike).
+   * Left out, the store's own default applies (Deno KV's is 100).
+   *
+   * @default {100}
+   */
   batchSize?: number | undefined;
 }
 
@@ -351,7 +371,9 @@ export interface RotateResult {
 export interface VacuumOptions {
   /**
    * Leave versions younger than this many milliseconds alone: they may be
-   * writes in flight. Default one hour.
+   * writes in flight.
+   *
+   * @default {3_600_000} (one hour)
    */
   olderThan?: number | undefined;
 }

@@ -84,7 +84,16 @@ const RANDOM_KID_BYTES = 8;
  * ```
  */
 export async function generateKey(
-  options: { bits?: 128 | 256; kid?: string } = {},
+  options: {
+    /**
+     * The key size: AES-128-GCM or AES-256-GCM.
+     *
+     * @default {256}
+     */
+    bits?: 128 | 256;
+    /** The key id, written in the clear next to every blob the key encrypts. Without it: 16 random hex characters. */
+    kid?: string;
+  } = {},
 ): Promise<JsonWebKey & { kid: string }> {
   const prefix = "Cannot generate key";
   const bits = options.bits === undefined ? DEFAULT_BITS : options.bits;
