@@ -10,8 +10,8 @@ import type { KvLike } from "./_kv_like.ts";
 import { bytesEqual } from "./_bytes.ts";
 import { ConcurrentModificationError, CorruptBlobError, DecryptionError } from "./_errors.ts";
 import { openPlainRecord } from "./_kvp1.ts";
-import { type EncryptionKey, resolveReadKeys } from "./_key_input.ts";
-import type { KeyringEntry } from "./keys.ts";
+import { resolveReadKeys } from "./_key_input.ts";
+import type { KeyringEntry } from "./_keyring.ts";
 import { chunkKey } from "./_kv_keys.ts";
 import { openParsedRecord, parseHeader } from "./_kvc1.ts";
 import {
@@ -28,19 +28,7 @@ import {
   recordMagic,
 } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
-
-/** Options every read accepts. */
-export interface ReadOptions {
-  /**
-   * Key(s) to decrypt with. Required for encrypted blobs; with it, a plain
-   * record is refused unless `allowPlaintext` is set.
-   */
-  encryptionKey?: EncryptionKey | undefined;
-  /** Consistency of the record read (chunks are always read strongly). Default `"strong"`. */
-  consistency?: Deno.KvConsistencyLevel | undefined;
-  /** Accept a plain record although `encryptionKey` was given. Default false. */
-  allowPlaintext?: boolean | undefined;
-}
+import type { ReadOptions } from "./_types.ts";
 
 /** A read in progress: where, and with which options. */
 export interface ReadTarget {

@@ -18,10 +18,11 @@ import {
   ID_BYTES,
   WRITE_ATOMICS_IN_FLIGHT,
 } from "./_limits.ts";
-import { type BlobMetaFields, encodeVersion, VERSION_LIVE, type WriteFormat } from "./_record.ts";
+import { encodeVersion, VERSION_LIVE, type WriteFormat } from "./_record.ts";
 import { recordId } from "./_summary.ts";
 import { encodeKey } from "./_user_key.ts";
 import { finishTombstone, tombstoneOf } from "./_versions.ts";
+import type { StoredMetadata } from "./_types.ts";
 
 /** Where and how a write goes. */
 export interface WriteTarget {
@@ -104,7 +105,7 @@ export class VersionWriter {
   async write(
     pieces: AsyncIterator<Uint8Array>,
     format: WriteFormat,
-    meta: BlobMetaFields,
+    meta: StoredMetadata,
     oneCommit = false,
   ): Promise<Uint8Array> {
     const first = await pieces.next();

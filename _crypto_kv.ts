@@ -7,7 +7,6 @@
  */
 
 import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
-import type { EncryptionKey } from "./_key_input.ts";
 import { resolveRecipients } from "./_key_input.ts";
 import { suiteOf } from "./_aes_gcm.ts";
 import {
@@ -20,18 +19,13 @@ import {
   VALUE_MAGIC,
 } from "./_kvv1.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
-import {
-  assertRingKids,
-  noRotation,
-  reportRotation,
-  type RotateOutcome,
-  type RotateResult,
-} from "./_rotate.ts";
+import { assertRingKids, noRotation, reportRotation, type RotateOutcome } from "./_rotate.ts";
 import { checkExpireIn } from "./_expire_in.ts";
 import { isKvU64 } from "./_runtime.ts";
 import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
-import { isKeyWrapper, type KeyEntry } from "./keys.ts";
+import { isKeyWrapper, type KeyEntry } from "./_keyring.ts";
+import type { EncryptionKey, RotateResult } from "./_types.ts";
 
 /** Most keys one `kv.getMany` or `kv.watch` takes (Deno KV's limit, measured on Deno 2.9.6). */
 const KV_GET_MANY_MAX = 10;
@@ -48,7 +42,11 @@ export interface CryptoKvSetOptions {
 
 /** Options of {@linkcode CryptoKv.get} and {@linkcode CryptoKv.getMany}. */
 export interface CryptoKvGetOptions {
-  /** Deno KV's read consistency (default `"strong"`). */
+  /**
+   * Deno KV's read consistency.
+   *
+   * @default {"strong"}
+   */
   consistency?: Deno.KvConsistencyLevel;
 }
 
@@ -190,7 +188,15 @@ export interface CryptoKv {
    */
   watch<T extends readonly unknown[]>(
     keys: readonly [...{ [K in keyof T]: Deno.KvKey }],
-    options?: { raw?: boolean },
+    options?: {
+      /**
+       * As for `Deno.Kv.watch`: emit on every mutation of a watched key, even
+       * one that changes nothing observable, instead of only on changes.
+       *
+       * @default {false}
+       */
+      raw?: boolean;
+    },
   ): ReadableStream<{ [K in keyof T]: Deno.KvEntryMaybe<T[K]> }>;
   /**
    * Starts an atomic operation over encrypted values.

@@ -8,39 +8,9 @@
  */
 
 import { isRecord } from "./_guards.ts";
-import {
-  isKeyWrapper,
-  type JsonWebKeySet,
-  Keyring,
-  keyring,
-  type KeyringEntry,
-  type KeyWrapper,
-} from "./keys.ts";
-
-/**
- * One key ring in any form kvcrypt accepts: a `CryptoKey` (AES-GCM, 128 or
- * 256 bits, with the empty kid), a JWK, a JWK Set, the JSON text of a JWK or
- * JWK Set, a {@linkcode Keyring}, or a {@linkcode KeyWrapper} (a key held in
- * a KMS or key service). Writes use its current (first) key; reads try all
- * of its keys.
- */
-export type KeyMaterial = CryptoKey | JsonWebKey | JsonWebKeySet | string | Keyring | KeyWrapper;
-
-/**
- * The `encryptionKey` option: one key ring ({@linkcode KeyMaterial}), or an
- * array of them for several recipients.
- *
- * - A single key, JWK Set or `Keyring` is **one** key ring: a write wraps the
- *   blob's secret for its current key; a read tries every key in it, so older
- *   keys keep reading after a rotation.
- * - An **array** means several recipients: a write wraps the blob's secret
- *   once for each element's current key (anyone holding one of them can
- *   read); a read tries every key of every element.
- *
- * A string that is not JSON (such as a raw hex or base64 key) is rejected
- * with a `TypeError`: convert it with `importKey()` or pass a JWK.
- */
-export type EncryptionKey = KeyMaterial | readonly KeyMaterial[];
+import { type JsonWebKeySet, keyringOf } from "./_key_import.ts";
+import { isKeyWrapper, Keyring, type KeyringEntry, type KeyWrapper } from "./_keyring.ts";
+import type { EncryptionKey } from "./_types.ts";
 
 /** Most strings (JWK JSON, typically from an environment variable) whose keyrings stay cached. */
 const STRING_CACHE_MAX = 16;
@@ -114,7 +84,7 @@ function cachedByObject(input: CryptoKey | JsonWebKey | JsonWebKeySet): Promise<
   const json = input instanceof CryptoKey ? undefined : JSON.stringify(input);
   const cached = objectCache.get(input);
   if (cached !== undefined && cached.json === json) return cached.ring;
-  const resolved = keyring(input);
+  const resolved = keyringOf([input]);
   const entry = { json, ring: resolved };
   objectCache.set(input, entry);
   // A failed import is not cached: the next call reports the error afresh.
@@ -132,7 +102,7 @@ function cachedByString(input: string): Promise<Keyring> {
     stringCache.set(input, cached);
     return cached;
   }
-  const resolved = keyring(input);
+  const resolved = keyringOf([input]);
   stringCache.set(input, resolved);
   // A failed import is not cached, so a bad string is not kept in memory.
   resolved.catch(() => {

@@ -9,9 +9,9 @@
 
 import type { KvListIteratorLike } from "./_kv_like.ts";
 import { fromBase64, fromHex, toBase64 } from "./_bytes.ts";
-import type { BlobListIterator } from "./_list.ts";
-import type { BlobKind } from "./_record.ts";
-import { importKey, type Keyring } from "./keys.ts";
+import { importKeys } from "./_key_import.ts";
+import type { Keyring } from "./_keyring.ts";
+import type { BlobKind, BlobListIterator } from "./_types.ts";
 
 /**
  * Bytes per `parts` string of kv-toolbox's JSON form: its chunk size, which
@@ -147,7 +147,7 @@ export function toolboxKeyring(encryptWith: unknown): Promise<Keyring> {
   const raw = toolboxKeyBytes(encryptWith);
   const jwk = { kty: "oct", k: toBase64(raw, "base64url") };
   raw.fill(0);
-  const keyring = importKey(jwk);
+  const keyring = importKeys(jwk);
   // A failure surfaces where the keyring is awaited, never as an unhandled rejection.
   keyring.catch(() => {});
   return keyring;

@@ -12,9 +12,9 @@ import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
 import { concat } from "./_bytes.ts";
 import { CorruptBlobError } from "./_errors.ts";
 import { isRecord } from "./_guards.ts";
-import type { BlobKind } from "./_record.ts";
 import { KV_ATOMIC_KEY_BYTES_MAX, KV_ATOMIC_MUTATIONS_MAX } from "./_limits.ts";
 import { describeKey, kvKeySize } from "./_user_key.ts";
+import type { BlobKind } from "./_types.ts";
 
 /** The key part under which kv-toolbox stores a blob's numbered parts. */
 export const KVTB_PARTS = "__kv_toolbox_blob__";

@@ -36,7 +36,7 @@ import {
   type Keyring,
   type KeyringEntry,
   type KeyWrapper,
-} from "./keys.ts";
+} from "./_keyring.ts";
 import {
   COMMITMENT_BYTES,
   GCM_IV_BYTES,
@@ -53,7 +53,6 @@ import {
   WRAPPER_OUTPUT_MAX,
 } from "./_limits.ts";
 import {
-  type BlobMetaFields,
   chunkLength,
   decodeMeta,
   encodeMeta,
@@ -67,6 +66,7 @@ import {
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
 import { VersionCache } from "./_version_cache.ts";
+import type { StoredMetadata } from "./_types.ts";
 
 // The header's suite bytes, for the tests and benchmarks that build headers.
 export { SUITE_AES_128_GCM, SUITE_AES_256_GCM } from "./_aes_gcm.ts";
@@ -290,7 +290,7 @@ function writeHeaderPrefix(
 export async function encodeHeader(
   fields: Omit<SealedHeader, "metaIv" | "sealedMeta" | "authenticated" | "inline">,
   keys: VersionKeys,
-  meta: BlobMetaFields,
+  meta: StoredMetadata,
   key: Deno.KvKey,
   random: RandomSource,
 ): Promise<Uint8Array> {
@@ -499,7 +499,7 @@ async function openMeta(
   keys: VersionKeys,
   key: Deno.KvKey,
   what: string,
-): Promise<BlobMetaFields> {
+): Promise<StoredMetadata> {
   let metaJson: Uint8Array;
   try {
     // The AAD binds every header field and the user key: an edited header or a
@@ -533,7 +533,7 @@ async function openVersion(
   key: Deno.KvKey,
   readKeys: readonly KeyringEntry[],
   what: string,
-): Promise<{ secret: Uint8Array; keys: VersionKeys; meta: BlobMetaFields }> {
+): Promise<{ secret: Uint8Array; keys: VersionKeys; meta: StoredMetadata }> {
   const mayOpen = (entry: KeyEntry, index: number) => {
     const stanza = header.stanzas[index]!;
     return stanza.form === "key" && keyMatchesStanza(entry, stanza);

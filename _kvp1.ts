@@ -10,7 +10,6 @@ import { ByteReader, ByteWriter } from "./_bytes.ts";
 import { CorruptBlobError } from "./_errors.ts";
 import { ID_BYTES, META_JSON_MAX, PLAIN_CHUNK_SIZE, PLAIN_INLINE_MAX } from "./_limits.ts";
 import {
-  type BlobMetaFields,
   chunkLength,
   decodeMeta,
   encodeMeta,
@@ -21,11 +20,12 @@ import {
   type WriteFormat,
   writeLayout,
 } from "./_record.ts";
+import type { StoredMetadata } from "./_types.ts";
 
 /** A parsed plain record. */
 export interface PlainRecord extends RecordLayout {
   /** The metadata. */
-  meta: BlobMetaFields;
+  meta: StoredMetadata;
   /** The single chunk, when the blob is stored in its record. */
   inline: Uint8Array | undefined;
 }
@@ -33,7 +33,7 @@ export interface PlainRecord extends RecordLayout {
 /** Bytes of a plain record ("KVP1"). */
 export function encodePlainRecord(
   layout: RecordLayout,
-  meta: BlobMetaFields,
+  meta: StoredMetadata,
   inline?: Uint8Array,
 ): Uint8Array {
   const metaBytes = encodeMeta(meta);

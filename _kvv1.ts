@@ -19,7 +19,7 @@ import { DecryptionError } from "./_errors.ts";
 import { gcmOpen, gcmSeal, keyFitsSuite, SUITE_KEY_BYTES, suiteOf } from "./_aes_gcm.ts";
 import { GCM_IV_BYTES, GCM_TAG_BYTES, KID_MAX, KV_VALUE_MAX, MAGIC_BYTES } from "./_limits.ts";
 import { encodeKey } from "./_user_key.ts";
-import type { KeyEntry } from "./keys.ts";
+import type { KeyEntry } from "./_keyring.ts";
 
 /** Magic bytes that start every KVV1 value. */
 export const VALUE_MAGIC: Uint8Array = utf8("KVV1");

@@ -8,38 +8,13 @@
  */
 
 import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
-import type { KeyringEntry } from "./keys.ts";
+import type { KeyringEntry } from "./_keyring.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
-import type { BlobMeta } from "./_meta.ts";
-import { readKeysOf, type ReadOptions, type ReadTarget } from "./_chunk_reader.ts";
+import { readKeysOf, type ReadTarget } from "./_chunk_reader.ts";
 import { metaOfEntry } from "./_read_protocol.ts";
 import { recordMagic } from "./_record.ts";
 import { describeKey } from "./_user_key.ts";
-
-/** Options of `list`: `Deno.KvListOptions` counted in blobs, plus read options. */
-export interface ListOptions extends ReadOptions {
-  /** Yield at most this many blobs (entries that are not blobs do not count). Default all. */
-  limit?: number | undefined;
-  /** A `cursor` of an earlier listing with the same selector: continue after its last blob. */
-  cursor?: string | undefined;
-  /** List in descending key order. Default false. */
-  reverse?: boolean | undefined;
-  /** Entries fetched per `Deno.Kv.list` batch (blobs and non-blobs alike). */
-  batchSize?: number | undefined;
-}
-
-/** The iterator `list` returns: blob entries with metadata, and a cursor like `Deno.KvListIterator`'s. */
-export interface BlobListIterator extends AsyncIterableIterator<Deno.KvEntry<BlobMeta>> {
-  /**
-   * Where to continue: pass it as `cursor` to a `list` of the same selector
-   * to get the blobs after the last one yielded. The empty string once the
-   * listing is exhausted; the `cursor` option (if given) before the first
-   * blob.
-   *
-   * @throws {Error} if read before the first blob (and no cursor was given).
-   */
-  readonly cursor: string;
-}
+import type { BlobListIterator, BlobMeta, ListOptions, ReadOptions } from "./_types.ts";
 
 /** Checks a `limit` option: undefined, or a whole number of blobs of at least 1. */
 function checkedLimit(limit: unknown): number | undefined {

@@ -7,10 +7,10 @@
 
 import type { KvLike } from "./_kv_like.ts";
 import { concat, owned } from "./_bytes.ts";
-import type { KeyringEntry } from "./keys.ts";
+import type { KeyringEntry } from "./_keyring.ts";
 import { READ_RESTARTS_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
-import { type BlobMeta, metaOfRecord, metaOfSummary } from "./_meta.ts";
+import { metaOfRecord, metaOfSummary } from "./_meta.ts";
 import {
   BUFFERED_PACE,
   type ChunkSpan,
@@ -18,16 +18,13 @@ import {
   openEntry,
   openRecord,
   readChunks,
-  type ReadOptions,
   type ReadTarget,
   replacedError,
 } from "./_chunk_reader.ts";
-import { type BlobMetaFields, type OpenedRecord, recordMagic } from "./_record.ts";
+import { type OpenedRecord, recordMagic } from "./_record.ts";
 import { isExpired, summarizeHeader } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
-
-/** A byte range: `start` inclusive, `end` exclusive (default: the size). */
-export type ByteRange = { start: number; end?: number };
+import type { BlobMeta, ByteRange, ReadOptions, StoredMetadata } from "./_types.ts";
 
 export function readTarget(
   kv: KvLike,
@@ -89,7 +86,7 @@ function ownsBuffer(bytes: Uint8Array): boolean {
 export async function readWhole(
   target: ReadTarget,
 ): Promise<
-  { entry: Deno.KvEntryMaybe<unknown>; bytes: Uint8Array; fields: BlobMetaFields } | null
+  { entry: Deno.KvEntryMaybe<unknown>; bytes: Uint8Array; fields: StoredMetadata } | null
 > {
   for (let restarts = 0;; restarts++) {
     // A restart reads strongly: a lagging replica could keep serving the replaced record.
@@ -190,7 +187,7 @@ export async function openStream(
 }
 
 /** A File for a stored File (name, type, lastModified restored), else a Blob. */
-export function toBlob(bytes: Uint8Array, fields: BlobMetaFields): Blob | File {
+export function toBlob(bytes: Uint8Array, fields: StoredMetadata): Blob | File {
   const type = fields.type ?? "";
   if (fields.kind !== "file" || fields.name === undefined) {
     return new Blob([owned(bytes)], { type });

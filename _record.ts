@@ -8,21 +8,7 @@
 
 import { ByteReader, bytesEqual, ByteWriter, fromUtf8, utf8 } from "./_bytes.ts";
 import { META_JSON_MAX } from "./_limits.ts";
-
-/** What kind of value a blob was written from; decides what `get(…, { blob: true })` returns. */
-export type BlobKind = "buffer" | "blob" | "file";
-
-/** The metadata stored with every blob (sealed inside encrypted records). */
-export interface BlobMetaFields {
-  /** `"buffer"` for bytes and streams, `"blob"` for a Blob, `"file"` for a File. */
-  kind: BlobKind;
-  /** The Blob's or File's MIME type; left out when empty. */
-  type?: string;
-  /** The File's name. */
-  name?: string;
-  /** The File's last modification time, ms since the epoch. */
-  lastModified?: number;
-}
+import type { StoredMetadata } from "./_types.ts";
 
 /** The fields of a record that locate and size its chunks. */
 export interface RecordLayout {
@@ -119,9 +105,9 @@ export function recordMagic(value: unknown): "plain" | "sealed" | undefined {
 // ---------------------------------------------------------------------------
 // Metadata JSON.
 
-/** The metadata's UTF-8 JSON; RangeError past {@linkcode META_JSON_MAX}. */
-export function encodeMeta(meta: BlobMetaFields, what = "the blob"): Uint8Array {
-  const fields: BlobMetaFields = { kind: meta.kind };
+/** The stored metadata's UTF-8 JSON; RangeError past {@linkcode META_JSON_MAX}. */
+export function encodeMeta(meta: StoredMetadata, what = "the blob"): Uint8Array {
+  const fields: StoredMetadata = { kind: meta.kind };
   if (meta.type) fields.type = meta.type;
   if (meta.name !== undefined) fields.name = meta.name;
   if (meta.lastModified !== undefined) fields.lastModified = meta.lastModified;
@@ -136,14 +122,14 @@ export function encodeMeta(meta: BlobMetaFields, what = "the blob"): Uint8Array 
 }
 
 /** Parses metadata JSON strictly; throws TypeError when it is not what kvcrypt writes. */
-export function decodeMeta(bytes: Uint8Array): BlobMetaFields {
+export function decodeMeta(bytes: Uint8Array): StoredMetadata {
   const value: unknown = JSON.parse(fromUtf8(bytes));
   if (typeof value !== "object" || value === null) throw new TypeError("metadata is not an object");
   const { kind, type, name, lastModified } = value as Record<string, unknown>;
   if (kind !== "buffer" && kind !== "blob" && kind !== "file") {
     throw new TypeError("metadata has an unknown kind");
   }
-  const meta: BlobMetaFields = { kind };
+  const meta: StoredMetadata = { kind };
   if (typeof type === "string") meta.type = type;
   if (typeof name === "string") meta.name = name;
   if (typeof lastModified === "number") meta.lastModified = lastModified;
@@ -201,7 +187,7 @@ export interface WriteFormat {
   /** Record bytes; `inline` is the stored chunk 0 of an inline blob. */
   encodeRecord(
     layout: RecordLayout,
-    meta: BlobMetaFields,
+    meta: StoredMetadata,
     key: Deno.KvKey,
     inline?: Uint8Array,
   ): Promise<Uint8Array>;
@@ -221,8 +207,8 @@ export interface Prefetch {
 export interface OpenedRecord extends RecordLayout {
   /** Whether the blob is encrypted. */
   readonly encrypted: boolean;
-  /** Its metadata (authenticated when encrypted). */
-  readonly meta: BlobMetaFields;
+  /** Its stored metadata (authenticated when encrypted). */
+  readonly meta: StoredMetadata;
   /** Key ids of the recipients (empty for plain blobs). */
   readonly kids: readonly string[];
   /** Stored chunk 0, when the blob is stored inline. */

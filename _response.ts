@@ -6,10 +6,10 @@
  * @module
  */
 
-import type { ResponseOptions } from "./blob.ts";
-import { type BlobMeta, metaOfRecord } from "./_meta.ts";
+import { metaOfRecord } from "./_meta.ts";
 import { openEntry, type ReadTarget } from "./_chunk_reader.ts";
 import { streamRecord } from "./_read_protocol.ts";
+import type { BlobMeta, ResponseOptions } from "./_types.ts";
 
 /** The type sent when none was stored (RFC 9110 section 8.3). */
 const DEFAULT_CONTENT_TYPE = "application/octet-stream";

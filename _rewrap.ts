@@ -9,7 +9,7 @@
 import { bytesEqual, concat } from "./_bytes.ts";
 import { commitAndVerify } from "./_commit.ts";
 import { assertVersionstamp } from "./_write_protocol.ts";
-import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
+import { resolveRecipients } from "./_key_input.ts";
 import type { KvLike } from "./_kv_like.ts";
 import { openEntry } from "./_chunk_reader.ts";
 import { readTarget } from "./_read_protocol.ts";
@@ -17,7 +17,8 @@ import { expiryOptions } from "./_chunk_writer.ts";
 import { encodeHeader, type OpenedSealedRecord, systemRandom, wrapSecret } from "./_kvc1.ts";
 import { KV_VALUE_MAX, STANZAS_MAX } from "./_limits.ts";
 import type { OpenedRecord } from "./_record.ts";
-import type { Keyring } from "./keys.ts";
+import type { Keyring } from "./_keyring.ts";
+import type { RewrapOptions } from "./_types.ts";
 
 export function isSealed(record: OpenedRecord): record is OpenedSealedRecord {
   return record.encrypted;
@@ -64,18 +65,6 @@ export async function rewrapRecord(
     );
   }
   return concat([bytes, header.inline]);
-}
-
-/** Options of `rewrap`. */
-export interface RewrapOptions {
-  /** A key that opens the blob now (a keyring may hold old and new keys). */
-  encryptionKey: EncryptionKey;
-  /** Recipients to add: one stanza per element (its current key). */
-  add?: EncryptionKey | undefined;
-  /** Key ids whose stanzas are dropped (kids not present are ignored). */
-  remove?: readonly string[] | undefined;
-  /** Rewrap only if the record's versionstamp is this one. */
-  versionstamp?: string | undefined;
 }
 
 /**

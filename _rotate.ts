@@ -8,34 +8,25 @@
  * @module
  */
 
-import { commitWrite, prepareWrite, type SetOptions } from "./_write_protocol.ts";
-import { type KeyMaterial, resolveRecipients } from "./_key_input.ts";
+import { commitWrite, prepareWrite } from "./_write_protocol.ts";
+import { resolveRecipients } from "./_key_input.ts";
 import type { KvLike } from "./_kv_like.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import { parseHeader, type SealedHeader } from "./_kvc1.ts";
 import { openEntry } from "./_chunk_reader.ts";
 import { readTarget, streamRecord } from "./_read_protocol.ts";
-import { type BlobMetaFields, recordMagic } from "./_record.ts";
+import { recordMagic } from "./_record.ts";
 import { rewrapBlob } from "./_rewrap.ts";
-import type { MetadataOptions } from "./_source.ts";
 import { isExpired } from "./_summary.ts";
-import { Keyring } from "./keys.ts";
-
-/** What a rotation did, item by item. */
-export interface RotateResult {
-  /** Items now written for the ring's current key (and no older key of it). */
-  rotated: number;
-  /** Items that already were. */
-  unchanged: number;
-  /**
-   * Items left as they are: no key of the ring opens them, a recipient's key
-   * was not given (with `reencrypt`), or a concurrent write changed them
-   * first (that write wins).
-   */
-  skipped: number;
-  /** Items that could not be opened although the ring names them (damaged, tampered). */
-  failed: number;
-}
+import { Keyring } from "./_keyring.ts";
+import type {
+  KeyMaterial,
+  MetadataOptions,
+  RotateOptions,
+  RotateResult,
+  SetOptions,
+  StoredMetadata,
+} from "./_types.ts";
 
 /** What became of one item. */
 export type RotateOutcome = keyof RotateResult;
@@ -88,27 +79,6 @@ export function assertRingKids(kids: readonly string[], what: string): void {
       `Cannot rotate ${what}: every key of the ring needs a kid (rotation matches stanzas by kid); import bare keys as JWKs with a kid`,
     );
   }
-}
-
-/** Options of `rotate`. */
-export interface RotateOptions {
-  /**
-   * One key ring: a `Keyring`, a JWK Set, or its JSON, current key first.
-   * Its older keys' stanzas are replaced by one for the current key.
-   */
-  encryptionKey: KeyMaterial;
-  /**
-   * Write every blob again under a fresh secret, so a key (or anyone) that
-   * kept an old secret reads nothing new: revocation. Blobs with a recipient
-   * outside the ring are skipped, never narrowed.
-   *
-   * @default {false}
-   */
-  reencrypt?: boolean | undefined;
-  /** Aborts the run; it rejects with the signal's reason (run it again to finish). */
-  signal?: AbortSignal | undefined;
-  /** Called with the counts so far after each blob; what it throws is ignored. */
-  onProgress?: ((progress: RotateResult) => void) | undefined;
 }
 
 /** Rotates every encrypted blob under `selector` (see `rotate` in blob.ts). */
@@ -182,7 +152,7 @@ async function replaceOlderStanzas(
 }
 
 /** The metadata options that store a blob again as what it was. */
-function metadataOptions(meta: BlobMetaFields): MetadataOptions {
+function metadataOptions(meta: StoredMetadata): MetadataOptions {
   if (meta.kind === "buffer") return {};
   const type = { type: meta.type ?? "" };
   if (meta.kind === "blob") return type;

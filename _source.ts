@@ -5,15 +5,12 @@
  * @module
  */
 
-import type { BlobMetaFields } from "./_record.ts";
-
-/** A value `set` accepts. */
-export type BlobValue = ArrayBuffer | ArrayBufferView | ReadableStream<Uint8Array> | Blob;
+import type { MetadataOptions, StoredMetadata } from "./_types.ts";
 
 /** A value ready for the chunk writer. */
 export interface BlobSource {
-  /** Metadata derived from the value's kind. */
-  meta: BlobMetaFields;
+  /** The metadata to store, derived from the value's kind. */
+  meta: StoredMetadata;
   /** The value's bytes as they arrive. */
   stream: ReadableStream<Uint8Array>;
 }
@@ -34,16 +31,6 @@ function singleChunkStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
   });
 }
 
-/** Metadata a caller gives `set` for a value, replacing what the value itself carries. */
-export interface MetadataOptions {
-  /** MIME type; the value is then stored as a Blob (or a File, with `name`). */
-  type?: string | undefined;
-  /** File name; the value is then stored as a File. */
-  name?: string | undefined;
-  /** A File's last modification time, ms since the epoch (only with a name or for a File). */
-  lastModified?: number | undefined;
-}
-
 /**
  * The value's own metadata with the caller's options applied: `name` makes
  * it a File (lastModified defaulting to now, as `new File` does), `type`
@@ -53,10 +40,10 @@ export interface MetadataOptions {
  * given for a value that is not a File and without a `name`.
  */
 export function applyMetadata(
-  own: BlobMetaFields,
+  own: StoredMetadata,
   options: MetadataOptions,
   action: string,
-): BlobMetaFields {
+): StoredMetadata {
   const { type, name, lastModified } = options;
   if (type !== undefined && typeof type !== "string") {
     throw new TypeError(`Cannot ${action}: type must be a string`);
@@ -72,7 +59,7 @@ export function applyMetadata(
     throw new TypeError(`Cannot ${action}: lastModified is kept for files only; give a name too`);
   }
   if (type === undefined && name === undefined && lastModified === undefined) return own;
-  const meta: BlobMetaFields = { kind: file ? "file" : "blob" };
+  const meta: StoredMetadata = { kind: file ? "file" : "blob" };
   const finalType = type ?? own.type;
   if (finalType) meta.type = finalType;
   if (file) {

@@ -14,7 +14,7 @@
  */
 
 import { bytesEqual } from "./_bytes.ts";
-import type { KeyEntry } from "./keys.ts";
+import type { KeyEntry } from "./_keyring.ts";
 
 /**
  * Versions kept: enough for a server's working set of hot files; an entry

@@ -10,7 +10,7 @@ import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { commitAndVerify } from "./_commit.ts";
 import { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 import { plainWriteFormat } from "./_kvp1.ts";
-import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
+import { resolveRecipients } from "./_key_input.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
 import { checkExpireIn } from "./_expire_in.ts";
@@ -22,7 +22,7 @@ import {
   VERSION_TOMBSTONE,
   type WriteFormat,
 } from "./_record.ts";
-import { applyMetadata, fixedPieces, type MetadataOptions, sourceOf } from "./_source.ts";
+import { applyMetadata, fixedPieces, sourceOf } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
 import { assertUserKey, describeKey, encodeKey } from "./_user_key.ts";
 import { finishTombstone, tombstoneOf } from "./_versions.ts";
@@ -32,27 +32,7 @@ import {
   VersionWriter,
   type WriteTarget,
 } from "./_chunk_writer.ts";
-
-/** Options of {@linkcode set} and {@linkcode stage}. */
-export interface SetOptions extends MetadataOptions {
-  /**
-   * Encrypt every chunk and the metadata under this key (or, for an array,
-   * for each of these recipients).
-   */
-  encryptionKey?: EncryptionKey | undefined;
-  /** Milliseconds until the blob expires and reads as absent. */
-  expireIn?: number | undefined;
-  /**
-   * Compare-and-set: commit only if the record's versionstamp is this one
-   * (`null`: only if no blob is stored at the key). On a mismatch the write
-   * resolves to `{ ok: false }` and leaves nothing behind.
-   */
-  versionstamp?: string | null | undefined;
-  /** Aborts the write; it rejects with the signal's reason and leaves nothing behind. */
-  signal?: AbortSignal | undefined;
-  /** Called with the number of bytes committed so far; what it throws is ignored. */
-  onProgress?: ((bytesWritten: number) => void) | undefined;
-}
+import type { SetOptions } from "./_types.ts";
 
 /** A create-only write over a live blob: the record commit must fail. */
 export const CONFLICT = Symbol("conflict");

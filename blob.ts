@@ -23,142 +23,62 @@
  * @module
  */
 
-import type { AtomicLike, KvLike } from "./_kv_like.ts";
-import {
-  commitWrite,
-  prepareWrite,
-  removeBlob,
-  type SetOptions,
-  StagedWrite,
-} from "./_write_protocol.ts";
-import { BlobListing, type BlobListIterator, type ListOptions } from "./_list.ts";
+import type { KvLike } from "./_kv_like.ts";
+import { commitWrite, prepareWrite, removeBlob, StagedWrite } from "./_write_protocol.ts";
+import { BlobListing } from "./_list.ts";
 import { VACUUM_OLDER_THAN_MS } from "./_limits.ts";
-import type { BlobMeta } from "./_meta.ts";
-import {
-  type ByteRange,
-  metaOfEntry,
-  openStream,
-  readTarget,
-  readWhole,
-  toBlob,
-} from "./_read_protocol.ts";
-import { readKeysOf, type ReadOptions } from "./_chunk_reader.ts";
+import { metaOfEntry, openStream, readTarget, readWhole, toBlob } from "./_read_protocol.ts";
+import { readKeysOf } from "./_chunk_reader.ts";
 import { respond } from "./_response.ts";
-import { rewrapBlob, type RewrapOptions } from "./_rewrap.ts";
-import { rotateBlobs, type RotateOptions, type RotateResult } from "./_rotate.ts";
-import type { BlobValue } from "./_source.ts";
+import { rewrapBlob } from "./_rewrap.ts";
+import { rotateBlobs } from "./_rotate.ts";
 import { vacuumVersions } from "./_vacuum.ts";
+import type {
+  BlobListIterator,
+  BlobMeta,
+  BlobValue,
+  ListOptions,
+  ReadOptions,
+  RemoveOptions,
+  ResponseOptions,
+  RewrapOptions,
+  RotateOptions,
+  RotateResult,
+  SetOptions,
+  StagedBlob,
+  StreamOptions,
+  VacuumOptions,
+  VacuumResult,
+} from "./_types.ts";
 
 export { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
-export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
+export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
 export type {
+  BlobKind,
+  BlobListIterator,
   BlobMeta,
   BlobMetaBase,
+  BlobValue,
+  ByteRange,
+  EncryptionKey,
+  KeyMaterial,
+  ListOptions,
+  MetadataOptions,
   PlainBlobMeta,
+  ReadOptions,
+  RemoveOptions,
+  ResponseOptions,
+  RewrapOptions,
+  RotateOptions,
+  RotateResult,
   SealedBlobMeta,
+  SetOptions,
+  StagedBlob,
+  StreamOptions,
+  VacuumOptions,
+  VacuumResult,
   VerifiedBlobMeta,
-} from "./_meta.ts";
-export type { BlobKind } from "./_record.ts";
-export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
-export type { ReadOptions } from "./_chunk_reader.ts";
-export type { BlobValue, MetadataOptions } from "./_source.ts";
-export type { SetOptions } from "./_write_protocol.ts";
-export type { ByteRange } from "./_read_protocol.ts";
-export type { RewrapOptions } from "./_rewrap.ts";
-export type { RotateOptions, RotateResult } from "./_rotate.ts";
-export type { BlobListIterator, ListOptions } from "./_list.ts";
-
-/** Options of {@linkcode getAsStream}. */
-export interface StreamOptions extends ReadOptions {
-  /** Byte range to read: `start` inclusive, `end` exclusive (default: the size), like `Blob.slice`. */
-  range?: ByteRange | undefined;
-}
-
-/** A blob whose chunks are written, ready to commit inside the caller's atomic operation. */
-export interface StagedBlob {
-  /**
-   * Adds the record's checks and set to `op` and returns it. The staged blob
-   * commits only if the key still holds what it held when `stage` was called
-   * (or the `versionstamp` given).
-   */
-  addTo<Op extends AtomicLike>(op: Op): Op;
-  /**
-   * Finishes the write after `op.commit()` returned. It looks at the record:
-   * if it holds the staged blob, the replaced blob's chunks are deleted;
-   * otherwise the staged chunks are and the blob stored before is kept
-   * (whatever the result said: a commit of an atomic that did not carry
-   * `addTo` committed nothing of the staged blob). Calling it again does
-   * nothing.
-   *
-   * @param result What `op.commit()` returned.
-   */
-  complete(result: Deno.KvCommitResult | Deno.KvCommitError): Promise<void>;
-  /**
-   * Finishes the write after `op.commit()` threw: as for a result, the
-   * record decides, so a commit that applied although its reply was lost
-   * keeps the staged blob.
-   *
-   * @param error What `op.commit()` threw (any value).
-   */
-  complete(error: unknown): Promise<void>;
-  /**
-   * Commits `op` with the staged record (added as {@linkcode StagedBlob.addTo}
-   * does, unless `addTo` already was given `op`) and finishes the write, so
-   * no `complete` and no try/catch is needed. A commit that throws is looked
-   * at first: one that applied (its reply was lost) resolves `{ ok: true }`,
-   * one that did not removes the staged chunks and rejects with the commit's
-   * error.
-   *
-   * @param op The caller's atomic operation, with their other checks and mutations.
-   * @returns The commit's result: `{ ok: false }` when a check failed (the
-   * caller's, or the key changed since `stage`), with the staged chunks removed.
-   * @throws {RangeError} if the `expireIn` deadline passed before the commit (the staged chunks are removed).
-   *
-   * @example A failed check writes nothing and removes the staged chunks
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { get, stage } from "@kvcrypt/kvcrypt";
-   *
-   * const kv = await Deno.openKv(":memory:");
-   * await kv.set(["index", "latest"], 0);
-   * const staged = await stage(kv, ["docs", 1], new Uint8Array(200_000));
-   * const op = kv.atomic().check({ key: ["index", "latest"], versionstamp: null });
-   * assert.equal((await staged.commit(op)).ok, false);
-   * assert.equal((await get(kv, ["docs", 1])).value, null);
-   * kv.close();
-   * ```
-   */
-  commit(op: AtomicLike): Promise<Deno.KvCommitResult | Deno.KvCommitError>;
-}
-
-/** Options of {@linkcode remove}. */
-export interface RemoveOptions {
-  /** Remove only if the record's versionstamp is this one. */
-  versionstamp?: string | null | undefined;
-}
-
-/** Options of {@linkcode vacuum}. */
-export interface VacuumOptions {
-  /**
-   * Leave versions younger than this many milliseconds alone: they may be
-   * writes in flight. Default one hour.
-   */
-  olderThan?: number | undefined;
-}
-
-/** What {@linkcode vacuum} removed, and what it left alone. */
-export interface VacuumResult {
-  /** Version entries removed. */
-  versions: number;
-  /** Chunk entries removed. */
-  chunks: number;
-  /**
-   * Old versions kept because the record at their key could not be
-   * understood: a format version this kvcrypt does not know (a newer
-   * kvcrypt's), or a record that fails to parse. Their chunks stay.
-   */
-  skipped: number;
-}
+} from "./_types.ts";
 
 // ---------------------------------------------------------------------------
 // Writing.
@@ -635,47 +555,6 @@ export async function rotate(
 
 // ---------------------------------------------------------------------------
 // Responses.
-
-/** Options of {@linkcode getAsResponse}. */
-export interface ResponseOptions extends ReadOptions {
-  /**
-   * The request to answer: its method (HEAD gets headers only) and its
-   * `If-None-Match`, `Range` and `If-Range` fields (`If-Modified-Since` is
-   * ignored: a File's date is chosen by its writer).
-   * Without it: a 200 with the whole blob.
-   */
-  request?: Request | undefined;
-  /**
-   * Headers for every response about the stored blob (200, 206, 304, 416;
-   * not the 404), replacing computed ones of the same name: Cache-Control,
-   * Vary, CORS, a Content-Type of your own…
-   */
-  headers?: HeadersInit | undefined;
-  /**
-   * Send `Content-Disposition: attachment` with the name of a stored File.
-   * Types a browser would run or render as a document are sent as
-   * `attachment` whatever this says (see `allowActiveContent`).
-   *
-   * @default {true}
-   */
-  contentDisposition?: boolean | undefined;
-  /**
-   * Let types a browser would run or render as a document (HTML, XHTML,
-   * SVG, XML, JavaScript, and every type outside the passive list: images
-   * other than SVG, audio, video, PDF, `text/plain`,
-   * `application/octet-stream`) be displayed inline. Without it they are
-   * sent as `attachment`, since a stored type is whatever the uploader
-   * claimed. Only for content you trust: the sandboxing
-   * Content-Security-Policy is still sent unless `headers` replaces it.
-   *
-   * @default {false}
-   */
-  allowActiveContent?: boolean | undefined;
-  /** Body of the 404 when no blob is stored (or it expired). Default none. */
-  notFoundBody?: BodyInit | undefined;
-  /** Headers of that 404. */
-  notFoundHeaders?: HeadersInit | undefined;
-}
 
 /**
  * Answers an HTTP request with a blob, like a static file server: 200 with

@@ -18,7 +18,6 @@ import {
   type SetOptions,
   stage,
   vacuum,
-  type VacuumResult,
 } from "./blob.ts";
 import { generateKey } from "./keys.ts";
 import {
@@ -36,6 +35,7 @@ import {
   InjectedFault,
   type WriteRecord,
 } from "./_testing/faulty_kv.ts";
+import type { VacuumResult } from "./_types.ts";
 
 const INTERNAL = "__kvcrypt__";
 

@@ -30,11 +30,9 @@
 
 import type { KvLike } from "./_kv_like.ts";
 import { type CryptoKv, SealedKv } from "./_crypto_kv.ts";
-import type { EncryptionKey } from "./_key_input.ts";
 
 export { DecryptionError } from "./_errors.ts";
 export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
-export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
 export { SUITE_AES_128_GCM, SUITE_AES_256_GCM } from "./_aes_gcm.ts";
 export type {
   CryptoAtomicOperation,
@@ -44,7 +42,8 @@ export type {
   CryptoKvRotateOptions,
   CryptoKvSetOptions,
 } from "./_crypto_kv.ts";
-export type { RotateResult } from "./_rotate.ts";
+import type { EncryptionKey } from "./_types.ts";
+export type { EncryptionKey, KeyMaterial, RotateResult } from "./_types.ts";
 
 /**
  * Encrypted structured values in Deno KV: a `Deno.Kv` look-alike (`get`,

@@ -32,262 +32,33 @@
  * @module
  */
 
-import { fromBase64, toBase64, toHex, utf8 } from "./_bytes.ts";
-import { isRecord } from "./_guards.ts";
-import { KID_MAX } from "./_limits.ts";
+import { toBase64, toHex } from "./_bytes.ts";
+import { ALG_BY_BYTES, importKeys, type JsonWebKeySet, keyringOf } from "./_key_import.ts";
+import {
+  AES_GCM,
+  checkAesKey,
+  checkKid,
+  KEY_BITS,
+  KEY_USAGES,
+  type KeyEntry,
+  type Keyring,
+  type KeyWrapper,
+} from "./_keyring.ts";
 import { hasDeno, readEnv } from "./_runtime.ts";
 
-/** One key of a {@linkcode Keyring}: an AES-GCM key and its key id. */
-export interface KeyEntry {
-  /** The key id written next to everything this key encrypts; `""` when the key has none. */
-  readonly kid: string;
-  /** An AES-GCM key of 128 or 256 bits usable to encrypt and decrypt. */
-  readonly key: CryptoKey;
-}
+export type { JsonWebKeySet } from "./_key_import.ts";
+export {
+  isKeyWrapper,
+  type KeyEntry,
+  Keyring,
+  type KeyringEntry,
+  type KeyWrapper,
+} from "./_keyring.ts";
 
-/**
- * A key held elsewhere (a KMS, an HSM, a key service) that wraps and
- * unwraps blob secrets: the key itself never enters the process. Any object
- * with a string `kid` and `wrap` / `unwrap` functions is a KeyWrapper, and
- * it is accepted wherever a key is: `encryptionKey` of every blob function,
- * inside an array of recipients, inside {@linkcode keyring}, and in
- * `rewrap`'s `add`.
- *
- * kvcrypt passes `context` = `"kvcrypt/1 wrap"` ‖ the blob version id (16
- * bytes) ‖ the kid (UTF-8). Bind it to the wrapped result (as AES-GCM
- * additional data, or a KMS encryption context), so a wrapped secret copied
- * into another blob's header does not open it.
- *
- * @example A wrapper around an AES-GCM key (in real use it lives in a key service)
- * ```ts
- * import assert from "node:assert/strict";
- * import { get, type KeyWrapper, set } from "@kvcrypt/kvcrypt";
- *
- * const kek = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
- *   "encrypt",
- *   "decrypt",
- * ]);
- * const wrapper: KeyWrapper = {
- *   kid: "service-key-1",
- *   async wrap(secret, context) {
- *     const iv = crypto.getRandomValues(new Uint8Array(12));
- *     const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: context }, kek, secret);
- *     return new Uint8Array([...iv, ...new Uint8Array(sealed)]);
- *   },
- *   async unwrap(wrapped, context) {
- *     const iv = wrapped.subarray(0, 12);
- *     const opened = await crypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: context }, kek, wrapped.subarray(12));
- *     return new Uint8Array(opened);
- *   },
- * };
- * const kv = await Deno.openKv(":memory:");
- * await set(kv, ["doc"], new Uint8Array(100_000), { encryptionKey: wrapper });
- * assert.equal((await get(kv, ["doc"], { encryptionKey: wrapper })).value?.length, 100_000);
- * kv.close();
- * ```
- */
-export interface KeyWrapper {
-  /** Key id written in the stanza: 1–64 bytes of UTF-8. */
-  readonly kid: string;
-  /**
-   * Wraps a version's 32-byte secret. `context` must be bound to the result
-   * (AES-GCM AAD, a KMS encryption context).
-   *
-   * @param secret The blob version's secret (a copy: the wrapper may keep or wipe it).
-   * @param context The bytes to bind: `"kvcrypt/1 wrap"` ‖ version id ‖ kid.
-   * @returns 1 to 1,024 bytes.
-   */
-  wrap(secret: Uint8Array<ArrayBuffer>, context: Uint8Array<ArrayBuffer>): Promise<Uint8Array>;
-  /**
-   * Returns the secret; rejects when `wrapped` or `context` is not what `wrap` was given.
-   *
-   * @param wrapped What `wrap` returned.
-   * @param context The same bytes `wrap` was given.
-   * @returns The 32-byte secret.
-   */
-  unwrap(wrapped: Uint8Array<ArrayBuffer>, context: Uint8Array<ArrayBuffer>): Promise<Uint8Array>;
-}
-
-/** One entry of a {@linkcode Keyring}: a local AES-GCM key, or a key held elsewhere. */
-export type KeyringEntry = KeyEntry | KeyWrapper;
-
-/**
- * Whether a value is a {@linkcode KeyWrapper}: an object with a string `kid`
- * and `wrap` and `unwrap` functions.
- *
- * @param value Anything.
- * @returns True for a key wrapper.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { generateKey, isKeyWrapper } from "@kvcrypt/kvcrypt/keys";
- *
- * const wrapper = { kid: "kms", wrap: async (s: Uint8Array) => s, unwrap: async (w: Uint8Array) => w };
- * assert.ok(isKeyWrapper(wrapper));
- * assert.ok(!isKeyWrapper(await generateKey()));
- * ```
- */
-export function isKeyWrapper(value: unknown): value is KeyWrapper {
-  return isRecord(value) && typeof value.kid === "string" && typeof value.wrap === "function" &&
-    typeof value.unwrap === "function";
-}
-
-/** A JSON Web Key Set (RFC 7517 section 5): the first key is the current one. */
-export type JsonWebKeySet = { keys: JsonWebKey[] };
-
-/** Key sizes kvcrypt supports: AES-128-GCM and AES-256-GCM. */
-const KEY_BITS = [128, 256] as const;
 /** Default key size for new keys. */
 const DEFAULT_BITS = 256;
-/** The JWK `alg` for each key length in bytes. */
-const ALG_BY_BYTES: Readonly<Record<number, string>> = { 16: "A128GCM", 32: "A256GCM" };
 /** Random bytes in a generated kid: 8 bytes give 16 hex characters, collisions negligible. */
 const RANDOM_KID_BYTES = 8;
-/** Usages every kvcrypt key needs: wrap and unwrap blob secrets, seal and open values. */
-const KEY_USAGES: readonly KeyUsage[] = ["encrypt", "decrypt"];
-/** Web Crypto's algorithm name for kvcrypt keys. */
-const AES_GCM = "AES-GCM";
-/** Characters of unpadded base64url. */
-const BASE64URL_PATTERN = /^[A-Za-z0-9_-]*$/;
-/** A bare run of hex or base64 characters: a raw key pasted where a JWK belongs. */
-const RAW_KEY_PATTERN = /^\s*[A-Za-z0-9+/_-]{16,}={0,2}\s*$/;
-/** What to pass instead of a string that is not JSON. */
-const PASS_A_JWK = "pass a JWK or a JWK Set (generate one with generateKey())";
-/** What to do with raw key bytes (kv-toolbox keys are hex strings). */
-const PASS_RAW_KEY = "import the raw bytes as an AES-GCM CryptoKey " +
-  '(crypto.subtle.importKey("raw", bytes, "AES-GCM", true, ["encrypt", "decrypt"])) and pass ' +
-  "that, or turn it into a JWK with exportKey() and pass the JWK to importKey()";
-
-/**
- * An ordered, non-empty list of AES-GCM keys: the first key ({@linkcode Keyring.current})
- * encrypts, every key decrypts. Get one from {@linkcode importKey},
- * {@linkcode keyring} or {@linkcode keyringFromEnv}.
- *
- * A keyring never shows its key material: `JSON.stringify()`, `String()` and
- * `Deno.inspect()` show the key ids only.
- *
- * @example Rotate: a new key first, the old one still reads
- * ```ts
- * import assert from "node:assert/strict";
- * import { generateKey, keyring } from "@kvcrypt/kvcrypt/keys";
- *
- * const ring = await keyring(
- *   await generateKey({ kid: "new" }),
- *   await generateKey({ kid: "old" }),
- * );
- * assert.equal(ring.current.kid, "new");
- * assert.deepEqual(ring.kids, ["new", "old"]);
- * assert.equal(ring.find("old")?.kid, "old");
- * assert.equal(JSON.stringify(ring), '{"kids":["new","old"]}');
- * ```
- */
-export class Keyring<E extends KeyringEntry = KeyringEntry> implements Iterable<E> {
-  readonly #entries: readonly E[];
-  readonly #current: E;
-
-  /**
-   * Makes a keyring from entries, the current (writing) key first.
-   *
-   * @param entries The keys, current first: `{ kid, key }` entries of local
-   * AES-GCM keys, or {@linkcode KeyWrapper}s. A kid may appear once, except
-   * the empty kid: bare keys cannot be told apart, so readers try each of
-   * them.
-   * @throws {TypeError} When there is no entry, an entry is not an AES-GCM
-   * CryptoKey of 128 or 256 bits with encrypt and decrypt usages nor a key
-   * wrapper, a kid is not a string, a wrapper's kid is empty, or two entries
-   * share a non-empty kid.
-   * @throws {RangeError} When a kid is longer than 64 UTF-8 bytes.
-   */
-  constructor(entries: Iterable<E>) {
-    const list = [...entries].map((entry) => checkEntry(entry, "Cannot create a keyring"));
-    const current = list[0];
-    if (current === undefined) {
-      throw new TypeError("Cannot create a keyring: it needs at least one key");
-    }
-    checkUniqueKids(list.map((entry) => entry.kid), "Cannot create a keyring");
-    this.#entries = Object.freeze(list);
-    this.#current = current;
-  }
-
-  /**
-   * The key that encrypts: the first one.
-   *
-   * @returns The first entry.
-   */
-  get current(): E {
-    return this.#current;
-  }
-
-  /**
-   * The key ids, in order.
-   *
-   * @returns A fresh array of the kids, current first.
-   */
-  get kids(): string[] {
-    return this.#entries.map((entry) => entry.kid);
-  }
-
-  /**
-   * The number of keys.
-   *
-   * @returns At least 1.
-   */
-  get size(): number {
-    return this.#entries.length;
-  }
-
-  /**
-   * Finds the key with a key id.
-   *
-   * @param kid The key id to look for.
-   * @returns The first entry with that kid, or `undefined`.
-   */
-  find(kid: string): E | undefined {
-    return this.#entries.find((entry) => entry.kid === kid);
-  }
-
-  /**
-   * Iterates over the keys, current first.
-   *
-   * @returns An iterator of the entries.
-   */
-  [Symbol.iterator](): IterableIterator<E> {
-    return this.#entries.values();
-  }
-
-  /**
-   * The JSON form: key ids only, never key material.
-   *
-   * @returns `{ kids }`.
-   */
-  toJSON(): { kids: string[] } {
-    return { kids: this.kids };
-  }
-
-  /**
-   * The tag `Object.prototype.toString` shows.
-   *
-   * @returns `"Keyring"`.
-   */
-  get [Symbol.toStringTag](): string {
-    return "Keyring";
-  }
-
-  /**
-   * What `Deno.inspect()` and `console.log()` show: key ids only.
-   *
-   * @param inspect Deno's inspect function.
-   * @param options Deno's inspect options.
-   * @returns `Keyring { kids: [...] }`.
-   */
-  [Symbol.for("Deno.customInspect")](
-    inspect: (value: unknown, options?: unknown) => string,
-    options?: unknown,
-  ): string {
-    return `Keyring ${inspect(this.toJSON(), options)}`;
-  }
-}
 
 /**
  * Generates a new random AES-GCM key as an extractable JWK, ready to be
@@ -313,7 +84,16 @@ export class Keyring<E extends KeyringEntry = KeyringEntry> implements Iterable<
  * ```
  */
 export async function generateKey(
-  options: { bits?: 128 | 256; kid?: string } = {},
+  options: {
+    /**
+     * The key size: AES-128-GCM or AES-256-GCM.
+     *
+     * @default {256}
+     */
+    bits?: 128 | 256;
+    /** The key id, written in the clear next to every blob the key encrypts. Without it: 16 random hex characters. */
+    kid?: string;
+  } = {},
 ): Promise<JsonWebKey & { kid: string }> {
   const prefix = "Cannot generate key";
   const bits = options.bits === undefined ? DEFAULT_BITS : options.bits;
@@ -355,7 +135,7 @@ export async function generateKey(
  * ```
  */
 export function importKey(jwk: JsonWebKey | JsonWebKeySet | string): Promise<Keyring<KeyEntry>> {
-  return importKeyAs(jwk, "Cannot import key");
+  return importKeys(jwk);
 }
 
 /**
@@ -422,10 +202,7 @@ export async function exportKey(
 export async function keyring(
   ...keys: Array<CryptoKey | JsonWebKey | JsonWebKeySet | string | Keyring | KeyWrapper>
 ): Promise<Keyring> {
-  if (keys.length === 0) throw new TypeError("Cannot make a keyring: no key given");
-  const entries: KeyringEntry[] = [];
-  for (const input of keys) entries.push(...await entriesOf(input));
-  return new Keyring(entries);
+  return await keyringOf(keys);
 }
 
 /**
@@ -463,214 +240,7 @@ export async function keyringFromEnv(
   if (value.trim() === "") {
     throw new TypeError(`Cannot read key: environment variable ${name} is empty`);
   }
-  return await importKeyAs(value, `Cannot import key from environment variable ${name}`);
-}
-
-// ---------------------------------------------------------------------------
-// Importing.
-
-/** Throws a TypeError with the message `${prefix}: ${detail}`. */
-type Fail = (detail: string) => never;
-
-/** Makes a {@linkcode Fail} for one error prefix. */
-function failWith(prefix: string): Fail {
-  return (detail) => {
-    throw new TypeError(`${prefix}: ${detail}`);
-  };
-}
-
-/** Imports a JWK, a JWK Set or JSON text of either; errors start with `prefix`. */
-async function importKeyAs(input: unknown, prefix: string): Promise<Keyring<KeyEntry>> {
-  const fail = failWith(prefix);
-  const value = typeof input === "string" ? parseKeyJson(input, fail) : input;
-  const jwks = jwkList(value, fail);
-  const entries: KeyEntry[] = [];
-  for (const [index, jwk] of jwks.entries()) {
-    const label = isKeySet(value) ? `${prefix}: keys[${index}]` : prefix;
-    entries.push(await importJwk(jwk, failWith(label)));
-  }
-  checkUniqueKids(entries.map((entry) => entry.kid), prefix);
-  return new Keyring(entries);
-}
-
-/** Parses key JSON without ever quoting the text in an error. */
-function parseKeyJson(text: string, fail: Fail): unknown {
-  // A raw hex or base64 key is not a JWK: say what to pass instead of a JSON error.
-  if (RAW_KEY_PATTERN.test(text)) {
-    fail(`the text looks like a raw hex or base64 key, which is not JSON; ${PASS_RAW_KEY}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    // JSON.parse's own message quotes the input, which may be key material: drop it.
-    return fail(`the text is not JSON; ${PASS_A_JWK}`);
-  }
-}
-
-/** Whether a parsed value has the shape of a JWK Set. */
-function isKeySet(value: unknown): boolean {
-  return isRecord(value) && "keys" in value;
-}
-
-/** The JWKs of a JWK or JWK Set, checked to be objects. */
-function jwkList(value: unknown, fail: Fail): Record<string, unknown>[] {
-  if (!isRecord(value)) fail("expected a JWK or a JWK Set");
-  if (!("keys" in value)) return [value];
-  const keys = value.keys;
-  if (!Array.isArray(keys)) fail("keys must be an array of JWKs");
-  if (keys.length === 0) fail("the key set is empty");
-  return keys.map((jwk: unknown, index) => {
-    if (!isRecord(jwk)) fail(`keys[${index}]: expected a JWK`);
-    return jwk;
-  });
-}
-
-/** Checks one JWK field by field and imports it as a non-extractable key. */
-async function importJwk(jwk: Record<string, unknown>, fail: Fail): Promise<KeyEntry> {
-  // Only symmetric keys: an RSA or EC JWK here is a mistake, never an AES key.
-  if (jwk.kty !== "oct") fail('kty must be "oct"');
-  const kid = jwk.kid === undefined ? "" : jwkKid(jwk.kid, fail);
-  const raw = decodeK(jwk.k, fail);
-  try {
-    checkAlg(jwk.alg, raw.length, fail);
-    checkUse(jwk, fail);
-    const key = await crypto.subtle.importKey("raw", raw, AES_GCM, false, [...KEY_USAGES]);
-    return Object.freeze({ kid, key });
-  } finally {
-    raw.fill(0);
-  }
-}
-
-/** Checks a JWK's kid; every problem is a TypeError, since the whole document is malformed. */
-function jwkKid(kid: unknown, fail: Fail): string {
-  const problem = kidProblem(kid);
-  if (problem !== undefined) fail(problem.detail);
-  return kid as string;
-}
-
-/** Decodes `k`, refusing anything that is not a 16- or 32-byte unpadded base64url string. */
-function decodeK(k: unknown, fail: Fail): Uint8Array<ArrayBuffer> {
-  if (k === undefined) fail('"k" is missing');
-  if (typeof k !== "string") fail('"k" must be a string');
-  // Strict, canonical base64url: two spellings of one key could otherwise compare unequal.
-  if (!BASE64URL_PATTERN.test(k) || k.length % 4 === 1) fail('"k" is not unpadded base64url');
-  const raw = fromBase64(k, "base64url");
-  if (toBase64(raw, "base64url") !== k) {
-    raw.fill(0);
-    fail('"k" is not canonical base64url');
-  }
-  // AES-GCM keys are 16 or 32 bytes here; anything else is a truncated or wrong value.
-  if (ALG_BY_BYTES[raw.length] === undefined) {
-    const length = raw.length;
-    raw.fill(0);
-    fail(`"k" must be 16 or 32 bytes, got ${length}`);
-  }
-  return raw;
-}
-
-/** Checks that an `alg`, when present, names AES-GCM of the key's length. */
-function checkAlg(alg: unknown, bytes: number, fail: Fail): void {
-  if (alg === undefined) return;
-  // Only the two AES-GCM algorithms: a key meant for another algorithm must not be reused here.
-  if (alg !== "A128GCM" && alg !== "A256GCM") fail('alg must be "A128GCM" or "A256GCM"');
-  // The declared length must match k, or the key was truncated or mislabelled.
-  if (ALG_BY_BYTES[bytes] !== alg) fail(`alg "${alg}" does not match a ${bytes}-byte key`);
-}
-
-/** Checks `use` and `key_ops`, when present, allow encryption. */
-function checkUse(jwk: Record<string, unknown>, fail: Fail): void {
-  // A key its owner restricted to signing or to one direction must not encrypt here.
-  if (jwk.use !== undefined && jwk.use !== "enc") fail('use must be "enc"');
-  const ops = jwk.key_ops;
-  if (ops === undefined) return;
-  if (!Array.isArray(ops) || !KEY_USAGES.every((usage) => ops.includes(usage))) {
-    fail('key_ops must include "encrypt" and "decrypt"');
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Shared checks.
-
-/** The entries of one {@linkcode keyring} argument. */
-async function entriesOf(input: unknown): Promise<readonly KeyringEntry[]> {
-  if (input instanceof Keyring) return [...input];
-  if (isKeyWrapper(input)) return [input];
-  if (input instanceof CryptoKey) {
-    return [{ kid: "", key: checkAesKey(input, "Cannot use key") }];
-  }
-  if (typeof input === "string" || isRecord(input)) {
-    return [...await importKeyAs(input, "Cannot import key")];
-  }
-  throw new TypeError(
-    "Cannot use key: expected a CryptoKey, a JWK, a JWK Set, a JSON string of one, a Keyring or a KeyWrapper",
-  );
-}
-
-/** Checks a keyring entry and returns a frozen copy (a key wrapper is kept as it is). */
-function checkEntry<E extends KeyringEntry>(entry: E, prefix: string): E {
-  if (isKeyWrapper(entry)) {
-    const kid = checkKid(entry.kid, prefix, RangeError);
-    // A wrapper's stanza is matched by kid alone: an empty kid would match nothing.
-    if (kid === "") throw new TypeError(`${prefix}: a KeyWrapper needs a non-empty kid`);
-    return entry;
-  }
-  if (!isRecord(entry)) throw new TypeError(`${prefix}: an entry is not { kid, key }`);
-  const kid = checkKid(entry.kid, prefix, RangeError);
-  return Object.freeze({ kid, key: checkAesKey(entry.key, prefix) }) as E;
-}
-
-/** Checks a value is an AES-GCM secret key of 128 or 256 bits that can encrypt and decrypt. */
-function checkAesKey(key: unknown, prefix: string): CryptoKey {
-  // Only AES-GCM: a key for another algorithm would fail late or mean something else.
-  if (!(key instanceof CryptoKey) || key.algorithm.name !== AES_GCM) {
-    throw new TypeError(`${prefix}: expected an AES-GCM CryptoKey`);
-  }
-  // The suite byte only names AES-128-GCM and AES-256-GCM.
-  const bits = (key.algorithm as AesKeyAlgorithm).length;
-  if (!(KEY_BITS as readonly number[]).includes(bits)) {
-    throw new TypeError(`${prefix}: the AES-GCM key must be 128 or 256 bits, not ${bits}`);
-  }
-  // Writers encrypt and readers decrypt with the same key; catch a one-way key early.
-  if (!KEY_USAGES.every((usage) => key.usages.includes(usage))) {
-    throw new TypeError(`${prefix}: the key needs the "encrypt" and "decrypt" usages`);
-  }
-  return key;
-}
-
-/** What is wrong with a kid, or `undefined` when it is usable. */
-function kidProblem(kid: unknown): { detail: string; tooLong: boolean } | undefined {
-  if (typeof kid !== "string") return { detail: "kid must be a string", tooLong: false };
-  // A lone surrogate would be stored as U+FFFD and never match its key again.
-  if (!kid.isWellFormed()) return { detail: "kid is not well-formed Unicode", tooLong: false };
-  // The header keeps a kid in at most KID_MAX bytes (its length is one byte).
-  if (utf8(kid).length > KID_MAX) {
-    return { detail: `kid is longer than ${KID_MAX} UTF-8 bytes`, tooLong: true };
-  }
-  return undefined;
-}
-
-/** Checks a kid and returns it: a too-long kid throws `TooLong`, anything else a TypeError. */
-function checkKid(
-  kid: unknown,
-  prefix: string,
-  TooLong: typeof RangeError | typeof TypeError,
-): string {
-  const problem = kidProblem(kid);
-  if (problem === undefined) return kid as string;
-  const ErrorClass = problem.tooLong ? TooLong : TypeError;
-  throw new ErrorClass(`${prefix}: ${problem.detail}`);
-}
-
-/** Throws when a non-empty kid appears twice; repeated empty kids are allowed. */
-function checkUniqueKids(kids: readonly string[], prefix: string): void {
-  const seen = new Set<string>();
-  for (const kid of kids) {
-    // Two keys under one kid: a reader would try the wrong one and call good data corrupt.
-    if (kid !== "" && seen.has(kid)) {
-      throw new TypeError(`${prefix}: kid ${JSON.stringify(kid)} appears twice`);
-    }
-    seen.add(kid);
-  }
+  return await importKeys(value, `Cannot import key from environment variable ${name}`);
 }
 
 // ---------------------------------------------------------------------------

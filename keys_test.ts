@@ -9,9 +9,10 @@ import {
   keyring,
   keyringFromEnv,
 } from "./keys.ts";
-import { type EncryptionKey, resolveReadKeys, resolveRecipients } from "./_key_input.ts";
+import { resolveReadKeys, resolveRecipients } from "./_key_input.ts";
 import { get, getMeta, set } from "./blob.ts";
 import { cryptoKv } from "./crypto.ts";
+import type { EncryptionKey } from "./_types.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.

@@ -94,7 +94,7 @@ import {
   toolboxMeta,
   toParts,
 } from "./_kv_toolbox.ts";
-import type { Keyring } from "./keys.ts";
+import type { Keyring } from "./_keyring.ts";
 import { contentDisposition } from "./_response.ts";
 import { readTarget, readWhole } from "./_read_protocol.ts";
 import { assertUserKey } from "./_user_key.ts";
@@ -102,7 +102,8 @@ import { assertUserKey } from "./_user_key.ts";
 /**
  * A blob's metadata as kv-toolbox returns it: kind, type, name and
  * lastModified of a Blob or File, the size, and `encrypted: true` for a
- * blob `CryptoKv` wrote.
+ * blob `CryptoKv` wrote. This is kv-toolbox's shape, not the `BlobMeta` that
+ * kvcrypt's own `getMeta` returns.
  */
 export type BlobMeta = ToolboxMeta;
 
@@ -135,11 +136,23 @@ export interface BlobFileJSON {
 
 /** Options of {@linkcode list}: `Deno.KvListOptions` and the kind of value to yield. */
 export interface BlobKvListOptions extends Deno.KvListOptions {
-  /** Yield each value as a ReadableStream of Uint8Array. */
+  /**
+   * Yield each value as a ReadableStream of Uint8Array.
+   *
+   * @default {false}
+   */
   stream?: boolean;
-  /** Yield each value as a Blob or File. */
+  /**
+   * Yield each value as a Blob or File.
+   *
+   * @default {false}
+   */
   blob?: boolean;
-  /** Yield each value as a Uint8Array. */
+  /**
+   * Yield each value as a Uint8Array.
+   *
+   * @default {false}
+   */
   bytes?: boolean;
   /**
    * Yield each value's {@linkcode BlobMeta}.
@@ -151,7 +164,11 @@ export interface BlobKvListOptions extends Deno.KvListOptions {
 
 /** Options of {@linkcode getAsResponse}. */
 export interface GetAsResponseOptions {
-  /** Consistency of the record read. */
+  /**
+   * Consistency of the record read.
+   *
+   * @default {"strong"}
+   */
   consistency?: Deno.KvConsistencyLevel | undefined;
   /**
    * Send `Content-Disposition: attachment` with the File's name, or one made
@@ -171,7 +188,11 @@ export interface GetAsResponseOptions {
 
 /** The read option kv-toolbox's functions take. */
 export interface ConsistencyOption {
-  /** Consistency of the record read (chunks are always read strongly). */
+  /**
+   * Consistency of the record read (chunks are always read strongly).
+   *
+   * @default {"strong"}
+   */
   consistency?: Deno.KvConsistencyLevel | undefined;
 }
 

@@ -35,7 +35,7 @@
 import type { KvLike } from "./_kv_like.ts";
 import { stage } from "./blob.ts";
 import { isRecord } from "./_guards.ts";
-import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
+import { resolveRecipients } from "./_key_input.ts";
 import { importKvToolboxKey, openKvToolboxBlob } from "./_kv_toolbox_crypto.ts";
 import {
   deleteParts,
@@ -49,9 +49,8 @@ import {
 import { scanKvToolbox } from "./_kv_toolbox_scan.ts";
 import { lazyBlob } from "./_lazy_blob.ts";
 import { recordMagic } from "./_record.ts";
-import type { BlobValue } from "./_source.ts";
-
-export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
+import type { BlobValue, EncryptionKey } from "./_types.ts";
+export type { EncryptionKey, KeyMaterial } from "./_types.ts";
 
 /** Options of {@linkcode migrateKvToolbox}. */
 export interface MigrateOptions {

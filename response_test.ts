@@ -12,7 +12,6 @@ import {
   CorruptBlobError,
   getAsResponse,
   getMeta,
-  type ResponseOptions,
   rewrap,
   set,
 } from "./blob.ts";
@@ -31,6 +30,7 @@ import {
   SANDBOX_POLICY,
 } from "./_response.ts";
 import { assertBytes, collect, kvTest, randomBytes } from "./_testing/util.ts";
+import type { ResponseOptions } from "./_types.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.

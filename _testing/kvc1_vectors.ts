@@ -9,9 +9,10 @@
  */
 
 import { createSealedFormat, deriveVersionKeys, type RandomSource } from "../_kvc1.ts";
-import type { BlobMetaFields, WriteFormat } from "../_record.ts";
+import type { WriteFormat } from "../_record.ts";
 import { encodeKey } from "../_user_key.ts";
 import { Keyring } from "../keys.ts";
+import type { StoredMetadata } from "../_types.ts";
 
 /** The generator of large plaintexts: byte i is (i * 31 + 7) % 251. */
 export const PATTERN = "(i * 31 + 7) % 251";
@@ -47,7 +48,7 @@ export interface VectorInputs {
   /** The user key the record lives at. */
   key: KeyPartJson[];
   /** The metadata sealed in the header. */
-  meta: BlobMetaFields;
+  meta: StoredMetadata;
   /** The header's expiresAt (ms since the epoch, 0 = none). */
   expiresAt: number;
   /** The plaintext. */
@@ -211,7 +212,7 @@ export async function sealBlob(
   format: WriteFormat,
   id: Uint8Array,
   key: Deno.KvKey,
-  meta: BlobMetaFields,
+  meta: StoredMetadata,
   expiresAt: number,
   plaintext: Uint8Array,
 ): Promise<{ record: Uint8Array; inline: boolean; chunks: Uint8Array[] }> {

@@ -22,9 +22,9 @@ import {
   sealBlob,
 } from "./kvc1_vectors.ts";
 import { createSealedFormat, type RandomSource } from "../_kvc1.ts";
-import type { BlobMetaFields } from "../_record.ts";
 import { Keyring, type KeyringEntry, type KeyWrapper } from "../keys.ts";
 import type { KeyPartJson, PlaintextJson } from "./kvc1_vectors.ts";
+import type { StoredMetadata } from "../_types.ts";
 
 /** A recipient of a KVC2 vector: a local key, or the deterministic test wrapper. */
 export type RecipientJson =
@@ -38,7 +38,7 @@ export interface Kvc2Inputs {
   id: string;
   metaIv: string;
   key: KeyPartJson[];
-  meta: BlobMetaFields;
+  meta: StoredMetadata;
   expiresAt: number;
   plaintext: PlaintextJson;
 }

@@ -30,7 +30,7 @@ import {
   type VectorInputs,
 } from "../_testing/kvc1_vectors.ts";
 import { SEALED_CHUNK_SIZE } from "../_limits.ts";
-import type { BlobMetaFields } from "../_record.ts";
+import type { StoredMetadata } from "../_types.ts";
 
 /** Largest plaintext written out in full as hex; longer ones use the generator. */
 const HEX_PLAINTEXT_MAX = 64;
@@ -72,13 +72,13 @@ interface Spec {
   description: string;
   recipients: { kid: string; bits: 128 | 256 }[];
   key: KeyPartJson[];
-  meta: BlobMetaFields;
+  meta: StoredMetadata;
   expiresAt?: number;
   size: number;
 }
 
 const REPORT_KEY: KeyPartJson[] = ["files", "report.pdf", 7, { bytes: "00ff10" }];
-const REPORT_META: BlobMetaFields = {
+const REPORT_META: StoredMetadata = {
   kind: "file",
   type: "application/pdf",
   name: "report.pdf",
