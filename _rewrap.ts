@@ -7,8 +7,9 @@
  */
 
 import { bytesEqual, concat } from "./_bytes.ts";
+import { AlreadyExistsError, DecryptionError, NotFoundError } from "./_errors.ts";
 import { assertVersionstamp } from "./_write_protocol.ts";
-import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
+import { type EncryptionKey, type KeyMaterial, resolveRecipients } from "./_key_input.ts";
 import type { KvLike } from "./_kv_like.ts";
 import { openEntry } from "./_chunk_reader.ts";
 import { readTarget } from "./_read_protocol.ts";
@@ -35,7 +36,7 @@ export async function rewrapRecord(
   for (const ring of added) {
     const kid = ring.current.kid;
     if (kid !== "" && kept.some((stanza) => stanza.kid === kid)) {
-      throw new TypeError(
+      throw new AlreadyExistsError(
         `Cannot rewrap ${keyText}: kid "${kid}" already has a stanza; remove it in the same call to replace it`,
       );
     }
@@ -67,10 +68,17 @@ export async function rewrapRecord(
 
 /** Options of `rewrap`. */
 export interface RewrapOptions {
-  /** A key that opens the blob now (a keyring may hold old and new keys). */
+  /**
+   * A key that opens the blob now (a keyring may hold old and new keys; an
+   * array is a list of keys to try, as for reads).
+   */
   encryptionKey: EncryptionKey;
-  /** Recipients to add: one stanza per element (its current key). */
-  add?: EncryptionKey | undefined;
+  /**
+   * Recipients to add, as `recipients` of `set`: one stanza per entry (a
+   * key, a key ring's current key, or a KeyWrapper); a single entry may be
+   * given without the array.
+   */
+  add?: KeyMaterial | readonly KeyMaterial[] | undefined;
   /** Key ids whose stanzas are dropped (kids not present are ignored). */
   remove?: readonly string[] | undefined;
   /** Rewrap only if the record's versionstamp is this one. */
@@ -86,7 +94,7 @@ export async function rewrapBlob(
   key: Deno.KvKey,
   options: RewrapOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  // Opened with allowPlaintext so a plain blob gets rewrap's own TypeError.
+  // Opened with allowPlaintext so a plain blob gets rewrap's own message.
   const target = readTarget(kv, key, { ...options, allowPlaintext: true }, "rewrap the blob");
   if (options.encryptionKey === undefined) {
     throw new TypeError(`Cannot rewrap ${target.keyText}: encryptionKey is required`);
@@ -97,10 +105,11 @@ export async function rewrapBlob(
   for (;;) {
     const { entry, record } = await openEntry(target);
     if (record === null) {
-      throw new TypeError(`Cannot rewrap ${target.keyText}: no blob is stored at the key`);
+      throw new NotFoundError(`Cannot rewrap ${target.keyText}: no blob is stored at the key`);
     }
     if (!isSealed(record)) {
-      throw new TypeError(`Cannot rewrap ${target.keyText}: the blob is not encrypted`);
+      // As a read with a key: a plain record where an encrypted one was expected.
+      throw new DecryptionError(`Cannot rewrap ${target.keyText}: the blob is not encrypted`);
     }
     if (options.versionstamp !== undefined && options.versionstamp !== entry.versionstamp) {
       return { ok: false };

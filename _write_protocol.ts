@@ -9,7 +9,7 @@
 import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { ConcurrentModificationError } from "./_errors.ts";
 import { plainWriteFormat } from "./_kvp1.ts";
-import { type EncryptionKey, resolveRecipients } from "./_key_input.ts";
+import { type KeyMaterial, resolveWriteRecipients } from "./_key_input.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
 import { CHUNK_GRACE_MS, KV_DEADLINE_MAX } from "./_limits.ts";
@@ -28,10 +28,18 @@ import {
 /** Options of {@linkcode set} and {@linkcode stage}. */
 export interface SetOptions extends MetadataOptions {
   /**
-   * Encrypt every chunk and the metadata under this key (or, for an array,
-   * for each of these recipients).
+   * Encrypt every chunk and the metadata for this one key or key ring (its
+   * current key). An array is a `TypeError`: pass several recipients as
+   * `recipients`. Not together with `recipients`.
    */
-  encryptionKey?: EncryptionKey | undefined;
+  encryptionKey?: KeyMaterial | undefined;
+  /**
+   * Encrypt for several recipients: the blob's secret is wrapped once for
+   * each entry (a key, a key ring's current key, or a `KeyWrapper`), and any
+   * one of them reads the blob. 1 to 16 entries; not together with
+   * `encryptionKey`.
+   */
+  recipients?: readonly KeyMaterial[] | undefined;
   /** Milliseconds until the blob expires and reads as absent. */
   expireIn?: number | undefined;
   /**
@@ -157,9 +165,13 @@ export async function deleteReplaced(
   }
 }
 
-async function writeFormat(options: SetOptions, id: Uint8Array): Promise<WriteFormat> {
-  if (options.encryptionKey === undefined) return plainWriteFormat;
-  return createSealedFormat(await resolveRecipients(options.encryptionKey), id);
+async function writeFormat(
+  options: SetOptions,
+  id: Uint8Array,
+  keyText: string,
+): Promise<WriteFormat> {
+  const recipients = await resolveWriteRecipients(options, `store ${keyText}`);
+  return recipients === undefined ? plainWriteFormat : createSealedFormat(recipients, id);
 }
 
 /** A version written but not yet published, with the record it will publish. */
@@ -205,7 +217,7 @@ export async function prepareWrite(
     writer = new VersionWriter(target);
     const current = kv.get(key);
     current.catch(() => {});
-    const format = await writeFormat(options, writer.id);
+    const format = await writeFormat(options, writer.id, keyText);
     pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
     const record = await writer.write(pieces, format, meta, oneCommit);
     return { target, writer, record, current: await current };

@@ -58,7 +58,12 @@ import { assertUserKey, describeKey } from "./_user_key.ts";
 import { vacuumVersions } from "./_vacuum.ts";
 import { assertBeforeDeadline } from "./_chunk_writer.ts";
 
-export { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
+export {
+  AlreadyExistsError,
+  ConcurrentModificationError,
+  CorruptBlobError,
+  NotFoundError,
+} from "./_errors.ts";
 export type { EncryptionKey, KeyMaterial } from "./_key_input.ts";
 export type {
   BlobMeta,
@@ -529,10 +534,12 @@ export function list(
  * @param key The blob's key.
  * @param options The key that opens it, and the recipients to add or remove.
  * @returns The commit result; `{ ok: false }` only when `versionstamp` did not match.
- * @throws {TypeError} if nothing is stored at the key, the blob is not
- * encrypted, or an added kid already has a stanza.
+ * @throws {TypeError} if `encryptionKey` is missing or an option is not of its type.
+ * @throws {SyntaxError} if a key given as JSON text does not parse.
+ * @throws {NotFoundError} if nothing is stored at the key.
+ * @throws {DecryptionError} if `encryptionKey` does not open the blob, or the blob is not encrypted.
+ * @throws {AlreadyExistsError} if an added kid already has a stanza (and is not removed in the same call).
  * @throws {RangeError} if the blob would end with no recipient or more than 16.
- * @throws {DecryptionError} if `encryptionKey` does not open the blob.
  *
  * @example Rotate to a new key
  * ```ts

@@ -33,9 +33,12 @@
  */
 
 import { fromBase64, toBase64, toHex, utf8 } from "./_bytes.ts";
+import { NotFoundError } from "./_errors.ts";
 import { isRecord } from "./_guards.ts";
 import { KID_MAX } from "./_limits.ts";
 import { hasDeno, readEnv } from "./_runtime.ts";
+
+export { NotFoundError } from "./_errors.ts";
 
 /** One key of a {@linkcode Keyring}: an AES-GCM key and its key id. */
 export interface KeyEntry {
@@ -50,8 +53,8 @@ export interface KeyEntry {
  * unwraps blob secrets: the key itself never enters the process. Any object
  * with a string `kid` and `wrap` / `unwrap` functions is a KeyWrapper, and
  * it is accepted wherever a key is: `encryptionKey` of every blob function,
- * inside an array of recipients, inside {@linkcode keyring}, and in
- * `rewrap`'s `add`.
+ * an entry of `recipients`, inside {@linkcode keyring}, and in `rewrap`'s
+ * `add`.
  *
  * kvcrypt passes `context` = `"kvcrypt/1 wrap"` ‖ the blob version id (16
  * bytes) ‖ the kid (UTF-8). Bind it to the wrapped result (as AES-GCM
@@ -335,7 +338,9 @@ export async function generateKey(
  * `{ keys: [...] }`, or the JSON text of either. A JWK without `kid` gets the
  * empty kid.
  * @returns A keyring of the imported keys, in order.
- * @throws {TypeError} When the input is not JSON, not a JWK or JWK Set, `kty`
+ * @throws {SyntaxError} When the text is not JSON (a raw hex or base64 key
+ * among it: the message says how to import one). Never quotes the text.
+ * @throws {TypeError} When the input is not a JWK or JWK Set, `kty`
  * is not `"oct"`, `alg` is not `"A128GCM"`/`"A256GCM"` or does not match the
  * key length, `k` is missing, not base64url or not 16 or 32 bytes, a kid is
  * not a string or longer than 64 UTF-8 bytes, the set is empty, or two keys
@@ -351,7 +356,7 @@ export async function generateKey(
  * const ring = await importKey(set);
  * assert.equal(ring.current.kid, "b");
  * assert.equal(ring.current.key.extractable, false);
- * await assert.rejects(importKey("not json"), TypeError);
+ * await assert.rejects(importKey("not json"), SyntaxError);
  * ```
  */
 export function importKey(jwk: JsonWebKey | JsonWebKeySet | string): Promise<Keyring<KeyEntry>> {
@@ -408,6 +413,7 @@ export async function exportKey(
  * @throws {TypeError} When no key is given, a CryptoKey is not AES-GCM of 128
  * or 256 bits with encrypt and decrypt usages, an argument is not a key, an
  * import fails (see {@linkcode importKey}), or two keys share a non-empty kid.
+ * @throws {SyntaxError} When a JSON string does not parse.
  *
  * @example Add a new key in front of an existing keyring
  * ```ts
@@ -436,8 +442,10 @@ export async function keyring(
  *
  * @param name The variable's name (default `"KVCRYPT_KEY"`).
  * @returns The imported keyring.
- * @throws {TypeError} When the variable is not set or empty, or its value does
- * not import; the message names the variable and never contains its value.
+ * @throws {NotFoundError} When the variable is not set or empty.
+ * @throws {SyntaxError} When its value is not JSON.
+ * @throws {TypeError} When its value is not a JWK or JWK Set that imports.
+ * Messages name the variable and never contain its value.
  * @throws {Deno.errors.NotCapable} On Deno, without `--allow-env` for the variable.
  *
  * @example Load keys from an environment variable
@@ -458,10 +466,10 @@ export async function keyringFromEnv(
 ): Promise<Keyring<KeyEntry>> {
   const value = readEnv(name);
   if (value === undefined) {
-    throw new TypeError(`Cannot read key: environment variable ${name} is not set`);
+    throw new NotFoundError(`Cannot read key: environment variable ${name} is not set`);
   }
   if (value.trim() === "") {
-    throw new TypeError(`Cannot read key: environment variable ${name} is empty`);
+    throw new NotFoundError(`Cannot read key: environment variable ${name} is empty`);
   }
   return await importKeyAs(value, `Cannot import key from environment variable ${name}`);
 }
@@ -482,7 +490,7 @@ function failWith(prefix: string): Fail {
 /** Imports a JWK, a JWK Set or JSON text of either; errors start with `prefix`. */
 async function importKeyAs(input: unknown, prefix: string): Promise<Keyring<KeyEntry>> {
   const fail = failWith(prefix);
-  const value = typeof input === "string" ? parseKeyJson(input, fail) : input;
+  const value = typeof input === "string" ? parseKeyJson(input, prefix) : input;
   const jwks = jwkList(value, fail);
   const entries: KeyEntry[] = [];
   for (const [index, jwk] of jwks.entries()) {
@@ -493,17 +501,19 @@ async function importKeyAs(input: unknown, prefix: string): Promise<Keyring<KeyE
   return new Keyring(entries);
 }
 
-/** Parses key JSON without ever quoting the text in an error. */
-function parseKeyJson(text: string, fail: Fail): unknown {
+/** Parses key JSON without ever quoting the text in an error; text that does not parse is a SyntaxError. */
+function parseKeyJson(text: string, prefix: string): unknown {
   // A raw hex or base64 key is not a JWK: say what to pass instead of a JSON error.
   if (RAW_KEY_PATTERN.test(text)) {
-    fail(`the text looks like a raw hex or base64 key, which is not JSON; ${PASS_RAW_KEY}`);
+    throw new SyntaxError(
+      `${prefix}: the text looks like a raw hex or base64 key, which is not JSON; ${PASS_RAW_KEY}`,
+    );
   }
   try {
     return JSON.parse(text);
   } catch {
     // JSON.parse's own message quotes the input, which may be key material: drop it.
-    return fail(`the text is not JSON; ${PASS_A_JWK}`);
+    throw new SyntaxError(`${prefix}: the text is not JSON; ${PASS_A_JWK}`);
   }
 }
 
