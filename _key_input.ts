@@ -82,7 +82,7 @@ const stringCache = new Map<string, Promise<Keyring>>();
  * @throws {RangeError} When `recipients` lists no key.
  * @throws {SyntaxError} When a key given as JSON text does not parse.
  */
-export function resolveWriteRecipients(
+export async function resolveWriteRecipients(
   options: WriteKeyOptions,
   action: string,
 ): Promise<readonly Keyring[] | undefined> {
@@ -94,9 +94,7 @@ export function resolveWriteRecipients(
     );
   }
   if (recipients === undefined) {
-    return encryptionKey === undefined
-      ? Promise.resolve(undefined)
-      : resolveRecipients(encryptionKey);
+    return encryptionKey === undefined ? undefined : await resolveRecipients(encryptionKey);
   }
   // Either option alone says whom the blob is for; together they would leave it open which comes first.
   if (encryptionKey !== undefined) {
@@ -109,7 +107,7 @@ export function resolveWriteRecipients(
   if (recipients.length === 0) {
     throw new RangeError(`Cannot ${action}: recipients must list 1 to ${STANZAS_MAX} keys`);
   }
-  return resolveRecipients(recipients);
+  return await resolveRecipients(recipients);
 }
 
 /**
