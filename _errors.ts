@@ -1,6 +1,8 @@
 /**
- * The error classes kvcrypt throws besides TypeError and RangeError. Defined
- * here once and re-exported by the public modules.
+ * The error classes kvcrypt throws for states of the store or the environment
+ * (besides TypeError for wrong types, RangeError for sizes and ranges, and
+ * SyntaxError for text that does not parse). Defined here once and
+ * re-exported by the public modules.
  *
  * @module
  */
@@ -88,5 +90,64 @@ export class DecryptionError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "DecryptionError";
+  }
+}
+
+/**
+ * What a call works on is not there: no blob is stored at the key (`rewrap`),
+ * or the environment variable `keyringFromEnv` reads is not set or empty.
+ *
+ * @example Rewrapping a key that holds nothing
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateKey, NotFoundError, rewrap } from "@kvcrypt/kvcrypt";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const encryptionKey = await generateKey();
+ * await assert.rejects(rewrap(kv, ["missing"], { encryptionKey, add: await generateKey() }), NotFoundError);
+ * kv.close();
+ * ```
+ */
+export class NotFoundError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What cannot be done and what is missing.
+   * @param options The underlying cause, if any.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "NotFoundError";
+  }
+}
+
+/**
+ * What a call would add is already there: `rewrap` was asked to add a key
+ * whose kid already has a stanza in the blob (remove that kid in the same
+ * call to replace it).
+ *
+ * @example Adding a recipient twice
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AlreadyExistsError, generateKey, rewrap, set } from "@kvcrypt/kvcrypt";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const alice = await generateKey({ kid: "alice" });
+ * await set(kv, ["doc"], new Uint8Array(10), { encryptionKey: alice });
+ * await assert.rejects(rewrap(kv, ["doc"], { encryptionKey: alice, add: alice }), AlreadyExistsError);
+ * await rewrap(kv, ["doc"], { encryptionKey: alice, add: alice, remove: ["alice"] });
+ * kv.close();
+ * ```
+ */
+export class AlreadyExistsError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What cannot be done and what is already there.
+   * @param options The underlying cause, if any.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "AlreadyExistsError";
   }
 }

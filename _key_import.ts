@@ -54,7 +54,7 @@ export async function importKeys(
   prefix: string = "Cannot import key",
 ): Promise<Keyring<KeyEntry>> {
   const fail = failWith(prefix);
-  const value = typeof input === "string" ? parseKeyJson(input, fail) : input;
+  const value = typeof input === "string" ? parseKeyJson(input, prefix) : input;
   const jwks = jwkList(value, fail);
   const entries: KeyEntry[] = [];
   for (const [index, jwk] of jwks.entries()) {
@@ -65,17 +65,19 @@ export async function importKeys(
   return new Keyring(entries);
 }
 
-/** Parses key JSON without ever quoting the text in an error. */
-function parseKeyJson(text: string, fail: Fail): unknown {
+/** Parses key JSON without ever quoting the text in an error; text that does not parse is a SyntaxError. */
+function parseKeyJson(text: string, prefix: string): unknown {
   // A raw hex or base64 key is not a JWK: say what to pass instead of a JSON error.
   if (RAW_KEY_PATTERN.test(text)) {
-    fail(`the text looks like a raw hex or base64 key, which is not JSON; ${PASS_RAW_KEY}`);
+    throw new SyntaxError(
+      `${prefix}: the text looks like a raw hex or base64 key, which is not JSON; ${PASS_RAW_KEY}`,
+    );
   }
   try {
     return JSON.parse(text);
   } catch {
     // JSON.parse's own message quotes the input, which may be key material: drop it.
-    return fail(`the text is not JSON; ${PASS_A_JWK}`);
+    throw new SyntaxError(`${prefix}: the text is not JSON; ${PASS_A_JWK}`);
   }
 }
 

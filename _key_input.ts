@@ -1,8 +1,9 @@
 /**
- * Turns the `encryptionKey` option into keyrings: one keyring per recipient
- * for writes, and every key of every keyring for reads. Resolved keyrings are
- * cached, so passing the same key (or the same environment variable string)
- * on every call imports it once.
+ * Turns the key options into keyrings: a write's `encryptionKey` (one
+ * recipient) or `recipients` (one keyring each), and a read's `encryptionKey`
+ * (every key of every keyring). Resolved keyrings are cached, so passing the
+ * same key (or the same environment variable string) on every call imports
+ * it once.
  *
  * @module
  */
@@ -10,7 +11,16 @@
 import { isRecord } from "./_guards.ts";
 import { type JsonWebKeySet, keyringOf } from "./_key_import.ts";
 import { isKeyWrapper, Keyring, type KeyringEntry, type KeyWrapper } from "./_keyring.ts";
-import type { EncryptionKey } from "./_types.ts";
+import { STANZAS_MAX } from "./_limits.ts";
+import type { EncryptionKey, KeyMaterial } from "./_types.ts";
+
+/** The options of a write that say whom the blob is encrypted for. */
+export interface WriteKeyOptions {
+  /** One key ring: its current key gets the blob's one stanza. */
+  encryptionKey?: KeyMaterial | undefined;
+  /** Several recipients: one stanza for each entry's current key. */
+  recipients?: readonly KeyMaterial[] | undefined;
+}
 
 /** Most strings (JWK JSON, typically from an environment variable) whose keyrings stay cached. */
 const STRING_CACHE_MAX = 16;
@@ -29,13 +39,55 @@ const objectCache = new WeakMap<object, { json: string | undefined; ring: Promis
 const stringCache = new Map<string, Promise<Keyring>>();
 
 /**
- * Resolves `encryptionKey` into recipients: one keyring for a single
+ * Resolves a write's `encryptionKey` or `recipients` into one keyring per
+ * recipient, so the option's name, never the shape of its value, says how
+ * many stanzas the blob gets.
+ *
+ * @param options The write's options.
+ * @param action What the write does, for messages ("store [\"k\"]").
+ * @returns The recipients' keyrings, in order, or undefined for a plain write.
+ * @throws {TypeError} When `encryptionKey` is an array, both options are
+ * given, `recipients` is not an array, or an entry is not a key.
+ * @throws {RangeError} When `recipients` lists no key.
+ * @throws {SyntaxError} When a key given as JSON text does not parse.
+ */
+export async function resolveWriteRecipients(
+  options: WriteKeyOptions,
+  action: string,
+): Promise<readonly Keyring[] | undefined> {
+  const { encryptionKey, recipients } = options;
+  // One meaning per option: an array here would silently mean several stanzas, not one key ring.
+  if (Array.isArray(encryptionKey)) {
+    throw new TypeError(
+      `Cannot ${action}: encryptionKey is one key or key ring; pass several recipients as \`recipients\``,
+    );
+  }
+  if (recipients === undefined) {
+    return encryptionKey === undefined ? undefined : await resolveRecipients(encryptionKey);
+  }
+  // Either option alone says whom the blob is for; together they would leave it open which comes first.
+  if (encryptionKey !== undefined) {
+    throw new TypeError(`Cannot ${action}: pass encryptionKey or recipients, not both`);
+  }
+  if (!Array.isArray(recipients)) {
+    throw new TypeError(`Cannot ${action}: recipients must be an array of keys`);
+  }
+  // An empty list must not fall back to a plain write: the caller asked for encryption.
+  if (recipients.length === 0) {
+    throw new RangeError(`Cannot ${action}: recipients must list 1 to ${STANZAS_MAX} keys`);
+  }
+  return await resolveRecipients(recipients);
+}
+
+/**
+ * Resolves a list of key rings: one keyring for a single
  * {@linkcode KeyMaterial}, one keyring per element for an array.
  *
- * @param input The `encryptionKey` option.
- * @returns The recipients' keyrings, in order; writes use each one's current key.
+ * @param input A read's `encryptionKey`, the recipients of a write, or `rewrap`'s `add`.
+ * @returns The keyrings, in order; writes use each one's current key.
  * @throws {TypeError} When the array is empty, an element is not a key in an
  * accepted form, or a key does not import.
+ * @throws {SyntaxError} When a key given as JSON text does not parse.
  */
 export async function resolveRecipients(input: EncryptionKey): Promise<readonly Keyring[]> {
   if (!Array.isArray(input)) return Object.freeze([await resolveKeyring(input)]);
@@ -52,6 +104,7 @@ export async function resolveRecipients(input: EncryptionKey): Promise<readonly 
  * @param input The `encryptionKey` option.
  * @returns The keys, current key of the first recipient first.
  * @throws {TypeError} As {@linkcode resolveRecipients}.
+ * @throws {SyntaxError} As {@linkcode resolveRecipients}.
  */
 export async function resolveReadKeys(input: EncryptionKey): Promise<readonly KeyringEntry[]> {
   const seen = new Map<CryptoKey | KeyWrapper, Set<string>>();

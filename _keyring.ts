@@ -25,8 +25,8 @@ export interface KeyEntry {
  * unwraps blob secrets: the key itself never enters the process. Any object
  * with a string `kid` and `wrap` / `unwrap` functions is a KeyWrapper, and
  * it is accepted wherever a key is: `encryptionKey` of every blob function,
- * inside an array of recipients, inside {@linkcode keyring}, and in
- * `rewrap`'s `add`.
+ * an entry of `recipients`, inside {@linkcode keyring}, and in `rewrap`'s
+ * `add`.
  *
  * kvcrypt passes `context` = `"kvcrypt/1 wrap"` ‖ the blob version id (16
  * bytes) ‖ the kid (UTF-8). Bind it to the wrapped result (as AES-GCM

@@ -8,6 +8,7 @@
 
 import { bytesEqual, concat } from "./_bytes.ts";
 import { commitAndVerify } from "./_commit.ts";
+import { AlreadyExistsError, DecryptionError, NotFoundError } from "./_errors.ts";
 import { assertVersionstamp } from "./_write_protocol.ts";
 import { resolveRecipients } from "./_key_input.ts";
 import type { KvLike } from "./_kv_like.ts";
@@ -37,7 +38,7 @@ export async function rewrapRecord(
   for (const ring of added) {
     const kid = ring.current.kid;
     if (kid !== "" && kept.some((stanza) => stanza.kid === kid)) {
-      throw new TypeError(
+      throw new AlreadyExistsError(
         `Cannot rewrap ${keyText}: kid "${kid}" already has a stanza; remove it in the same call to replace it`,
       );
     }
@@ -76,7 +77,7 @@ export async function rewrapBlob(
   key: Deno.KvKey,
   options: RewrapOptions,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  // Opened with allowPlaintext so a plain blob gets rewrap's own TypeError.
+  // Opened with allowPlaintext so a plain blob gets rewrap's own message.
   const target = readTarget(kv, key, { ...options, allowPlaintext: true }, "rewrap the blob");
   if (options.encryptionKey === undefined) {
     throw new TypeError(`Cannot rewrap ${target.keyText}: encryptionKey is required`);
@@ -87,10 +88,11 @@ export async function rewrapBlob(
   for (;;) {
     const { entry, record } = await openEntry(target);
     if (record === null) {
-      throw new TypeError(`Cannot rewrap ${target.keyText}: no blob is stored at the key`);
+      throw new NotFoundError(`Cannot rewrap ${target.keyText}: no blob is stored at the key`);
     }
     if (!isSealed(record)) {
-      throw new TypeError(`Cannot rewrap ${target.keyText}: the blob is not encrypted`);
+      // As a read with a key: a plain record where an encrypted one was expected.
+      throw new DecryptionError(`Cannot rewrap ${target.keyText}: the blob is not encrypted`);
     }
     if (options.versionstamp !== undefined && options.versionstamp !== entry.versionstamp) {
       return { ok: false };

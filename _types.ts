@@ -31,18 +31,19 @@ export type BlobKind = "buffer" | "blob" | "file";
 export type KeyMaterial = CryptoKey | JsonWebKey | JsonWebKeySet | string | Keyring | KeyWrapper;
 
 /**
- * The `encryptionKey` option: one key ring ({@linkcode KeyMaterial}), or an
- * array of them for several recipients.
+ * The `encryptionKey` option of reads: one key ring ({@linkcode KeyMaterial}),
+ * or an array of them, whose keys are all tried.
  *
- * - A single key, JWK Set or `Keyring` is **one** key ring: a write wraps the
- *   blob's secret for its current key; a read tries every key in it, so older
- *   keys keep reading after a rotation.
- * - An **array** means several recipients: a write wraps the blob's secret
- *   once for each element's current key (anyone holding one of them can
- *   read); a read tries every key of every element.
+ * - A single key, JWK Set or `Keyring` is **one** key ring: a read tries every
+ *   key in it, so older keys keep reading after a rotation.
+ * - An **array** is a list of key rings to try, every key of every element:
+ *   the same as one keyring holding them all.
+ *
+ * Writes (`set`, `stage`) take one {@linkcode KeyMaterial} as `encryptionKey`
+ * (an array there is a `TypeError`) and several recipients as `recipients`.
  *
  * A string that is not JSON (such as a raw hex or base64 key) is rejected
- * with a `TypeError`: convert it with `importKey()` or pass a JWK.
+ * with a `SyntaxError`: convert it with `importKey()` or pass a JWK.
  */
 export type EncryptionKey = KeyMaterial | readonly KeyMaterial[];
 
@@ -162,10 +163,18 @@ export interface MetadataOptions {
 /** Options of {@linkcode set} and {@linkcode stage}. */
 export interface SetOptions extends MetadataOptions {
   /**
-   * Encrypt every chunk and the metadata under this key (or, for an array,
-   * for each of these recipients).
+   * Encrypt every chunk and the metadata for this one key or key ring (its
+   * current key). An array is a `TypeError`: pass several recipients as
+   * `recipients`. Not together with `recipients`.
    */
-  encryptionKey?: EncryptionKey | undefined;
+  encryptionKey?: KeyMaterial | undefined;
+  /**
+   * Encrypt for several recipients: the blob's secret is wrapped once for
+   * each entry (a key, a key ring's current key, or a `KeyWrapper`), and any
+   * one of them reads the blob. 1 to 16 entries; not together with
+   * `encryptionKey`.
+   */
+  recipients?: readonly KeyMaterial[] | undefined;
   /** Milliseconds until the blob expires and reads as absent. */
   expireIn?: number | undefined;
   /**
@@ -359,10 +368,17 @@ export interface BlobListIterator extends AsyncIterableIterator<Deno.KvEntry<Blo
 
 /** Options of `rewrap`. */
 export interface RewrapOptions {
-  /** A key that opens the blob now (a keyring may hold old and new keys). */
+  /**
+   * A key that opens the blob now (a keyring may hold old and new keys; an
+   * array is a list of keys to try, as for reads).
+   */
   encryptionKey: EncryptionKey;
-  /** Recipients to add: one stanza per element (its current key). */
-  add?: EncryptionKey | undefined;
+  /**
+   * Recipients to add, as `recipients` of `set`: one stanza per entry (a
+   * key, a key ring's current key, or a KeyWrapper); a single entry may be
+   * given without the array.
+   */
+  add?: KeyMaterial | readonly KeyMaterial[] | undefined;
   /** Key ids whose stanzas are dropped (kids not present are ignored). */
   remove?: readonly string[] | undefined;
   /** Rewrap only if the record's versionstamp is this one. */

@@ -10,7 +10,7 @@ import type { AtomicLike, KvLike } from "./_kv_like.ts";
 import { commitAndVerify } from "./_commit.ts";
 import { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
 import { plainWriteFormat } from "./_kvp1.ts";
-import { resolveRecipients } from "./_key_input.ts";
+import { resolveWriteRecipients } from "./_key_input.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { createSealedFormat } from "./_kvc1.ts";
 import { checkExpireIn } from "./_expire_in.ts";
@@ -135,9 +135,13 @@ export async function deleteReplaced(
   }
 }
 
-async function writeFormat(options: SetOptions, id: Uint8Array): Promise<WriteFormat> {
-  if (options.encryptionKey === undefined) return plainWriteFormat;
-  return createSealedFormat(await resolveRecipients(options.encryptionKey), id);
+async function writeFormat(
+  options: SetOptions,
+  id: Uint8Array,
+  keyText: string,
+): Promise<WriteFormat> {
+  const recipients = await resolveWriteRecipients(options, `store ${keyText}`);
+  return recipients === undefined ? plainWriteFormat : createSealedFormat(recipients, id);
 }
 
 /** A version written but not yet published, with the record it will publish. */
@@ -183,7 +187,7 @@ export async function prepareWrite(
     writer = new VersionWriter(target);
     const current = kv.get(key);
     current.catch(() => {});
-    const format = await writeFormat(options, writer.id);
+    const format = await writeFormat(options, writer.id, keyText);
     pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
     const record = await writer.write(pieces, format, meta, oneCommit);
     return { target, writer, record, current: await current };

@@ -51,7 +51,12 @@ import type {
   VacuumResult,
 } from "./_types.ts";
 
-export { ConcurrentModificationError, CorruptBlobError } from "./_errors.ts";
+export {
+  AlreadyExistsError,
+  ConcurrentModificationError,
+  CorruptBlobError,
+  NotFoundError,
+} from "./_errors.ts";
 export type { AtomicLike, KvLike, KvListIteratorLike } from "./_kv_like.ts";
 export type {
   BlobKind,
@@ -91,6 +96,10 @@ export type {
  * last writer wins; with it the write is a compare-and-set. A write that
  * fails, is aborted or crashes leaves the previous value readable.
  *
+ * Encryption is for one key ring (`encryptionKey`: its current key) or for
+ * several recipients (`recipients`: one wrapped copy of the blob's secret
+ * each, and any one of them reads the blob); never both.
+ *
  * @param kv The store.
  * @param key Where to store the blob.
  * @param value Bytes (an ArrayBuffer or any view: only the view's bytes), a
@@ -100,9 +109,13 @@ export type {
  * metadata (`type`, `name`, `lastModified`) for a stream or bytes.
  * @returns The commit result of the record; `{ ok: false }` only when
  * `versionstamp` was given and did not match.
- * @throws {TypeError} if the key or value is not valid.
+ * @throws {TypeError} if the key or value is not valid, `encryptionKey` is
+ * an array (pass several recipients as `recipients`), both `encryptionKey`
+ * and `recipients` are given, or a key is not a key.
+ * @throws {SyntaxError} if a key given as JSON text does not parse.
  * @throws {RangeError} if the metadata is too large, `expireIn` is not
- * positive, or its deadline passes during the write.
+ * positive, its deadline passes during the write, or `recipients` lists
+ * none or more than 16.
  * @throws {ConcurrentModificationError} if `vacuum` removed the version while
  * it was being written.
  *
@@ -118,6 +131,20 @@ export type {
  * assert.ok(file instanceof File);
  * assert.equal(file.name, "report.pdf");
  * assert.equal(file.type, "application/pdf");
+ * kv.close();
+ * ```
+ *
+ * @example Encrypt for two recipients: each reads alone
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateKey, get, set } from "@kvcrypt/kvcrypt";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const alice = await generateKey({ kid: "alice" });
+ * const bob = await generateKey({ kid: "bob" });
+ * await set(kv, ["shared"], new Uint8Array(100_000), { recipients: [alice, bob] });
+ * assert.equal((await get(kv, ["shared"], { encryptionKey: bob })).value?.length, 100_000);
+ * await assert.rejects(set(kv, ["shared"], new Uint8Array(1), { encryptionKey: [alice, bob] as never }), TypeError);
  * kv.close();
  * ```
  *
@@ -178,8 +205,9 @@ export async function set(
  * @param options As for {@linkcode set}; `versionstamp` adds that check.
  * @returns A staged blob: `commit(op)` it with your atomic (or add it to
  * one, commit, then `complete`).
- * @throws {TypeError} for a bad key or value, as {@linkcode set}.
- * @throws {RangeError} for bad sizes or expiry, as {@linkcode set}.
+ * @throws {TypeError} for a bad key, value or key option, as {@linkcode set}.
+ * @throws {SyntaxError} for key text that does not parse, as {@linkcode set}.
+ * @throws {RangeError} for bad sizes, expiry or recipient counts, as {@linkcode set}.
  *
  * @example Commit a blob and an index entry together
  * ```ts
@@ -238,6 +266,7 @@ export async function stage(
  * @returns An entry whose value is null when no blob is stored (or it expired).
  * @throws {CorruptBlobError} if the entry is not a kvcrypt blob or a plain blob is damaged.
  * @throws {DecryptionError} for a wrong key, a tampered blob, or a plain record read with a key.
+ * @throws {SyntaxError} if a key given as JSON text does not parse.
  * @throws {ConcurrentModificationError} if the blob kept being replaced while read.
  *
  * @example Bytes, stream or Blob
@@ -474,10 +503,12 @@ export function list(
  * @param key The blob's key.
  * @param options The key that opens it, and the recipients to add or remove.
  * @returns The commit result; `{ ok: false }` only when `versionstamp` did not match.
- * @throws {TypeError} if nothing is stored at the key, the blob is not
- * encrypted, or an added kid already has a stanza.
+ * @throws {TypeError} if `encryptionKey` is missing or an option is not of its type.
+ * @throws {SyntaxError} if a key given as JSON text does not parse.
+ * @throws {NotFoundError} if nothing is stored at the key.
+ * @throws {DecryptionError} if `encryptionKey` does not open the blob, or the blob is not encrypted.
+ * @throws {AlreadyExistsError} if an added kid already has a stanza (and is not removed in the same call).
  * @throws {RangeError} if the blob would end with no recipient or more than 16.
- * @throws {DecryptionError} if `encryptionKey` does not open the blob.
  *
  * @example Rotate to a new key
  * ```ts

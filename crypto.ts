@@ -60,8 +60,9 @@ export type { EncryptionKey, KeyMaterial, RotateResult } from "./_types.ts";
  * all), so `keyring(newKey, oldKey)` rotates without rewriting: old values
  * keep reading, and each `set` re-encrypts under the new key. Every value
  * gets a random 96-bit IV, so stay below 2^32 encryptions per key (NIST SP
- * 800-38D) and rotate before then. Several recipients (an array of keys) do
- * not apply to values: values have no per-recipient wrapping.
+ * 800-38D) and rotate before then. Several recipients (the blob
+ * functions' `recipients`) do not apply to values: values have no
+ * per-recipient wrapping.
  *
  * Expiry: `expireIn` sets Deno KV's `expireIn` and the sealed deadline. A
  * value re-set without `expireIn` no longer expires (and an attacker cannot
@@ -83,8 +84,9 @@ export type { EncryptionKey, KeyMaterial, RotateResult } from "./_types.ts";
  * the first call.
  * @throws {TypeError} When `kv` is not a store (`Deno.Kv` or `@deno/kv`'s `Kv`). An unusable
  * `encryptionKey` (not a key, a failed import, or an array of several
- * recipients) rejects every call of the returned object with a `TypeError`
- * (`watch` errors its stream with it).
+ * recipients) rejects every call of the returned object with a `TypeError`,
+ * or a `SyntaxError` for JSON text that does not parse (`watch` errors its
+ * stream with it).
  *
  * @example Store, read, rotate, and fail with another key
  * ```ts

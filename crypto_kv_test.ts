@@ -836,7 +836,7 @@ Deno.test("cryptoKv() rejects several recipients with TypeError", async () => {
   });
 });
 
-Deno.test("cryptoKv() rejects a key of the wrong type with TypeError", async () => {
+Deno.test("cryptoKv() rejects a key of the wrong type with TypeError, unparsable key text with SyntaxError", async () => {
   await withKv(async (kv) => {
     const hmac = await crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-256" }, false, [
       "sign",
@@ -845,7 +845,6 @@ Deno.test("cryptoKv() rejects a key of the wrong type with TypeError", async () 
       undefined,
       null,
       42,
-      "00112233445566778899aabbccddeeff", // a raw hex key: use importKey()
       { kty: "oct", k: "AAAA" },
       [],
       hmac,
@@ -855,6 +854,9 @@ Deno.test("cryptoKv() rejects a key of the wrong type with TypeError", async () 
       await assert.rejects(ckv.set(["x"], 1), TypeError, String(key));
       await assert.rejects(ckv.get(["x"]), TypeError, String(key));
     }
+    const hex = cryptoKv(kv, "00112233445566778899aabbccddeeff"); // a raw hex key: use importKey()
+    await assert.rejects(hex.set(["x"], 1), SyntaxError, "raw hex key");
+    await assert.rejects(hex.get(["x"]), SyntaxError, "raw hex key");
     assert.throws(
       () => cryptoKv(null as unknown as Deno.Kv, jwkOf(rawKey(256, 1), "k")),
       TypeError,

@@ -8,11 +8,13 @@
 
 import assert from "node:assert/strict";
 import {
+  AlreadyExistsError,
   CorruptBlobError,
   type EncryptionKey,
   get,
   getAsStream,
   getMeta,
+  type KeyMaterial,
   list,
   rewrap,
   set,
@@ -721,10 +723,10 @@ Deno.test("round trip: the largest one-commit write (11 full chunks, longest key
     const recipients = await Promise.all(
       Array.from({ length: 16 }, (_, i) => generateKey({ kid: kid(i) })),
     );
-    await set(kv, key, pattern(3 * SEALED_CHUNK_SIZE, 1), { encryptionKey: recipients });
+    await set(kv, key, pattern(3 * SEALED_CHUNK_SIZE, 1), { recipients });
     const log = await countWrites(
       kv,
-      (wrapped) => set(wrapped, key, file, { encryptionKey: recipients, expireIn: 60_000 }),
+      (wrapped) => set(wrapped, key, file, { recipients, expireIn: 60_000 }),
     );
     assert.equal(log[0]!.keys.filter((k) => k[1] === "chunk").length, CHUNKS_IN_RECORD_COMMIT);
     assert.ok(log[0]!.keys.some((k) => k[0] === "max"), "the record is in the same atomic");
@@ -769,7 +771,7 @@ Deno.test("set() with two recipients: each reads alone, a third key cannot", asy
     for (const size of [1_000, 2 * CHUNK + 3]) {
       const data = pattern(size, 4);
       const key = ["shared", size];
-      await set(kv, key, data, { encryptionKey: [alice, bob] });
+      await set(kv, key, data, { recipients: [alice, bob] });
       const header = parseHeader(await rawRecord(kv, key));
       assert.deepEqual(header.stanzas.map((stanza) => stanza.kid), ["alice", "bob"]);
       assert.equal(header.suite, 0x02, "the suite follows the first recipient (AES-256)");
@@ -787,7 +789,7 @@ Deno.test("set() with two recipients: each reads alone, a third key cannot", asy
       assert.deepEqual(meta?.encrypted && meta.kids, ["alice", "bob"]);
     }
     // The suite byte follows the first recipient's key: bob first gives AES-128.
-    await set(kv, ["bob-first"], pattern(10), { encryptionKey: [bob, alice] });
+    await set(kv, ["bob-first"], pattern(10), { recipients: [bob, alice] });
     assert.equal(parseHeader(await rawRecord(kv, ["bob-first"])).suite, 0x01);
     assertBytes((await get(kv, ["bob-first"], { encryptionKey: alice })).value, pattern(10), "");
   });
@@ -799,7 +801,7 @@ Deno.test("a key ring writes with its current key and reads blobs written with t
   await withKv(async (kv) => {
     const oldData = pattern(CHUNK + 10, 5);
     await set(kv, ["old"], oldData, { encryptionKey: oldJwk });
-    const rings: [string, EncryptionKey][] = [
+    const rings: [string, KeyMaterial][] = [
       ["keyring(new, old)", await keyring(newJwk, oldJwk)],
       ["JWK Set object", { keys: [newJwk, oldJwk] }],
       ["JWK Set JSON", JSON.stringify({ keys: [newJwk, oldJwk] })],
@@ -952,7 +954,7 @@ Deno.test("rewrap() with a wrong key rejects with DecryptionError and changes no
   });
 });
 
-Deno.test("rewrap() refuses to leave no recipient (RangeError) or to add a kid twice (TypeError)", async () => {
+Deno.test("rewrap() refuses to leave no recipient (RangeError) or to add a kid twice (AlreadyExistsError)", async () => {
   const jwk = await generateKey({ kid: "k" });
   await withKv(async (kv) => {
     await sealedBlob(kv, KEY, SIZE, jwk);
@@ -964,7 +966,7 @@ Deno.test("rewrap() refuses to leave no recipient (RangeError) or to add a kid t
     );
     await assertRejectsWith(
       rewrap(kv, KEY, { encryptionKey: jwk, add: await generateKey({ kid: "k" }) }),
-      [TypeError],
+      [AlreadyExistsError],
       "kid present",
     );
     const after = await kv.get(KEY);
@@ -1000,14 +1002,14 @@ Deno.test("rewrap() rewraps an inline encrypted blob", async () => {
 });
 
 Deno.test({
-  name: "rewrap() of a plain blob rejects with TypeError",
+  name: "rewrap() of a plain blob rejects with DecryptionError",
   async fn() {
     const jwk = await generateKey({ kid: "k" });
     await withKv(async (kv) => {
       await set(kv, ["plain"], pattern(100));
       await assertRejectsWith(
         rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
-        [TypeError],
+        [DecryptionError],
         "plain",
       );
     });
@@ -1021,7 +1023,7 @@ Deno.test("rewrap() of a plain blob fails and leaves it as it was", async () => 
     const before = await kv.get(["plain"]);
     await assertRejectsWith(
       rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
-      [TypeError],
+      [DecryptionError],
       "plain",
     );
     assert.equal((await kv.get(["plain"])).versionstamp, before.versionstamp);

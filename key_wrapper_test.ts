@@ -101,7 +101,7 @@ wrapperTest("mixed recipients: a local key and a wrapper each read alone", async
   const local = await generateKey({ bits: 128, kid: "alice" });
   const wrapper = serviceWrapper(service, "bob");
   const data = randomBytes(150_000);
-  await set(kv, ["shared"], data, { encryptionKey: [wrapper, local] });
+  await set(kv, ["shared"], data, { recipients: [wrapper, local] });
   const header = parseHeader((await kv.get<Uint8Array>(["shared"])).value!);
   assert.equal(header.suite, SUITE_AES_256_GCM, "the first recipient is a wrapper");
   assert.deepEqual(header.stanzas.map((s) => s.form), ["wrapper", "key"]);
@@ -269,7 +269,7 @@ Deno.test("16 wrapper recipients with 1,024-byte outputs fit one record, inline 
   for (const size of [WRAPPED_INLINE_MAX, WRAPPED_INLINE_MAX + 1, 100_000]) {
     const data = randomBytes(size);
     await set(kv, ["big"], data, {
-      encryptionKey: wrappers,
+      recipients: wrappers,
       name: "n".repeat(1_900),
       type: "application/pdf",
     });

@@ -33,6 +33,7 @@
  */
 
 import { toBase64, toHex } from "./_bytes.ts";
+import { NotFoundError } from "./_errors.ts";
 import { ALG_BY_BYTES, importKeys, type JsonWebKeySet, keyringOf } from "./_key_import.ts";
 import {
   AES_GCM,
@@ -46,6 +47,7 @@ import {
 } from "./_keyring.ts";
 import { hasDeno, readEnv } from "./_runtime.ts";
 
+export { NotFoundError } from "./_errors.ts";
 export type { JsonWebKeySet } from "./_key_import.ts";
 export {
   isKeyWrapper,
@@ -115,7 +117,9 @@ export async function generateKey(
  * `{ keys: [...] }`, or the JSON text of either. A JWK without `kid` gets the
  * empty kid.
  * @returns A keyring of the imported keys, in order.
- * @throws {TypeError} When the input is not JSON, not a JWK or JWK Set, `kty`
+ * @throws {SyntaxError} When the text is not JSON (a raw hex or base64 key
+ * among it: the message says how to import one). Never quotes the text.
+ * @throws {TypeError} When the input is not a JWK or JWK Set, `kty`
  * is not `"oct"`, `alg` is not `"A128GCM"`/`"A256GCM"` or does not match the
  * key length, `k` is missing, not base64url or not 16 or 32 bytes, a kid is
  * not a string or longer than 64 UTF-8 bytes, the set is empty, or two keys
@@ -131,7 +135,7 @@ export async function generateKey(
  * const ring = await importKey(set);
  * assert.equal(ring.current.kid, "b");
  * assert.equal(ring.current.key.extractable, false);
- * await assert.rejects(importKey("not json"), TypeError);
+ * await assert.rejects(importKey("not json"), SyntaxError);
  * ```
  */
 export function importKey(jwk: JsonWebKey | JsonWebKeySet | string): Promise<Keyring<KeyEntry>> {
@@ -188,6 +192,7 @@ export async function exportKey(
  * @throws {TypeError} When no key is given, a CryptoKey is not AES-GCM of 128
  * or 256 bits with encrypt and decrypt usages, an argument is not a key, an
  * import fails (see {@linkcode importKey}), or two keys share a non-empty kid.
+ * @throws {SyntaxError} When a JSON string does not parse.
  *
  * @example Add a new key in front of an existing keyring
  * ```ts
@@ -213,8 +218,10 @@ export async function keyring(
  *
  * @param name The variable's name (default `"KVCRYPT_KEY"`).
  * @returns The imported keyring.
- * @throws {TypeError} When the variable is not set or empty, or its value does
- * not import; the message names the variable and never contains its value.
+ * @throws {NotFoundError} When the variable is not set or empty.
+ * @throws {SyntaxError} When its value is not JSON.
+ * @throws {TypeError} When its value is not a JWK or JWK Set that imports.
+ * Messages name the variable and never contain its value.
  * @throws {Deno.errors.NotCapable} On Deno, without `--allow-env` for the variable.
  *
  * @example Load keys from an environment variable
@@ -235,10 +242,10 @@ export async function keyringFromEnv(
 ): Promise<Keyring<KeyEntry>> {
   const value = readEnv(name);
   if (value === undefined) {
-    throw new TypeError(`Cannot read key: environment variable ${name} is not set`);
+    throw new NotFoundError(`Cannot read key: environment variable ${name} is not set`);
   }
   if (value.trim() === "") {
-    throw new TypeError(`Cannot read key: environment variable ${name} is empty`);
+    throw new NotFoundError(`Cannot read key: environment variable ${name} is empty`);
   }
   return await importKeys(value, `Cannot import key from environment variable ${name}`);
 }

@@ -8,6 +8,7 @@ import {
   Keyring,
   keyring,
   keyringFromEnv,
+  NotFoundError,
 } from "./keys.ts";
 import { resolveReadKeys, resolveRecipients } from "./_key_input.ts";
 import { get, getMeta, set } from "./blob.ts";
@@ -39,7 +40,7 @@ async function assertSameKey(a: CryptoKey, b: CryptoKey): Promise<void> {
  */
 async function assertRejectsSafely(
   promise: Promise<unknown>,
-  ErrorClass: typeof TypeError | typeof RangeError,
+  ErrorClass: new (message: string) => Error,
   pattern: RegExp,
   secrets: readonly string[] = [],
 ): Promise<Error> {
@@ -322,7 +323,7 @@ Deno.test("importKey() rejects text that is not JSON, pointing at JWKs, without 
     ["", /the text is not JSON/],
   ];
   for (const [text, pattern] of cases) {
-    await assertRejectsSafely(importKey(text), TypeError, pattern, [
+    await assertRejectsSafely(importKey(text), SyntaxError, pattern, [
       text.trim(),
       jwk.k ?? "",
       raw.toHex(),
@@ -512,12 +513,12 @@ Deno.test("keyringFromEnv() rejects a variable that is not set or is empty", asy
   Deno.env.delete(name);
   await assertRejectsSafely(
     keyringFromEnv(name),
-    TypeError,
+    NotFoundError,
     /^Cannot read key: environment variable KVCRYPT_TEST_KEY_UNSET is not set$/,
   );
   Deno.env.set(name, " ");
   try {
-    await assertRejectsSafely(keyringFromEnv(name), TypeError, /is empty$/);
+    await assertRejectsSafely(keyringFromEnv(name), NotFoundError, /is empty$/);
   } finally {
     Deno.env.delete(name);
   }
@@ -531,7 +532,7 @@ Deno.test("keyringFromEnv() rejects a bad value naming the variable, never quoti
     Deno.env.set(name, raw);
     await assertRejectsSafely(
       keyringFromEnv(name),
-      TypeError,
+      SyntaxError,
       /^Cannot import key from environment variable KVCRYPT_TEST_KEY_BAD: .*raw hex/,
       [raw],
     );
@@ -628,7 +629,7 @@ Deno.test("resolveRecipients() rejects a raw hex key, pointing at importKey()", 
   const hex = keyBytes(await generateKey()).toHex();
   await assertRejectsSafely(
     resolveRecipients(hex),
-    TypeError,
+    SyntaxError,
     /not JSON; import the raw bytes .*importKey\(\)/,
     [hex],
   );

@@ -35,7 +35,7 @@
 import type { KvLike } from "./_kv_like.ts";
 import { stage } from "./blob.ts";
 import { isRecord } from "./_guards.ts";
-import { resolveRecipients } from "./_key_input.ts";
+import { resolveWriteRecipients, type WriteKeyOptions } from "./_key_input.ts";
 import { importKvToolboxKey, openKvToolboxBlob } from "./_kv_toolbox_crypto.ts";
 import {
   deleteParts,
@@ -49,7 +49,7 @@ import {
 import { scanKvToolbox } from "./_kv_toolbox_scan.ts";
 import { lazyBlob } from "./_lazy_blob.ts";
 import { recordMagic } from "./_record.ts";
-import type { BlobValue, EncryptionKey } from "./_types.ts";
+import type { BlobValue, KeyMaterial } from "./_types.ts";
 export type { EncryptionKey, KeyMaterial } from "./_types.ts";
 
 /** Options of {@linkcode migrateKvToolbox}. */
@@ -61,20 +61,25 @@ export interface MigrateOptions {
    */
   kvToolboxKey?: string | Uint8Array | undefined;
   /**
-   * The kvcrypt key the blobs kv-toolbox stored encrypted are encrypted with
-   * (any form `set` accepts). Blobs kv-toolbox stored in plaintext stay
-   * plaintext unless `encryptPlain` is set.
+   * The kvcrypt key the blobs kv-toolbox stored encrypted are encrypted with:
+   * one key or key ring, as `set` takes it. Blobs kv-toolbox stored in
+   * plaintext stay plaintext unless `encryptPlain` is set.
    */
-  encryptionKey?: EncryptionKey | undefined;
+  encryptionKey?: KeyMaterial | undefined;
   /**
-   * Also encrypt, under `encryptionKey`, the blobs kv-toolbox stored in plaintext.
+   * Several recipients to encrypt for instead of `encryptionKey`, as `set`
+   * takes them: one stanza per entry. Not together with `encryptionKey`.
+   */
+  recipients?: readonly KeyMaterial[] | undefined;
+  /**
+   * Also encrypt, under `encryptionKey` (or for `recipients`), the blobs kv-toolbox stored in plaintext.
    *
    * @default {false}
    */
   encryptPlain?: boolean | undefined;
   /**
    * Store the blobs kv-toolbox stored encrypted as **plaintext** kvcrypt
-   * blobs. Without this (and without `encryptionKey`) they are skipped: an
+   * blobs. Without this (and without `encryptionKey` or `recipients`) they are skipped: an
    * encrypted blob is never decrypted into plaintext by accident.
    *
    * @default {false}
@@ -112,7 +117,8 @@ export interface MigrateProgress extends MigrateResult {
 interface Plan {
   kv: KvLike;
   openKey: CryptoKey | undefined;
-  encryptionKey: EncryptionKey | undefined;
+  /** Whom migrated blobs are encrypted for; undefined when no key is given. */
+  writeKeys: WriteKeyOptions | undefined;
   encryptPlain: boolean;
   decryptToPlaintext: boolean;
   signal: AbortSignal | undefined;
@@ -143,7 +149,8 @@ function assertArguments(kv: unknown, selector: unknown, options: unknown): void
 
 /** Checks the options' types and combinations. */
 function assertOptions(options: MigrateOptions): void {
-  const { encryptionKey, signal, onProgress } = options;
+  const { signal, onProgress } = options;
+  const encrypts = options.encryptionKey !== undefined || options.recipients !== undefined;
   const encryptPlain = optionalBoolean(options, "encryptPlain");
   const decryptToPlaintext = optionalBoolean(options, "decryptToPlaintext");
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
@@ -152,11 +159,13 @@ function assertOptions(options: MigrateOptions): void {
   if (onProgress !== undefined && typeof onProgress !== "function") {
     throw new TypeError(`${CANNOT}: onProgress must be a function`);
   }
-  if (decryptToPlaintext && encryptionKey !== undefined) {
-    throw new TypeError(`${CANNOT}: decryptToPlaintext and encryptionKey exclude each other`);
+  if (decryptToPlaintext && encrypts) {
+    throw new TypeError(
+      `${CANNOT}: decryptToPlaintext and encryptionKey (or recipients) exclude each other`,
+    );
   }
-  if (encryptPlain && encryptionKey === undefined) {
-    throw new TypeError(`${CANNOT}: encryptPlain needs an encryptionKey`);
+  if (encryptPlain && !encrypts) {
+    throw new TypeError(`${CANNOT}: encryptPlain needs an encryptionKey (or recipients)`);
   }
 }
 
@@ -164,15 +173,15 @@ function assertOptions(options: MigrateOptions): void {
 async function planOf(kv: KvLike, selector: unknown, options: MigrateOptions): Promise<Plan> {
   assertArguments(kv, selector, options);
   assertOptions(options);
-  const { kvToolboxKey, encryptionKey, signal } = options;
+  const { kvToolboxKey, encryptionKey, recipients, signal } = options;
   // A bad key fails the call at once instead of every blob in turn.
-  if (encryptionKey !== undefined) await resolveRecipients(encryptionKey);
+  const encrypts = await resolveWriteRecipients(options, "migrate from kv-toolbox") !== undefined;
   const openKey = kvToolboxKey === undefined ? undefined : await importKvToolboxKey(kvToolboxKey);
   signal?.throwIfAborted();
   return {
     kv,
     openKey,
-    encryptionKey,
+    writeKeys: encrypts ? { encryptionKey, recipients } : undefined,
     encryptPlain: options.encryptPlain === true,
     decryptToPlaintext: options.decryptToPlaintext === true,
     signal,
@@ -184,8 +193,8 @@ function skipReason(plan: Plan, meta: KvToolboxMeta): string | undefined {
   if (!meta.encrypted) return undefined;
   if (plan.openKey === undefined) return "it is encrypted and no kvToolboxKey was given";
   // Stops an encrypted blob from being stored as plaintext without the caller asking for it.
-  if (plan.encryptionKey === undefined && !plan.decryptToPlaintext) {
-    return "it is encrypted and there is no encryptionKey (or decryptToPlaintext) to store it with";
+  if (plan.writeKeys === undefined && !plan.decryptToPlaintext) {
+    return "it is encrypted and there is no encryptionKey or recipients (or decryptToPlaintext) to store it with";
   }
   return undefined;
 }
@@ -244,7 +253,7 @@ async function swap(
   const staged = await stage(kv, key, value, {
     versionstamp: null,
     signal,
-    ...(encrypt ? { encryptionKey: plan.encryptionKey } : {}),
+    ...(encrypt ? plan.writeKeys : {}),
   });
   // Checking the metadata stops a kv-toolbox blob rewritten meanwhile from being deleted unmoved.
   const op = kv.atomic().check(metaEntry).delete(metaKeyOf(key));
@@ -266,7 +275,7 @@ async function migrateBlob(
   }
   const tally: PartTally = { parts: 0 };
   const value = await sourceOf(plan, key, meta, tally);
-  const encrypt = meta.encrypted ? plan.encryptionKey !== undefined : plan.encryptPlain;
+  const encrypt = meta.encrypted ? plan.writeKeys !== undefined : plan.encryptPlain;
   if (!await swap(plan, key, metaEntry, value, encrypt)) {
     return { outcome: "failed", reason: "it or its key changed during the migration; run again" };
   }
@@ -307,7 +316,7 @@ function report(
  * the same key: same bytes, kind (bytes, Blob or File), type, name and
  * lastModified. Plain kv-toolbox blobs are streamed part by part; an
  * encrypted one (kv-toolbox's `CryptoKv`) is opened with `kvToolboxKey` and
- * stored encrypted under `encryptionKey`, and held in memory twice (its
+ * stored encrypted under `encryptionKey` (or for `recipients`), and held in memory twice (its
  * ciphertext and plaintext) while it moves, since kv-toolbox encrypts a
  * value as one AES-GCM message.
  *
@@ -316,7 +325,7 @@ function report(
  * left and migrates nothing twice. Entries that are not kv-toolbox blobs
  * are not touched. A blob is left as it was, and counted, when it is
  * encrypted and cannot or may not be moved (`skipped`: no `kvToolboxKey`,
- * or neither `encryptionKey` nor `decryptToPlaintext`), or when moving it
+ * or none of `encryptionKey`, `recipients` and `decryptToPlaintext`), or when moving it
  * fails (`failed`: a wrong `kvToolboxKey`, damaged parts, a value already at
  * its key, a concurrent change, a store error); `onProgress` says which and
  * why. Run it while nothing writes kv-toolbox blobs under the selector.
@@ -327,7 +336,9 @@ function report(
  * @param options Keys, plaintext choices, abort and progress.
  * @returns How many blobs were migrated, skipped and failed.
  * @throws {TypeError} for a bad argument or option, or conflicting options.
- * @throws {SyntaxError} if `kvToolboxKey` is a string that is not hex.
+ * @throws {SyntaxError} if `kvToolboxKey` is a string that is not hex, or a
+ * kvcrypt key given as JSON text does not parse.
+ * @throws {RangeError} if `recipients` is empty.
  * @throws {RangeError} if `kvToolboxKey` is not 128, 192 or 256 bits long.
  *
  * @example Encrypted kv-toolbox blobs under a kvcrypt key

@@ -455,7 +455,7 @@ fixtureTest("bad arguments and options are refused before anything changes", asy
     [kv, selector, { onProgress: "log" }, TypeError, /onProgress/],
     [kv, selector, { decryptToPlaintext: true, encryptionKey }, TypeError, /exclude/],
     [kv, selector, { encryptPlain: true }, TypeError, /needs an encryptionKey/],
-    [kv, selector, { encryptionKey: "not a key" }, TypeError, /Cannot import key/],
+    [kv, selector, { encryptionKey: "not a key" }, SyntaxError, /Cannot import key/],
     [kv, selector, { kvToolboxKey: 42 }, TypeError, /kvToolboxKey/],
     [kv, selector, { kvToolboxKey: "zz".repeat(16) }, SyntaxError, /not a hex string/],
     [kv, selector, { kvToolboxKey: "abc" }, SyntaxError, /not a hex string/],

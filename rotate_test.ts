@@ -115,9 +115,9 @@ Deno.test("rotate() keeps other recipients' stanzas and skips blobs the ring can
   using kv = await Deno.openKv(":memory:");
   const { old, fresh, ring } = await keys();
   const bob = await generateKey({ kid: "bob" });
-  await set(kv, ["shared"], randomBytes(70_000), { encryptionKey: [old, bob] });
+  await set(kv, ["shared"], randomBytes(70_000), { recipients: [old, bob] });
   await set(kv, ["bobs"], randomBytes(10), { encryptionKey: bob });
-  await set(kv, ["both"], randomBytes(10), { encryptionKey: [fresh, old] });
+  await set(kv, ["both"], randomBytes(10), { recipients: [fresh, old] });
   await set(kv, ["plain"], randomBytes(10));
   await kv.set(["other"], "not a blob");
   const result = await rotate(kv, { prefix: [] }, { encryptionKey: ring });
@@ -159,7 +159,7 @@ Deno.test("rotate({ reencrypt }) writes every blob under a fresh secret: the old
     assert.ok(record && isSealed(record));
     secrets.set(i, record.secret);
   }
-  await set(kv, ["with-bob"], randomBytes(10), { encryptionKey: [old, bob] });
+  await set(kv, ["with-bob"], randomBytes(10), { recipients: [old, bob] });
   const oldRecords = new Map<number, Uint8Array>();
   for (let i = 0; i < 40; i++) oldRecords.set(i, (await kv.get<Uint8Array>(["f", i])).value!);
 
@@ -298,7 +298,7 @@ Deno.test("rotate() and cryptoKv().rotate() refuse a ring with a key without kid
     ]);
   const oldBare = await bare();
   const bobBare = await bare();
-  await set(kv, ["shared"], randomBytes(70_000), { encryptionKey: [oldBare, bobBare] });
+  await set(kv, ["shared"], randomBytes(70_000), { recipients: [oldBare, bobBare] });
   const before = (await kv.get(["shared"])).versionstamp;
   const fresh = await generateKey({ kid: "new" });
   for (const ring of [await keyring(fresh, oldBare), await keyring(await bare(), fresh)]) {

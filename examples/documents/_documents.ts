@@ -16,7 +16,7 @@
  */
 
 import { getAsResponse, getAsStream, remove, rewrap, stage } from "../../mod.ts";
-import type { EncryptionKey, StagedBlob } from "../../mod.ts";
+import type { KeyWrapper, StagedBlob } from "../../mod.ts";
 import { userExists } from "./_auth.ts";
 import { toBase64 } from "./_base64.ts";
 import { HttpError } from "./_http.ts";
@@ -164,7 +164,7 @@ export class Documents {
       modified: Date.now(),
     };
     const staged = await stage(this.#kv, blobKey(id), counter.stream, {
-      encryptionKey: this.#recipients(doc),
+      recipients: this.#recipients(doc),
       name: doc.name,
       type: doc.type,
       lastModified: doc.modified,
@@ -234,7 +234,7 @@ export class Documents {
       });
       if (plaintext === null) throw new HttpError(404, "Cannot unshare: the document is gone");
       const staged = await stage(this.#kv, blobKey(id), plaintext, {
-        encryptionKey: this.#recipients(next),
+        recipients: this.#recipients(next),
         name: doc.name,
         type: doc.type,
         lastModified: doc.modified,
@@ -317,12 +317,12 @@ export class Documents {
   }
 
   /** The owner's and readers' wrappers: the blob's recipients. */
-  #recipients(doc: DocumentInfo): EncryptionKey {
+  #recipients(doc: DocumentInfo): KeyWrapper[] {
     return [doc.owner, ...doc.sharedWith].map((user) => this.#keys.wrapperOf(user));
   }
 
   /** One user's wrapper as a recipient. */
-  #keyOf(user: string): EncryptionKey {
+  #keyOf(user: string): KeyWrapper {
     return this.#keys.wrapperOf(user);
   }
 
