@@ -24,6 +24,7 @@ import { set as setBlob } from "./blob.ts";
 import { cryptoKv, DecryptionError } from "./crypto.ts";
 import { importKey, keyring } from "./keys.ts";
 import { sealValue, VALUE_OVERHEAD } from "./_kvv1.ts";
+import { withKv } from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -54,16 +55,6 @@ async function aesKey(raw: Uint8Array): Promise<CryptoKey> {
     "encrypt",
     "decrypt",
   ]);
-}
-
-/** Runs `fn` with a fresh in-memory KV, closed afterwards. */
-async function withKv(fn: (kv: Deno.Kv) => Promise<void>): Promise<void> {
-  const kv = await Deno.openKv(":memory:");
-  try {
-    await fn(kv);
-  } finally {
-    kv.close();
-  }
 }
 
 async function rawValue(kv: Deno.Kv, key: Deno.KvKey): Promise<Uint8Array> {

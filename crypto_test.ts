@@ -31,6 +31,7 @@ import {
 import { resolveRecipients } from "./_key_input.ts";
 import { CHUNKS_IN_RECORD_COMMIT, SEALED_CHUNK_SIZE, SEALED_INLINE_MAX } from "./_limits.ts";
 import { countWrites } from "./_testing/faulty_kv.ts";
+import { assertRejects, type ErrorClass, withKv } from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -45,7 +46,6 @@ const TAG = 16;
 
 const encoder = new TextEncoder();
 
-type ErrorClass = abstract new (...args: never[]) => Error;
 type Jwk = JsonWebKey & { kid: string };
 
 /** Deterministic bytes that differ per seed (no all-zero blocks). */
@@ -107,23 +107,6 @@ function assertAllowed(error: unknown, allowed: readonly ErrorClass[], what: str
   assert.match((error as Error).message, /^Cannot /, `${what}: message`);
 }
 
-/** Asserts a promise rejects with one of `allowed` (it must never resolve, not even to null). */
-async function assertRejectsWith(
-  promise: Promise<unknown>,
-  allowed: readonly ErrorClass[],
-  what: string,
-): Promise<Error> {
-  let value: unknown;
-  try {
-    value = await promise;
-  } catch (error) {
-    assertAllowed(error, allowed, what);
-    return error as Error;
-  }
-  const shown = value && typeof value === "object" && "value" in value ? value.value : value;
-  return assert.fail(`${what}: resolved instead of rejecting (value: ${describe(shown)})`);
-}
-
 /**
  * Asserts a stream read fails: either opening it rejects, or reading it
  * errors; a stream that ends normally (short or not) fails the test. With
@@ -175,15 +158,6 @@ function streamOf(bytes: Uint8Array, piece: number): ReadableStream<Uint8Array> 
       offset += piece;
     },
   });
-}
-
-async function withKv<T>(fn: (kv: Deno.Kv) => Promise<T>): Promise<T> {
-  const kv = await Deno.openKv(":memory:");
-  try {
-    return await fn(kv);
-  } finally {
-    kv.close();
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -241,11 +215,12 @@ function fixture(): Promise<Fixture> {
   return fixturePromise;
 }
 
-/** A fresh store holding a pristine copy of the fixture. */
-async function restore(f: Fixture): Promise<Deno.Kv> {
-  const kv = await Deno.openKv(":memory:");
-  for (const entry of f.entries) await kv.set(entry.key, entry.value);
-  return kv;
+/** Runs `fn` with a fresh store holding a pristine copy of the fixture. */
+function withFixture(f: Fixture, fn: (kv: Deno.Kv) => Promise<void>): Promise<void> {
+  return withKv(async (kv) => {
+    for (const entry of f.entries) await kv.set(entry.key, entry.value);
+    await fn(kv);
+  });
 }
 
 /** A header field by the offsets of DESIGN section 5 (one stanza, kid "k1"). */
@@ -492,8 +467,7 @@ const tamperCases = [...headerFlipCases(), ...chunkCases(), ...recordCases()];
 
 Deno.test("tamper matrix: the untouched fixture reads back through every path", async () => {
   const f = await fixture();
-  const kv = await restore(f);
-  try {
+  await withFixture(f, async (kv) => {
     const encryptionKey = f.jwk;
     assertBytes((await get(kv, KEY, { encryptionKey })).value, f.plaintext, "get()");
     const stream = (await get(kv, KEY, { encryptionKey, stream: true })).value;
@@ -516,9 +490,7 @@ Deno.test("tamper matrix: the untouched fixture reads back through every path", 
       header.metaIv,
     );
     assert.equal(at("meta").length, header.sealedMeta.length);
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 for (const c of tamperCases) {
@@ -530,13 +502,22 @@ for (const c of tamperCases) {
       const f = await fixture();
       const allowed = c.allowed ?? [DecryptionError];
       const at = c.readAt ?? KEY;
-      const kv = await restore(f);
-      try {
+      await withFixture(f, async (kv) => {
         await c.mutate?.(kv, f);
         const encryptionKey = c.readKey ? await c.readKey(f) : f.jwk;
-        const error = await assertRejectsWith(get(kv, at, { encryptionKey }), allowed, "get()");
+        const error = await assertRejects(
+          get(kv, at, { encryptionKey }),
+          allowed,
+          undefined,
+          "get()",
+        );
         assert.ok(!error.message.includes(f.jwk.k!), "no key material in the message");
-        await assertRejectsWith(get(kv, at, { encryptionKey, blob: true }), allowed, "get(blob)");
+        await assertRejects(
+          get(kv, at, { encryptionKey, blob: true }),
+          allowed,
+          undefined,
+          "get(blob)",
+        );
         await assertStreamFails(
           async () => (await get(kv, at, { encryptionKey, stream: true })).value,
           allowed,
@@ -550,28 +531,23 @@ for (const c of tamperCases) {
           "getAsStream()",
         );
         if (c.header) {
-          await assertRejectsWith(getMeta(kv, at, { encryptionKey }), allowed, "getMeta()");
+          await assertRejects(getMeta(kv, at, { encryptionKey }), allowed, undefined, "getMeta()");
         }
-      } finally {
-        kv.close();
-      }
+      });
     },
   });
 }
 
 Deno.test("tamper matrix: a record read without its key never shows kind, type or name", async () => {
   const f = await fixture();
-  const kv = await restore(f);
-  try {
+  await withFixture(f, async (kv) => {
     await flipRecordByte(kv, headerFields(f.record).find((x) => x.name === "meta")!.offset);
     // Without a key, only public fields, unverified; the damaged metadata is not opened.
     const meta = (await getMeta(kv, KEY)).value;
     assert.ok(meta !== null && !meta.verified && meta.encrypted);
     assert.ok(!("name" in meta) && !("type" in meta) && !("kind" in meta));
-    await assertRejectsWith(get(kv, KEY), [DecryptionError], "get() without a key");
-  } finally {
-    kv.close();
-  }
+    await assertRejects(get(kv, KEY), [DecryptionError], undefined, "get() without a key");
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -776,11 +752,17 @@ Deno.test("set() with two recipients: each reads alone, a third key cannot", asy
       for (const reader of [alice, bob]) {
         assertBytes((await get(kv, key, { encryptionKey: reader })).value, data, reader.kid);
       }
-      await assertRejectsWith(get(kv, key, { encryptionKey: carol }), [DecryptionError], "carol");
+      await assertRejects(
+        get(kv, key, { encryptionKey: carol }),
+        [DecryptionError],
+        undefined,
+        "carol",
+      );
       // Carol under a recipient's kid still fails: the kid selects, the key must open.
-      await assertRejectsWith(
+      await assertRejects(
         get(kv, key, { encryptionKey: { ...carol, kid: "bob" } as Jwk }),
         [DecryptionError],
+        undefined,
         "carol as bob",
       );
       const meta = (await getMeta(kv, key)).value;
@@ -813,9 +795,10 @@ Deno.test("a key ring writes with its current key and reads blobs written with t
       const header = parseHeader(await rawRecord(kv, ["new", label]));
       assert.deepEqual(header.stanzas.map((stanza) => stanza.kid), ["new"], `${what}: one stanza`);
       assertBytes((await get(kv, ["new", label], { encryptionKey: newJwk })).value, newData, what);
-      await assertRejectsWith(
+      await assertRejects(
         get(kv, ["new", label], { encryptionKey: oldJwk }),
         [DecryptionError],
+        undefined,
         `${what}: the old key alone`,
       );
     }
@@ -833,14 +816,19 @@ Deno.test("get() refuses a plain record when given a key, unless allowPlaintext"
       const key = ["plain", size];
       await set(kv, key, data);
       const what = `plain ${size}`;
-      await assertRejectsWith(get(kv, key, { encryptionKey: jwk }), [DecryptionError], what);
+      await assertRejects(get(kv, key, { encryptionKey: jwk }), [DecryptionError], undefined, what);
       await assertStreamFails(
         () => getAsStream(kv, key, { encryptionKey: jwk }),
         [DecryptionError],
         true,
         what,
       );
-      await assertRejectsWith(getMeta(kv, key, { encryptionKey: jwk }), [DecryptionError], what);
+      await assertRejects(
+        getMeta(kv, key, { encryptionKey: jwk }),
+        [DecryptionError],
+        undefined,
+        what,
+      );
       const allowed = { encryptionKey: jwk, allowPlaintext: true };
       assertBytes((await get(kv, key, allowed)).value, data, `${what}: allowPlaintext`);
       assertBytes(await readAll(await getAsStream(kv, key, allowed)), data, `${what}: stream`);
@@ -855,8 +843,13 @@ Deno.test("get() refuses an encrypted record read without a key", async () => {
     for (const size of [100, 2 * CHUNK]) {
       const key = ["sealed", size];
       await set(kv, key, pattern(size), { encryptionKey: jwk });
-      await assertRejectsWith(get(kv, key), [DecryptionError], `${size}: get()`);
-      await assertRejectsWith(get(kv, key, { allowPlaintext: true }), [DecryptionError], "allow");
+      await assertRejects(get(kv, key), [DecryptionError], undefined, `${size}: get()`);
+      await assertRejects(
+        get(kv, key, { allowPlaintext: true }),
+        [DecryptionError],
+        undefined,
+        "allow",
+      );
       await assertStreamFails(() => getAsStream(kv, key), [DecryptionError], true, `${size}`);
     }
   });
@@ -909,7 +902,12 @@ Deno.test("rewrap() moves a blob to a new key and leaves its chunks untouched", 
     assert.deepEqual(header2.stanzas.map((stanza) => stanza.kid), ["new"]);
 
     assertBytes((await get(kv, KEY, { encryptionKey: newJwk })).value, data, "new key");
-    await assertRejectsWith(get(kv, KEY, { encryptionKey: oldJwk }), [DecryptionError], "old key");
+    await assertRejects(
+      get(kv, KEY, { encryptionKey: oldJwk }),
+      [DecryptionError],
+      undefined,
+      "old key",
+    );
     const meta = (await getMeta(kv, KEY, { encryptionKey: newJwk })).value;
     assert.ok(meta?.verified);
     assert.equal(meta.name, "r.pdf");
@@ -940,9 +938,10 @@ Deno.test("rewrap() with a wrong key rejects with DecryptionError and changes no
     await sealedBlob(kv, KEY, SIZE, jwk);
     const before = await kv.get(KEY);
     for (const wrong of [await generateKey({ kid: "k" }), await generateKey({ kid: "x" })]) {
-      await assertRejectsWith(
+      await assertRejects(
         rewrap(kv, KEY, { encryptionKey: wrong, add: await generateKey({ kid: "n" }) }),
         [DecryptionError],
+        undefined,
         `wrong key ${wrong.kid}`,
       );
     }
@@ -957,14 +956,16 @@ Deno.test("rewrap() refuses to leave no recipient (RangeError) or to add a kid t
   await withKv(async (kv) => {
     await sealedBlob(kv, KEY, SIZE, jwk);
     const before = await kv.get(KEY);
-    await assertRejectsWith(
+    await assertRejects(
       rewrap(kv, KEY, { encryptionKey: jwk, remove: ["k"] }),
       [RangeError],
+      undefined,
       "remove all",
     );
-    await assertRejectsWith(
+    await assertRejects(
       rewrap(kv, KEY, { encryptionKey: jwk, add: await generateKey({ kid: "k" }) }),
       [TypeError],
+      undefined,
       "kid present",
     );
     const after = await kv.get(KEY);
@@ -995,7 +996,12 @@ Deno.test("rewrap() rewraps an inline encrypted blob", async () => {
     assert.notDeepEqual(header2.metaIv, header1.metaIv);
     assert.equal((await chunkEntries(kv)).length, 0);
     assertBytes((await get(kv, KEY, { encryptionKey: newJwk })).value, data, "new key");
-    await assertRejectsWith(get(kv, KEY, { encryptionKey: oldJwk }), [DecryptionError], "old key");
+    await assertRejects(
+      get(kv, KEY, { encryptionKey: oldJwk }),
+      [DecryptionError],
+      undefined,
+      "old key",
+    );
   });
 });
 
@@ -1005,9 +1011,10 @@ Deno.test({
     const jwk = await generateKey({ kid: "k" });
     await withKv(async (kv) => {
       await set(kv, ["plain"], pattern(100));
-      await assertRejectsWith(
+      await assertRejects(
         rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
         [TypeError],
+        undefined,
         "plain",
       );
     });
@@ -1019,9 +1026,10 @@ Deno.test("rewrap() of a plain blob fails and leaves it as it was", async () => 
   await withKv(async (kv) => {
     await set(kv, ["plain"], pattern(100));
     const before = await kv.get(["plain"]);
-    await assertRejectsWith(
+    await assertRejects(
       rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
       [TypeError],
+      undefined,
       "plain",
     );
     assert.equal((await kv.get(["plain"])).versionstamp, before.versionstamp);
@@ -1115,9 +1123,10 @@ Deno.test("list() with a key reports a tampered record instead of leaving it out
     const bytes = (await kv.get<Uint8Array>(["dir", "b"])).value!.slice();
     new DataView(bytes.buffer).setBigUint64(69, 1n); // expiresAt edited into the past
     await kv.set(["dir", "b"], bytes);
-    await assertRejectsWith(
+    await assertRejects(
       Array.fromAsync(list(kv, { prefix: ["dir"] }, { encryptionKey: jwk })),
       [DecryptionError],
+      undefined,
       "list",
     );
   });

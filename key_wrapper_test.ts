@@ -17,7 +17,7 @@ import {
 import { paddedAesWrapper } from "./_testing/kvc2_vectors.ts";
 import { parseHeader, SUITE_AES_256_GCM } from "./_kvc1.ts";
 import { SEALED_INLINE_MAX, WRAPPED_INLINE_MAX } from "./_limits.ts";
-import { assertBytes, collect, internalEntries, randomBytes } from "./_testing/util.ts";
+import { assertBytes, collect, internalEntries, kvTest, randomBytes } from "./_testing/util.ts";
 import { get, getAsBlob, getAsResponse, getAsStream, getMeta, rewrap, set, stage } from "./blob.ts";
 import { cryptoKv, DecryptionError } from "./crypto.ts";
 import { generateKey, keyring, type KeyWrapper } from "./keys.ts";
@@ -27,9 +27,8 @@ function wrapperTest(
   name: string,
   fn: (kv: Deno.Kv, service: KeyService) => Promise<void>,
 ): void {
-  Deno.test(name, async () => {
+  kvTest(name, async (kv) => {
     await using service = await startKeyService();
-    using kv = await Deno.openKv(":memory:");
     await fn(kv, service);
   });
 }
@@ -261,47 +260,50 @@ async function paddedWrapper(kid: string, outputBytes: number): Promise<KeyWrapp
   return paddedAesWrapper(kid, key, outputBytes, () => crypto.getRandomValues(new Uint8Array(12)));
 }
 
-Deno.test("16 wrapper recipients with 1,024-byte outputs fit one record, inline or not", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const wrappers = await Promise.all(
-    Array.from({ length: 16 }, (_, i) => paddedWrapper(`wrapper-${i}-${"x".repeat(50)}`, 1_024)),
-  );
-  for (const size of [WRAPPED_INLINE_MAX, WRAPPED_INLINE_MAX + 1, 100_000]) {
-    const data = randomBytes(size);
-    await set(kv, ["big"], data, {
-      encryptionKey: wrappers,
-      name: "n".repeat(1_900),
-      type: "application/pdf",
-    });
-    for (const wrapper of [wrappers[0]!, wrappers[15]!]) {
-      assertBytes((await get(kv, ["big"], { encryptionKey: wrapper })).value!, data, `${size}`);
+kvTest(
+  "16 wrapper recipients with 1,024-byte outputs fit one record, inline or not",
+  async (kv) => {
+    const wrappers = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => paddedWrapper(`wrapper-${i}-${"x".repeat(50)}`, 1_024)),
+    );
+    for (const size of [WRAPPED_INLINE_MAX, WRAPPED_INLINE_MAX + 1, 100_000]) {
+      const data = randomBytes(size);
+      await set(kv, ["big"], data, {
+        encryptionKey: wrappers,
+        name: "n".repeat(1_900),
+        type: "application/pdf",
+      });
+      for (const wrapper of [wrappers[0]!, wrappers[15]!]) {
+        assertBytes((await get(kv, ["big"], { encryptionKey: wrapper })).value!, data, `${size}`);
+      }
     }
-  }
-});
+  },
+);
 
-Deno.test("rewrap that would push an inline record past one KV value is a RangeError and changes nothing", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const local = await generateKey({ kid: "l" });
-  await set(kv, ["inline"], randomBytes(SEALED_INLINE_MAX), { encryptionKey: local });
-  const before = await kv.get(["inline"]);
-  const big = await Promise.all([1, 2, 3, 4].map((i) => paddedWrapper(`w${i}`, 1_024)));
-  await assert.rejects(
-    rewrap(kv, ["inline"], { encryptionKey: local, add: big }),
-    (error: Error) =>
-      error instanceof RangeError && /^Cannot rewrap \["inline"\]: .*set\(\)/.test(error.message),
-  );
-  const after = await kv.get(["inline"]);
-  assert.equal(after.versionstamp, before.versionstamp);
-  // A small stanza still fits: most rewraps of inline blobs work.
-  await rewrap(kv, ["inline"], { encryptionKey: local, add: await paddedWrapper("small", 60) });
-  assert.equal(
-    (await get(kv, ["inline"], { encryptionKey: local })).value?.length,
-    SEALED_INLINE_MAX,
-  );
-});
+kvTest(
+  "rewrap that would push an inline record past one KV value is a RangeError and changes nothing",
+  async (kv) => {
+    const local = await generateKey({ kid: "l" });
+    await set(kv, ["inline"], randomBytes(SEALED_INLINE_MAX), { encryptionKey: local });
+    const before = await kv.get(["inline"]);
+    const big = await Promise.all([1, 2, 3, 4].map((i) => paddedWrapper(`w${i}`, 1_024)));
+    await assert.rejects(
+      rewrap(kv, ["inline"], { encryptionKey: local, add: big }),
+      (error: Error) =>
+        error instanceof RangeError && /^Cannot rewrap \["inline"\]: .*set\(\)/.test(error.message),
+    );
+    const after = await kv.get(["inline"]);
+    assert.equal(after.versionstamp, before.versionstamp);
+    // A small stanza still fits: most rewraps of inline blobs work.
+    await rewrap(kv, ["inline"], { encryptionKey: local, add: await paddedWrapper("small", 60) });
+    assert.equal(
+      (await get(kv, ["inline"], { encryptionKey: local })).value?.length,
+      SEALED_INLINE_MAX,
+    );
+  },
+);
 
-Deno.test("wrapped outputs outside 1–1,024 bytes are a RangeError and store nothing", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("wrapped outputs outside 1–1,024 bytes are a RangeError and store nothing", async (kv) => {
   for (const output of [new Uint8Array(0), new Uint8Array(1_025), "text"]) {
     const bad: KeyWrapper = {
       kid: "bad",
@@ -316,8 +318,7 @@ Deno.test("wrapped outputs outside 1–1,024 bytes are a RangeError and store no
   assert.equal((await kv.get(["x"])).versionstamp, null);
 });
 
-Deno.test("a wrapper that returns a secret of the wrong length is a DecryptionError", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("a wrapper that returns a secret of the wrong length is a DecryptionError", async (kv) => {
   const good = await paddedWrapper("w", 200);
   await set(kv, ["x"], randomBytes(100), { encryptionKey: good });
   for (const secret of [new Uint8Array(31), new Uint8Array(33), "nope"]) {
@@ -329,17 +330,15 @@ Deno.test("a wrapper that returns a secret of the wrong length is a DecryptionEr
   await assert.rejects(get(kv, ["x"], { encryptionKey: wrong }), /key commitment/);
 });
 
-Deno.test("a KeyWrapper needs a kid of 1–64 bytes", async () => {
+kvTest("a KeyWrapper needs a kid of 1–64 bytes", async (kv) => {
   const wrapper = await paddedWrapper("", 100);
   await assert.rejects(keyring(wrapper), TypeError);
-  using kv = await Deno.openKv(":memory:");
   await assert.rejects(set(kv, ["x"], new Uint8Array(1), { encryptionKey: wrapper }), TypeError);
   const long = await paddedWrapper("k".repeat(65), 100);
   await assert.rejects(set(kv, ["x"], new Uint8Array(1), { encryptionKey: long }), RangeError);
 });
 
-Deno.test("cryptoKv refuses a KeyWrapper with a TypeError that says what to do", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("cryptoKv refuses a KeyWrapper with a TypeError that says what to do", async (kv) => {
   const wrapper = await paddedWrapper("w", 100);
   for (const encryptionKey of [wrapper, await keyring(await generateKey(), wrapper)]) {
     const values = cryptoKv(kv, encryptionKey);
@@ -382,13 +381,15 @@ wrapperTest(
   },
 );
 
-Deno.test("a wrapper whose kid changed after joining a keyring is refused at write time, the old value kept", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const wrapper = await paddedWrapper("good", 100);
-  const ring = await keyring(wrapper);
-  await set(kv, ["doc"], randomBytes(10), { encryptionKey: ring });
-  const before = await kv.get(["doc"]);
-  (wrapper as { kid: string }).kid = "k".repeat(300);
-  await assert.rejects(set(kv, ["doc"], randomBytes(10), { encryptionKey: ring }), RangeError);
-  assert.equal((await kv.get(["doc"])).versionstamp, before.versionstamp);
-});
+kvTest(
+  "a wrapper whose kid changed after joining a keyring is refused at write time, the old value kept",
+  async (kv) => {
+    const wrapper = await paddedWrapper("good", 100);
+    const ring = await keyring(wrapper);
+    await set(kv, ["doc"], randomBytes(10), { encryptionKey: ring });
+    const before = await kv.get(["doc"]);
+    (wrapper as { kid: string }).kid = "k".repeat(300);
+    await assert.rejects(set(kv, ["doc"], randomBytes(10), { encryptionKey: ring }), RangeError);
+    assert.equal((await kv.get(["doc"])).versionstamp, before.versionstamp);
+  },
+);

@@ -22,7 +22,14 @@ import { fromHex, toBase64 } from "./_bytes.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import { PLAIN_CHUNK_SIZE } from "./_limits.ts";
 import { recordMagic } from "./_record.ts";
-import { assertBytes, collect, kvTest, randomBytes, streamOf } from "./_testing/util.ts";
+import {
+  assertBytes,
+  collect,
+  kvTest,
+  randomBytes,
+  streamOf,
+  withTempDir,
+} from "./_testing/util.ts";
 
 /** Several chunks, so the blob has chunk entries under kvcrypt's prefix. */
 const CHUNKED = 2 * PLAIN_CHUNK_SIZE + 7;
@@ -399,8 +406,7 @@ kvTest(
 );
 
 Deno.test("openCryptoKv opens a store file and its close() closes it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     const key = generateKey(128);
     const first = await openCryptoKv(key, `${dir}/store.db`);
     await first.setBlob(["a"], new Blob([randomBytes(CHUNKED)]));
@@ -409,7 +415,5 @@ Deno.test("openCryptoKv opens a store file and its close() closes it", async () 
     const second = await openCryptoKv(key, `${dir}/store.db`);
     assertBytes((await second.getBlob(["a"])).value!, stored);
     second.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
