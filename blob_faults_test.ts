@@ -36,7 +36,7 @@ import {
   InjectedFault,
   type WriteRecord,
 } from "./_testing/faulty_kv.ts";
-import { withKv, withTempDir } from "./_testing/util.ts";
+import { kvTest, withKv, withTempDir } from "./_testing/util.ts";
 
 const INTERNAL = "__kvcrypt__";
 
@@ -937,8 +937,7 @@ Deno.test("vacuum race: free-running vacuum against a slow 40-chunk write", asyn
 // rewrap: its one write can fail before or after applying.
 
 for (const mode of ["before", "after"] as const) {
-  Deno.test(`faults: rewrap whose commit fails ${mode} applying`, async () => {
-    using kv = await Deno.openKv(":memory:");
+  kvTest(`faults: rewrap whose commit fails ${mode} applying`, async (kv) => {
     const oldKey = await generateKey({ kid: "old" });
     const newKey = await generateKey({ kid: "new" });
     const data = randomBytes(3 * SEALED_CHUNK_SIZE);
