@@ -28,24 +28,6 @@ import {
   streamOf,
 } from "./_testing/util.ts";
 
-/**
- * Asserts that calling `fn` rejects with exactly `expected` (the same object):
- * the caller's own error or abort reason, passed on unchanged rather than
- * wrapped in a kvcrypt error (so not an {@linkcode assertRejects}).
- */
-async function assertRethrows(fn: () => unknown, expected: unknown): Promise<void> {
-  let caught: unknown = undefined;
-  let threw = false;
-  try {
-    await fn();
-  } catch (error) {
-    caught = error;
-    threw = true;
-  }
-  assert.ok(threw, "expected a rejection, but it resolved");
-  assert.equal(caught, expected, `rejected with ${caught}, not ${expected}`);
-}
-
 const BAD_KEYS: [string, unknown][] = [
   ["a string", "key"],
   ["an empty array", []],
@@ -166,7 +148,7 @@ for (const [full, extra] of FAILURE_POINTS) {
       const before = await snapshot(kv);
       const boom = new Error("disk on fire");
       const { stream } = failingStream(full, extra, (controller) => controller.error(boom));
-      await assertRethrows(() => set(kv, ["key"], stream), boom);
+      await assert.rejects(() => set(kv, ["key"], stream), (error) => error === boom);
       assert.deepEqual(await snapshot(kv), before, "no orphan entries, old record untouched");
       assertBytes((await get(kv, ["key"])).value!, kept);
     },
@@ -197,14 +179,20 @@ kvTest(
     const before = await snapshot(kv);
     const reason = new Error("user gave up");
     for (const value of [randomBytes(10), randomBytes(3 * CHUNK), streamOf([randomBytes(CHUNK)])]) {
-      await assertRethrows(
+      await assert.rejects(
         () => set(kv, ["key"], value, { signal: AbortSignal.abort(reason) }),
-        reason,
+        (error) => error === reason,
       );
     }
     const signal = AbortSignal.abort();
-    await assertRethrows(() => set(kv, ["key"], randomBytes(10), { signal }), signal.reason);
-    await assertRethrows(() => stage(kv, ["key"], randomBytes(10), { signal }), signal.reason);
+    await assert.rejects(
+      () => set(kv, ["key"], randomBytes(10), { signal }),
+      (error) => error === signal.reason,
+    );
+    await assert.rejects(
+      () => stage(kv, ["key"], randomBytes(10), { signal }),
+      (error) => error === signal.reason,
+    );
     assert.deepEqual(await snapshot(kv), before);
     assertBytes((await get(kv, ["key"])).value!, kept);
   },
@@ -231,7 +219,10 @@ kvTest(
         cancelled = true;
       },
     });
-    await assertRethrows(() => set(kv, ["key"], stream, { signal: controller.signal }), reason);
+    await assert.rejects(
+      () => set(kv, ["key"], stream, { signal: controller.signal }),
+      (error) => error === reason,
+    );
     assert.ok(pulled < 60, `stopped reading soon after the abort (pulled ${pulled})`);
     assert.ok(cancelled, "the source stream is cancelled");
     assert.deepEqual(await snapshot(kv), before);

@@ -24,7 +24,7 @@ import { set as setBlob } from "./blob.ts";
 import { cryptoKv, DecryptionError } from "./crypto.ts";
 import { importKey, keyring } from "./keys.ts";
 import { sealValue, VALUE_OVERHEAD } from "./_kvv1.ts";
-import { withKv } from "./_testing/util.ts";
+import { assertRejects, withKv } from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -577,16 +577,10 @@ Deno.test("cryptoKv() set() rejects a value too large for one KV entry and write
     assert.deepStrictEqual((await ckv.get(["fits"])).value, fits);
 
     for (const size of [fits.length + 1, 70_000, 1_000_000]) {
-      await assert.rejects(
-        ckv.set(["big"], new Uint8Array(size)),
-        (error: unknown) => {
-          assert.ok(error instanceof RangeError, String(error));
-          assert.match(
-            error.message,
-            /^Cannot store \["big"\]: the encrypted value takes \d+ bytes, more than one KV entry holds; store it as a blob with set\(\)$/,
-          );
-          return true;
-        },
+      const error = await assertRejects(ckv.set(["big"], new Uint8Array(size)), RangeError);
+      assert.match(
+        error.message,
+        /^Cannot store \["big"\]: the encrypted value takes \d+ bytes, more than one KV entry holds; store it as a blob with set\(\)$/,
       );
       assert.equal((await kv.get(["big"])).versionstamp, null, `${size}: nothing written`);
     }
@@ -622,8 +616,8 @@ Deno.test("cryptoKv() getMany() rejects a plain entry and more than 10 keys", as
     await kv.set(["plain"], "plain");
     await assertDecryptionError(ckv.getMany([["a"], ["plain"]]), '["plain"]', "plain entry");
     const keys = Array.from({ length: 11 }, (_, i) => [i]);
-    await assert.rejects(ckv.getMany(keys), RangeError);
-    await assert.rejects(ckv.getMany([["ok"], []]), TypeError);
+    await assertRejects(ckv.getMany(keys), RangeError);
+    await assertRejects(ckv.getMany([["ok"], []]), TypeError);
   });
 });
 
@@ -781,7 +775,7 @@ Deno.test("cryptoKv() atomic() commit() rejects a too-large value and writes not
     const ckv = cryptoKv(kv, jwkOf(rawKey(256, 28), "k1"));
     await ckv.set(["keep"], 1);
     const op = ckv.atomic().set(["small"], 1).set(["big"], new Uint8Array(70_000)).delete(["keep"]);
-    await assert.rejects(op.commit(), RangeError);
+    await assertRejects(op.commit(), RangeError);
     assert.equal((await kv.get(["small"])).versionstamp, null);
     assert.equal((await ckv.get(["keep"])).value, 1);
   });
@@ -818,10 +812,12 @@ Deno.test("cryptoKv() rejects several recipients with TypeError", async () => {
       ["watch", () => ckv.watch([["x"]]).getReader().read()],
     ];
     for (const [what, call] of calls) {
-      await assert.rejects(call(), {
-        name: "TypeError",
-        message: "Cannot use several recipients for cryptoKv values; pass one key or one key ring",
-      }, what);
+      await assertRejects(
+        call(),
+        TypeError,
+        /^Cannot use several recipients for cryptoKv values; pass one key or one key ring$/,
+        what,
+      );
     }
     assert.equal((await kv.get(["x"])).versionstamp, null);
   });
@@ -843,8 +839,8 @@ Deno.test("cryptoKv() rejects a key of the wrong type with TypeError", async () 
     ];
     for (const key of bad) {
       const ckv = cryptoKv(kv, key as CryptoKey);
-      await assert.rejects(ckv.set(["x"], 1), TypeError, String(key));
-      await assert.rejects(ckv.get(["x"]), TypeError, String(key));
+      await assertRejects(ckv.set(["x"], 1), TypeError, undefined, String(key));
+      await assertRejects(ckv.get(["x"]), TypeError, undefined, String(key));
     }
     assert.throws(
       () => cryptoKv(null as unknown as Deno.Kv, jwkOf(rawKey(256, 1), "k")),
@@ -858,19 +854,20 @@ Deno.test("cryptoKv() set() rejects bad keys, bad expireIn and values it cannot 
     const ckv = cryptoKv(kv, jwkOf(rawKey(256, 32), "k1"));
     const badKeys = [[], "x", [NaN], [Symbol("s")], [{}], ["__kvcrypt__", "chunk"]];
     for (const [i, key] of badKeys.entries()) {
-      await assert.rejects(ckv.set(key as Deno.KvKey, 1), TypeError, `bad key ${i}`);
-      await assert.rejects(ckv.get(key as Deno.KvKey), TypeError, `bad key ${i}`);
+      await assertRejects(ckv.set(key as Deno.KvKey, 1), TypeError, undefined, `bad key ${i}`);
+      await assertRejects(ckv.get(key as Deno.KvKey), TypeError, undefined, `bad key ${i}`);
     }
-    await assert.rejects(ckv.set(["x"], 1, { expireIn: "10" as unknown as number }), TypeError);
+    await assertRejects(ckv.set(["x"], 1, { expireIn: "10" as unknown as number }), TypeError);
     for (const expireIn of [0, -1, NaN, Infinity]) {
-      await assert.rejects(ckv.set(["x"], 1, { expireIn }), RangeError, String(expireIn));
+      await assertRejects(ckv.set(["x"], 1, { expireIn }), RangeError, undefined, String(expireIn));
     }
-    await assert.rejects(ckv.set(["x"], () => 1), {
-      name: "TypeError",
-      message: /^Cannot store \["x"\]: the value cannot be serialized/,
-    });
-    await assert.rejects(ckv.set(["x"], Symbol("s")), TypeError);
-    await assert.rejects(ckv.set(["x"], new Deno.KvU64(1n)), TypeError);
+    await assertRejects(
+      ckv.set(["x"], () => 1),
+      TypeError,
+      /^Cannot store \["x"\]: the value cannot be serialized/,
+    );
+    await assertRejects(ckv.set(["x"], Symbol("s")), TypeError);
+    await assertRejects(ckv.set(["x"], new Deno.KvU64(1n)), TypeError);
     assert.equal((await kv.get(["x"])).versionstamp, null);
   });
 });
@@ -945,7 +942,7 @@ Deno.test("cryptoKv() set() refuses a Blob, File or CryptoKey inside a value", a
       new Map([["k", cryptoKey]]),
     ];
     for (const value of values) {
-      await assert.rejects(ckv.set(["x"], value), TypeError);
+      await assertRejects(ckv.set(["x"], value), TypeError);
       assert.throws(() => ckv.atomic().set(["x"], value), TypeError); // serialized when added
     }
     assert.equal((await kv.get(["x"])).versionstamp, null, "nothing written");

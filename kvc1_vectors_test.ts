@@ -23,7 +23,7 @@ import {
   type Vector,
   type VectorFile,
 } from "./_testing/kvc1_vectors.ts";
-import { withKv } from "./_testing/util.ts";
+import { assertRejects, withKv } from "./_testing/util.ts";
 
 const file: VectorFile = JSON.parse(
   await Deno.readTextFile(new URL("./testdata/kvc1_vectors.json", import.meta.url)),
@@ -452,7 +452,7 @@ Deno.test("kvc1 vectors: get() reads every vector stored in KV by hand", async (
       }
       // And the same bytes refuse a key that is not a recipient.
       const stranger = await generateKey({ kid: inputs.recipients[0]!.kid || "stranger" });
-      await assert.rejects(get(kv, key, { encryptionKey: stranger }), DecryptionError);
+      await assertRejects(get(kv, key, { encryptionKey: stranger }), DecryptionError);
     });
   }
 });

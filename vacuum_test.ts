@@ -153,16 +153,13 @@ kvTest("get() of a record in an unknown format version says so and changes nothi
   await set(kv, ["doc"], randomBytes(CHUNKED));
   await rewriteMagic(kv, ["doc"], "KVP2");
   const before = await internalEntries(kv);
-  await assert.rejects(get(kv, ["doc"]), (error: Error) => {
-    assert.ok(error instanceof CorruptBlobError);
-    assert.match(
-      error.message,
-      /^Cannot read \["doc"\]: .*format KVP2, which a newer kvcrypt wrote/,
-    );
-    return true;
-  });
+  const error = await assertRejects(get(kv, ["doc"]), CorruptBlobError);
+  assert.match(
+    error.message,
+    /^Cannot read \["doc"\]: .*format KVP2, which a newer kvcrypt wrote/,
+  );
   const encryptionKey = await generateKey();
-  await assert.rejects(get(kv, ["doc"], { encryptionKey }), DecryptionError);
+  await assertRejects(get(kv, ["doc"], { encryptionKey }), DecryptionError);
   assert.deepEqual(await internalEntries(kv), before);
 });
 

@@ -11,7 +11,7 @@ import { DecryptionError } from "./crypto.ts";
 import { generateKey, importKey, Keyring } from "./keys.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { VERSION_CACHE_MAX, VersionCache } from "./_version_cache.ts";
-import { collect, kvTest, randomBytes } from "./_testing/util.ts";
+import { assertRejects, collect, kvTest, randomBytes } from "./_testing/util.ts";
 
 const KIB = 1024;
 
@@ -66,7 +66,7 @@ kvTest(
     // The last byte of a chunked record is the metadata tag: outside the authenticated bytes.
     await flipRecordBit(kv, ["meta"], -1);
     const derivations = await countDerivations(() =>
-      assert.rejects(get(kv, ["meta"], { encryptionKey }), DecryptionError)
+      assertRejects(get(kv, ["meta"], { encryptionKey }), DecryptionError)
     );
     assert.equal(derivations, 0, "the cache was hit, and the tag still failed");
   },
@@ -77,7 +77,7 @@ kvTest("version cache: a record copied to another key fails on a hit", async (kv
   await set(kv, ["a"], randomBytes(100 * KIB), { encryptionKey });
   await get(kv, ["a"], { encryptionKey });
   await kv.set(["b"], (await kv.get(["a"])).value);
-  await assert.rejects(get(kv, ["b"], { encryptionKey }), DecryptionError);
+  await assertRejects(get(kv, ["b"], { encryptionKey }), DecryptionError);
 });
 
 kvTest(
@@ -91,14 +91,14 @@ kvTest(
     await get(kv, ["h"], { encryptionKey: ring });
     // The same CryptoKey, named with a kid its stanza does not match: refused as without a cache.
     const renamed = new Keyring([{ kid: "wrong", key: ring.current.key }]);
-    await assert.rejects(get(kv, ["h"], { encryptionKey: renamed }), DecryptionError);
+    await assertRejects(get(kv, ["h"], { encryptionKey: renamed }), DecryptionError);
     // Another key with the same kid: the unwrap runs, and fails.
-    await assert.rejects(get(kv, ["h"], { encryptionKey: other }), DecryptionError);
+    await assertRejects(get(kv, ["h"], { encryptionKey: other }), DecryptionError);
     // The stanza's iv (after the fixed fields, kidLen and the kid "right"): authenticated
     // bytes that still parse; not found in the cache, and the unwrap fails.
     const before = (await kv.get<Uint8Array>(["h"])).value!;
     await flipRecordBit(kv, ["h"], 78 + 1 + 5);
-    await assert.rejects(get(kv, ["h"], { encryptionKey: ring }), DecryptionError);
+    await assertRejects(get(kv, ["h"], { encryptionKey: ring }), DecryptionError);
     await kv.set(["h"], before);
     assert.deepEqual((await get(kv, ["h"], { encryptionKey: ring })).value, value);
   },
@@ -123,7 +123,7 @@ kvTest(
     const chunk = (await kv.get<Uint8Array>(chunkKey)).value!.slice();
     chunk[0]! ^= 1;
     await kv.set(chunkKey, chunk);
-    await assert.rejects(get(kv, ["r"], { encryptionKey: second }), DecryptionError);
+    await assertRejects(get(kv, ["r"], { encryptionKey: second }), DecryptionError);
   },
 );
 

@@ -201,10 +201,15 @@ function describe(value: unknown): string {
 }
 
 /**
- * Asserts that `call` (a function, called and awaited, or a promise) rejects
- * or throws an instance of `ErrorClass` (or of one of several), whose message
- * says "Cannot …" as every kvcrypt error does, and matches `pattern`; it must
- * never resolve, not even to null. Returns the error for further checks.
+ * Asserts that kvcrypt refuses: `call` (a function, called and awaited, or a
+ * promise) rejects or throws an instance of `ErrorClass` (or of one of
+ * several), whose message says "Cannot …" as every kvcrypt error does, and
+ * matches `pattern`; it must never resolve, not even to null. Returns the
+ * error for further checks (its `cause`, what it must not contain).
+ *
+ * An error kvcrypt only passes on (the caller's abort reason or stream error,
+ * a fault a test injected, Web Crypto's own) is not kvcrypt's to word: check
+ * it with `assert.rejects` from node:assert/strict, by identity or class.
  */
 export async function assertRejects(
   call: (() => unknown) | Promise<unknown>,
