@@ -80,28 +80,25 @@ function join(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Asserts a DecryptionError naming `keyText`, without the JWK's `k` or `secrets` in it. */
+/**
+ * {@linkcode assertRejects} with a DecryptionError naming `keyText`, without
+ * any of `secrets` in its message.
+ */
 async function assertDecryptionError(
   promise: Promise<unknown>,
   keyText: string,
   what: string,
   secrets: readonly string[] = [],
 ): Promise<DecryptionError> {
-  let value: unknown;
-  try {
-    value = await promise;
-  } catch (error) {
-    assert.ok(error instanceof DecryptionError, `${what}: got ${error}`);
-    assert.ok(
-      error.message.startsWith(`Cannot decrypt ${keyText}: `),
-      `${what}: message "${error.message}"`,
-    );
-    for (const secret of secrets) {
-      assert.ok(!error.message.includes(secret), `${what}: the message shows a secret`);
-    }
-    return error;
+  const error = await assertRejects(promise, DecryptionError, undefined, what);
+  assert.ok(
+    error.message.startsWith(`Cannot decrypt ${keyText}: `),
+    `${what}: message "${error.message}"`,
+  );
+  for (const secret of secrets) {
+    assert.ok(!error.message.includes(secret), `${what}: the message shows a secret`);
   }
-  return assert.fail(`${what}: resolved instead of rejecting (${JSON.stringify(value)})`);
+  return error as DecryptionError;
 }
 
 // ---------------------------------------------------------------------------
@@ -881,12 +878,7 @@ Deno.test("cryptoKv() messages name the key and never contain the JWK's k or the
     const record = await rawValue(kv, ["users", 7n, true]);
     const errors: Error[] = [];
     const capture = async (promise: Promise<unknown>) => {
-      try {
-        await promise;
-        assert.fail("resolved");
-      } catch (error) {
-        errors.push(error as Error);
-      }
+      errors.push(await assertRejects(promise, Error));
     };
     await capture(cryptoKv(kv, jwkOf(rawKey(256, 34), "k1")).get(["users", 7n, true]));
     await capture(cryptoKv(kv, jwkOf(rawKey(256, 34), "k9")).get(["users", 7n, true]));
