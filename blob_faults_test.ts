@@ -36,7 +36,7 @@ import {
   InjectedFault,
   type WriteRecord,
 } from "./_testing/faulty_kv.ts";
-import { kvTest, withKv, withTempDir } from "./_testing/util.ts";
+import { keyText, kvTest, randomBytes, withKv, withTempDir } from "./_testing/util.ts";
 
 const INTERNAL = "__kvcrypt__";
 
@@ -55,20 +55,6 @@ const FORMATS: readonly Format[] = [
   { name: "encrypted", chunkSize: SEALED_CHUNK_SIZE, options: { encryptionKey } },
 ];
 const PLAIN = FORMATS[0]!;
-
-function randomBytes(length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let at = 0; at < length; at += 65_536) {
-    crypto.getRandomValues(bytes.subarray(at, Math.min(length, at + 65_536)));
-  }
-  return bytes;
-}
-
-function keyText(key: Deno.KvKey): string {
-  return key.map((part) =>
-    part instanceof Uint8Array ? `b:${part.toHex()}` : `${typeof part}:${String(part)}`
-  ).join("/");
-}
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 

@@ -31,7 +31,7 @@ import {
 import { resolveRecipients } from "./_key_input.ts";
 import { CHUNKS_IN_RECORD_COMMIT, SEALED_CHUNK_SIZE, SEALED_INLINE_MAX } from "./_limits.ts";
 import { countWrites } from "./_testing/faulty_kv.ts";
-import { assertRejects, type ErrorClass, withKv } from "./_testing/util.ts";
+import { assertBytes, assertRejects, type ErrorClass, withKv } from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -53,17 +53,6 @@ function pattern(length: number, seed = 0): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(length);
   for (let i = 0; i < length; i++) out[i] = (i * 31 + seed * 101 + 7) % 251;
   return out;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
-}
-
-function assertBytes(actual: Uint8Array | null | undefined, expected: Uint8Array, what: string) {
-  assert.ok(actual instanceof Uint8Array, `${what}: no bytes`);
-  if (sameBytes(actual, expected)) return;
-  const at = actual.findIndex((byte, i) => byte !== expected[i]);
-  assert.fail(`${what}: ${actual.length} bytes (expected ${expected.length}), differ at ${at}`);
 }
 
 /** Whether `needle` occurs in `haystack`. */

@@ -43,8 +43,16 @@ export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8
   return concat(parts);
 }
 
-/** Asserts two byte arrays are equal, reporting the first difference (fast for MiBs). */
-export function assertBytes(actual: Uint8Array, expected: Uint8Array, label = "bytes"): void {
+/**
+ * Asserts `actual` is a byte array equal to `expected`, reporting the first
+ * difference (fast for MiBs).
+ */
+export function assertBytes(
+  actual: Uint8Array | null | undefined,
+  expected: Uint8Array,
+  label = "bytes",
+): void {
+  assert.ok(actual instanceof Uint8Array, `${label}: no bytes`);
   assert.equal(actual.length, expected.length, `${label}: length`);
   for (let i = 0; i < expected.length; i++) {
     if (actual[i] !== expected[i]) {
