@@ -164,8 +164,9 @@ function isUserKey(key: Deno.KvKey, userKey: Deno.KvKey): boolean {
 // ---------------------------------------------------------------------------
 // The wrapper itself.
 
-Deno.test("faulty kv: counts writes, fails before or after applying, crashes, passes reads", async () => {
-  await withKv(async (kv) => {
+kvTest(
+  "faulty kv: counts writes, fails before or after applying, crashes, passes reads",
+  async (kv) => {
     const before = faultyKv(kv, { failAt: 2, mode: "before" });
     assert.ok(
       (await before.kv.atomic().check({ key: ["a"], versionstamp: null }).set(["a"], 1)
@@ -191,8 +192,8 @@ Deno.test("faulty kv: counts writes, fails before or after applying, crashes, pa
     const listed = await Array.fromAsync(crash.kv.list({ start: ["a"], end: ["z"] }));
     assert.deepEqual(listed.map((e) => e.key), [["c"], ["d"]]);
     assert.ok(crash.kv instanceof Deno.Kv);
-  });
-});
+  },
+);
 
 // ---------------------------------------------------------------------------
 // The fault matrix.
@@ -644,54 +645,53 @@ async function concurrentWritersAndReaders(kv: Deno.Kv, format: Format): Promise
 }
 
 for (const format of FORMATS) {
-  Deno.test(`concurrency: 20 ${format.name} writers and 4 readers on one key (:memory:)`, async () => {
-    await withKv(async (kv) => {
+  kvTest(
+    `concurrency: 20 ${format.name} writers and 4 readers on one key (:memory:)`,
+    async (kv) => {
       await concurrentWritersAndReaders(kv, format);
-    });
-  });
+    },
+  );
 }
 
-Deno.test("concurrency: sets and removes race on one key while readers read", async () => {
-  await withKv(async (kv) => {
-    const key = ["concurrent", "mixed"];
-    const values = concurrentValues(PLAIN_CHUNK_SIZE).slice(0, 12);
-    const allowed = new Set(await Promise.all(values.map(digest)));
-    await set(kv, key, values[0]!);
-    let running = true;
-    let reads = 0;
-    const readLoop = async () => {
-      do {
-        const value = await readBytes(kv, key, PLAIN);
-        if (value !== null) assert.ok(allowed.has(await digest(value)), "a value nobody wrote");
-        reads++;
-      } while (running);
-    };
-    const readers = [readLoop(), readLoop()].map(settle);
-    // 12 sets and 6 removes, interleaved, all at once.
-    const ops: {
-      value: Uint8Array | null;
-      result: Promise<Deno.KvCommitResult | Deno.KvCommitError>;
-    }[] = [];
-    for (const value of values) {
-      ops.push({ value, result: set(kv, key, value) });
-      if (ops.length % 3 === 1) ops.push({ value: null, result: remove(kv, key) });
-    }
-    const results = await Promise.all(ops.map((op) => settle(op.result)));
-    running = false;
-    for (const reader of await Promise.all(readers)) if (!reader.ok) throw reader.error;
-    assert.ok(reads >= 2);
-    const stamps = results.map((result) => {
-      if (!result.ok) throw result.error;
-      assert.ok(result.value.ok, "unconditional sets and removes always commit");
-      return result.value.versionstamp;
-    });
-    // The operation that committed last decides what is stored.
-    const last = stamps.indexOf([...stamps].sort().at(-1)!);
-    const final = await get(kv, key);
-    assert.deepEqual(final.value, ops[last]!.value);
-    await assertOnlyLive(kv, key, "sets and removes leave no orphan");
-    assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
+kvTest("concurrency: sets and removes race on one key while readers read", async (kv) => {
+  const key = ["concurrent", "mixed"];
+  const values = concurrentValues(PLAIN_CHUNK_SIZE).slice(0, 12);
+  const allowed = new Set(await Promise.all(values.map(digest)));
+  await set(kv, key, values[0]!);
+  let running = true;
+  let reads = 0;
+  const readLoop = async () => {
+    do {
+      const value = await readBytes(kv, key, PLAIN);
+      if (value !== null) assert.ok(allowed.has(await digest(value)), "a value nobody wrote");
+      reads++;
+    } while (running);
+  };
+  const readers = [readLoop(), readLoop()].map(settle);
+  // 12 sets and 6 removes, interleaved, all at once.
+  const ops: {
+    value: Uint8Array | null;
+    result: Promise<Deno.KvCommitResult | Deno.KvCommitError>;
+  }[] = [];
+  for (const value of values) {
+    ops.push({ value, result: set(kv, key, value) });
+    if (ops.length % 3 === 1) ops.push({ value: null, result: remove(kv, key) });
+  }
+  const results = await Promise.all(ops.map((op) => settle(op.result)));
+  running = false;
+  for (const reader of await Promise.all(readers)) if (!reader.ok) throw reader.error;
+  assert.ok(reads >= 2);
+  const stamps = results.map((result) => {
+    if (!result.ok) throw result.error;
+    assert.ok(result.value.ok, "unconditional sets and removes always commit");
+    return result.value.versionstamp;
   });
+  // The operation that committed last decides what is stored.
+  const last = stamps.indexOf([...stamps].sort().at(-1)!);
+  const final = await get(kv, key);
+  assert.deepEqual(final.value, ops[last]!.value);
+  await assertOnlyLive(kv, key, "sets and removes leave no orphan");
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
 });
 
 Deno.test("concurrency: 20 writers and 4 readers on one key (file-backed KV)", async () => {
@@ -769,8 +769,9 @@ function slowStream(
 }
 
 for (const format of FORMATS) {
-  Deno.test(`vacuum race: ${format.name} vacuum mid-write makes the write fail cleanly`, async () => {
-    await withKv(async (kv) => {
+  kvTest(
+    `vacuum race: ${format.name} vacuum mid-write makes the write fail cleanly`,
+    async (kv) => {
       const key = ["race", "gated"];
       const old = randomBytes(3 * format.chunkSize);
       await set(kv, key, old, format.options);
@@ -818,8 +819,8 @@ for (const format of FORMATS) {
       assert.deepEqual(await readBytes(kv, key, format), old);
       await assertOnlyLive(kv, key, "the failed write cleaned up after itself");
       assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
-    });
-  });
+    },
+  );
 }
 
 Deno.test("vacuum race: vacuum just before every write of a 40-chunk overwrite", async () => {

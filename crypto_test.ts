@@ -31,7 +31,7 @@ import {
 import { resolveRecipients } from "./_key_input.ts";
 import { CHUNKS_IN_RECORD_COMMIT, SEALED_CHUNK_SIZE, SEALED_INLINE_MAX } from "./_limits.ts";
 import { countWrites } from "./_testing/faulty_kv.ts";
-import { assertBytes, assertRejects, type ErrorClass, withKv } from "./_testing/util.ts";
+import { assertBytes, assertRejects, type ErrorClass, kvTest, withKv } from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -586,9 +586,10 @@ function inputOf(kind: typeof KINDS[number], data: Uint8Array<ArrayBuffer>) {
 
 for (const bits of [128, 256] as const) {
   for (const size of ROUND_TRIP_SIZES) {
-    Deno.test(`round trip: ${size} bytes with AES-${bits} as Uint8Array, ReadableStream, Blob and File`, async () => {
-      const jwk = await generateKey({ bits, kid: `rt-${bits}` });
-      await withKv(async (kv) => {
+    kvTest(
+      `round trip: ${size} bytes with AES-${bits} as Uint8Array, ReadableStream, Blob and File`,
+      async (kv) => {
+        const jwk = await generateKey({ bits, kid: `rt-${bits}` });
         for (const [seed, kind] of KINDS.entries()) {
           const key = ["rt", kind];
           const data = pattern(size, seed + size);
@@ -667,22 +668,24 @@ for (const bits of [128, 256] as const) {
           assert.equal(verified.name, kind === "File" ? FILE_NAME : undefined);
           assert.equal(verified.lastModified, kind === "File" ? FILE_MODIFIED : undefined);
         }
-      });
-    });
+      },
+    );
   }
 }
 
-Deno.test("round trip: the largest one-commit write (11 full chunks, longest key, largest metadata, 16 recipients, expireIn, an overwrite) fits one atomic", async () => {
-  // CHUNKS_IN_RECORD_COMMIT assumes the rest of the atomic fits in one chunk's room.
-  const kid = (i: number) => i.toString().padStart(64, "k");
-  const base = JSON.stringify({ kind: "file", type: FILE_TYPE, name: "", lastModified: 1 }).length;
-  const size = CHUNKS_IN_RECORD_COMMIT * SEALED_CHUNK_SIZE;
-  const file = new File([pattern(size, 3)], "n".repeat(2_048 - base), {
-    type: FILE_TYPE,
-    lastModified: 1,
-  });
-  const key = ["max", "k".repeat(2_040)];
-  await withKv(async (kv) => {
+kvTest(
+  "round trip: the largest one-commit write (11 full chunks, longest key, largest metadata, 16 recipients, expireIn, an overwrite) fits one atomic",
+  async (kv) => {
+    // CHUNKS_IN_RECORD_COMMIT assumes the rest of the atomic fits in one chunk's room.
+    const kid = (i: number) => i.toString().padStart(64, "k");
+    const base =
+      JSON.stringify({ kind: "file", type: FILE_TYPE, name: "", lastModified: 1 }).length;
+    const size = CHUNKS_IN_RECORD_COMMIT * SEALED_CHUNK_SIZE;
+    const file = new File([pattern(size, 3)], "n".repeat(2_048 - base), {
+      type: FILE_TYPE,
+      lastModified: 1,
+    });
+    const key = ["max", "k".repeat(2_040)];
     const recipients = await Promise.all(
       Array.from({ length: 16 }, (_, i) => generateKey({ kid: kid(i) })),
     );
@@ -696,18 +699,20 @@ Deno.test("round trip: the largest one-commit write (11 full chunks, longest key
     const read = await get(kv, key, { encryptionKey: recipients[15]!, blob: true });
     assert.ok(read.value instanceof File);
     assertBytes(await read.value.bytes(), pattern(size, 3), "read by the 16th recipient");
-  });
-});
+  },
+);
 
-Deno.test("round trip: an inline blob at INLINE_MAX with the largest metadata takes 15 more recipients with 64-byte kids", async () => {
-  // The inline limit assumes the largest header: check that it really fits one KV value.
-  const kid = (i: number) => i.toString().padStart(64, "k");
-  const base = JSON.stringify({ kind: "file", type: FILE_TYPE, name: "", lastModified: 1 }).length;
-  const file = new File([pattern(INLINE_MAX, 9)], "n".repeat(2_048 - base), {
-    type: FILE_TYPE,
-    lastModified: 1,
-  });
-  await withKv(async (kv) => {
+kvTest(
+  "round trip: an inline blob at INLINE_MAX with the largest metadata takes 15 more recipients with 64-byte kids",
+  async (kv) => {
+    // The inline limit assumes the largest header: check that it really fits one KV value.
+    const kid = (i: number) => i.toString().padStart(64, "k");
+    const base =
+      JSON.stringify({ kind: "file", type: FILE_TYPE, name: "", lastModified: 1 }).length;
+    const file = new File([pattern(INLINE_MAX, 9)], "n".repeat(2_048 - base), {
+      type: FILE_TYPE,
+      lastModified: 1,
+    });
     const first = await generateKey({ kid: kid(0) });
     await set(kv, ["max"], file, { encryptionKey: first });
     const others = await Promise.all(
@@ -720,54 +725,53 @@ Deno.test("round trip: an inline blob at INLINE_MAX with the largest metadata ta
     assert.equal(parseHeader(record).stanzas.length, 16);
     const read = await get(kv, ["max"], { encryptionKey: others[14]! });
     assertBytes(read.value, pattern(INLINE_MAX, 9), "read by the 16th recipient");
-  });
-});
+  },
+);
 
 // ---------------------------------------------------------------------------
 // c. Recipients and key rings.
 
-Deno.test("set() with two recipients: each reads alone, a third key cannot", async () => {
+kvTest("set() with two recipients: each reads alone, a third key cannot", async (kv) => {
   const alice = await generateKey({ bits: 256, kid: "alice" });
   const bob = await generateKey({ bits: 128, kid: "bob" });
   const carol = await generateKey({ kid: "carol" });
-  await withKv(async (kv) => {
-    for (const size of [1_000, 2 * CHUNK + 3]) {
-      const data = pattern(size, 4);
-      const key = ["shared", size];
-      await set(kv, key, data, { encryptionKey: [alice, bob] });
-      const header = parseHeader(await rawRecord(kv, key));
-      assert.deepEqual(header.stanzas.map((stanza) => stanza.kid), ["alice", "bob"]);
-      assert.equal(header.suite, 0x02, "the suite follows the first recipient (AES-256)");
-      for (const reader of [alice, bob]) {
-        assertBytes((await get(kv, key, { encryptionKey: reader })).value, data, reader.kid);
-      }
-      await assertRejects(
-        get(kv, key, { encryptionKey: carol }),
-        [DecryptionError],
-        undefined,
-        "carol",
-      );
-      // Carol under a recipient's kid still fails: the kid selects, the key must open.
-      await assertRejects(
-        get(kv, key, { encryptionKey: { ...carol, kid: "bob" } as Jwk }),
-        [DecryptionError],
-        undefined,
-        "carol as bob",
-      );
-      const meta = (await getMeta(kv, key)).value;
-      assert.deepEqual(meta?.encrypted && meta.kids, ["alice", "bob"]);
+  for (const size of [1_000, 2 * CHUNK + 3]) {
+    const data = pattern(size, 4);
+    const key = ["shared", size];
+    await set(kv, key, data, { encryptionKey: [alice, bob] });
+    const header = parseHeader(await rawRecord(kv, key));
+    assert.deepEqual(header.stanzas.map((stanza) => stanza.kid), ["alice", "bob"]);
+    assert.equal(header.suite, 0x02, "the suite follows the first recipient (AES-256)");
+    for (const reader of [alice, bob]) {
+      assertBytes((await get(kv, key, { encryptionKey: reader })).value, data, reader.kid);
     }
-    // The suite byte follows the first recipient's key: bob first gives AES-128.
-    await set(kv, ["bob-first"], pattern(10), { encryptionKey: [bob, alice] });
-    assert.equal(parseHeader(await rawRecord(kv, ["bob-first"])).suite, 0x01);
-    assertBytes((await get(kv, ["bob-first"], { encryptionKey: alice })).value, pattern(10), "");
-  });
+    await assertRejects(
+      get(kv, key, { encryptionKey: carol }),
+      [DecryptionError],
+      undefined,
+      "carol",
+    );
+    // Carol under a recipient's kid still fails: the kid selects, the key must open.
+    await assertRejects(
+      get(kv, key, { encryptionKey: { ...carol, kid: "bob" } as Jwk }),
+      [DecryptionError],
+      undefined,
+      "carol as bob",
+    );
+    const meta = (await getMeta(kv, key)).value;
+    assert.deepEqual(meta?.encrypted && meta.kids, ["alice", "bob"]);
+  }
+  // The suite byte follows the first recipient's key: bob first gives AES-128.
+  await set(kv, ["bob-first"], pattern(10), { encryptionKey: [bob, alice] });
+  assert.equal(parseHeader(await rawRecord(kv, ["bob-first"])).suite, 0x01);
+  assertBytes((await get(kv, ["bob-first"], { encryptionKey: alice })).value, pattern(10), "");
 });
 
-Deno.test("a key ring writes with its current key and reads blobs written with the old one", async () => {
-  const oldJwk = await generateKey({ kid: "old" });
-  const newJwk = await generateKey({ kid: "new" });
-  await withKv(async (kv) => {
+kvTest(
+  "a key ring writes with its current key and reads blobs written with the old one",
+  async (kv) => {
+    const oldJwk = await generateKey({ kid: "old" });
+    const newJwk = await generateKey({ kid: "new" });
     const oldData = pattern(CHUNK + 10, 5);
     await set(kv, ["old"], oldData, { encryptionKey: oldJwk });
     const rings: [string, EncryptionKey][] = [
@@ -791,57 +795,53 @@ Deno.test("a key ring writes with its current key and reads blobs written with t
         `${what}: the old key alone`,
       );
     }
-  });
-});
+  },
+);
 
 // ---------------------------------------------------------------------------
 // d. No silent downgrade.
 
-Deno.test("get() refuses a plain record when given a key, unless allowPlaintext", async () => {
+kvTest("get() refuses a plain record when given a key, unless allowPlaintext", async (kv) => {
   const jwk = await generateKey();
-  await withKv(async (kv) => {
-    for (const size of [100, 2 * CHUNK]) {
-      const data = pattern(size, 6);
-      const key = ["plain", size];
-      await set(kv, key, data);
-      const what = `plain ${size}`;
-      await assertRejects(get(kv, key, { encryptionKey: jwk }), [DecryptionError], undefined, what);
-      await assertStreamFails(
-        () => getAsStream(kv, key, { encryptionKey: jwk }),
-        [DecryptionError],
-        true,
-        what,
-      );
-      await assertRejects(
-        getMeta(kv, key, { encryptionKey: jwk }),
-        [DecryptionError],
-        undefined,
-        what,
-      );
-      const allowed = { encryptionKey: jwk, allowPlaintext: true };
-      assertBytes((await get(kv, key, allowed)).value, data, `${what}: allowPlaintext`);
-      assertBytes(await readAll(await getAsStream(kv, key, allowed)), data, `${what}: stream`);
-      assertBytes((await get(kv, key)).value, data, `${what}: no key`);
-    }
-  });
+  for (const size of [100, 2 * CHUNK]) {
+    const data = pattern(size, 6);
+    const key = ["plain", size];
+    await set(kv, key, data);
+    const what = `plain ${size}`;
+    await assertRejects(get(kv, key, { encryptionKey: jwk }), [DecryptionError], undefined, what);
+    await assertStreamFails(
+      () => getAsStream(kv, key, { encryptionKey: jwk }),
+      [DecryptionError],
+      true,
+      what,
+    );
+    await assertRejects(
+      getMeta(kv, key, { encryptionKey: jwk }),
+      [DecryptionError],
+      undefined,
+      what,
+    );
+    const allowed = { encryptionKey: jwk, allowPlaintext: true };
+    assertBytes((await get(kv, key, allowed)).value, data, `${what}: allowPlaintext`);
+    assertBytes(await readAll(await getAsStream(kv, key, allowed)), data, `${what}: stream`);
+    assertBytes((await get(kv, key)).value, data, `${what}: no key`);
+  }
 });
 
-Deno.test("get() refuses an encrypted record read without a key", async () => {
+kvTest("get() refuses an encrypted record read without a key", async (kv) => {
   const jwk = await generateKey();
-  await withKv(async (kv) => {
-    for (const size of [100, 2 * CHUNK]) {
-      const key = ["sealed", size];
-      await set(kv, key, pattern(size), { encryptionKey: jwk });
-      await assertRejects(get(kv, key), [DecryptionError], undefined, `${size}: get()`);
-      await assertRejects(
-        get(kv, key, { allowPlaintext: true }),
-        [DecryptionError],
-        undefined,
-        "allow",
-      );
-      await assertStreamFails(() => getAsStream(kv, key), [DecryptionError], true, `${size}`);
-    }
-  });
+  for (const size of [100, 2 * CHUNK]) {
+    const key = ["sealed", size];
+    await set(kv, key, pattern(size), { encryptionKey: jwk });
+    await assertRejects(get(kv, key), [DecryptionError], undefined, `${size}: get()`);
+    await assertRejects(
+      get(kv, key, { allowPlaintext: true }),
+      [DecryptionError],
+      undefined,
+      "allow",
+    );
+    await assertStreamFails(() => getAsStream(kv, key), [DecryptionError], true, `${size}`);
+  }
 });
 
 // ---------------------------------------------------------------------------
@@ -863,86 +863,81 @@ function chunkStamps(entries: Deno.KvEntry<Uint8Array>[]) {
   }));
 }
 
-Deno.test("rewrap() moves a blob to a new key and leaves its chunks untouched", async () => {
+kvTest("rewrap() moves a blob to a new key and leaves its chunks untouched", async (kv) => {
   const oldJwk = await generateKey({ kid: "old" });
   const newJwk = await generateKey({ kid: "new" });
-  await withKv(async (kv) => {
-    const data = await sealedBlob(kv, KEY, SIZE, oldJwk);
-    const before = chunkStamps(await chunkEntries(kv));
-    assert.equal(before.length, 4);
-    const header1 = parseHeader(await rawRecord(kv, KEY));
+  const data = await sealedBlob(kv, KEY, SIZE, oldJwk);
+  const before = chunkStamps(await chunkEntries(kv));
+  assert.equal(before.length, 4);
+  const header1 = parseHeader(await rawRecord(kv, KEY));
 
-    const result = await rewrap(kv, KEY, {
-      encryptionKey: oldJwk,
-      add: newJwk,
-      remove: ["old"],
-    });
-    assert.ok(result.ok);
-
-    assert.deepEqual(
-      chunkStamps(await chunkEntries(kv)),
-      before,
-      "chunks keep their versionstamps",
-    );
-    const header2 = parseHeader(await rawRecord(kv, KEY));
-    assert.deepEqual(header2.id, header1.id);
-    assert.deepEqual(header2.commitment, header1.commitment);
-    assert.notDeepEqual(header2.metaIv, header1.metaIv, "a fresh metaIv");
-    assert.deepEqual(header2.stanzas.map((stanza) => stanza.kid), ["new"]);
-
-    assertBytes((await get(kv, KEY, { encryptionKey: newJwk })).value, data, "new key");
-    await assertRejects(
-      get(kv, KEY, { encryptionKey: oldJwk }),
-      [DecryptionError],
-      undefined,
-      "old key",
-    );
-    const meta = (await getMeta(kv, KEY, { encryptionKey: newJwk })).value;
-    assert.ok(meta?.verified);
-    assert.equal(meta.name, "r.pdf");
-    assert.equal(meta.type, "application/pdf");
+  const result = await rewrap(kv, KEY, {
+    encryptionKey: oldJwk,
+    add: newJwk,
+    remove: ["old"],
   });
+  assert.ok(result.ok);
+
+  assert.deepEqual(
+    chunkStamps(await chunkEntries(kv)),
+    before,
+    "chunks keep their versionstamps",
+  );
+  const header2 = parseHeader(await rawRecord(kv, KEY));
+  assert.deepEqual(header2.id, header1.id);
+  assert.deepEqual(header2.commitment, header1.commitment);
+  assert.notDeepEqual(header2.metaIv, header1.metaIv, "a fresh metaIv");
+  assert.deepEqual(header2.stanzas.map((stanza) => stanza.kid), ["new"]);
+
+  assertBytes((await get(kv, KEY, { encryptionKey: newJwk })).value, data, "new key");
+  await assertRejects(
+    get(kv, KEY, { encryptionKey: oldJwk }),
+    [DecryptionError],
+    undefined,
+    "old key",
+  );
+  const meta = (await getMeta(kv, KEY, { encryptionKey: newJwk })).value;
+  assert.ok(meta?.verified);
+  assert.equal(meta.name, "r.pdf");
+  assert.equal(meta.type, "application/pdf");
 });
 
-Deno.test("rewrap() adding a recipient keeps the existing stanza byte for byte", async () => {
+kvTest("rewrap() adding a recipient keeps the existing stanza byte for byte", async (kv) => {
   const a = await generateKey({ kid: "a" });
   const b = await generateKey({ bits: 128, kid: "b" });
-  await withKv(async (kv) => {
-    const data = await sealedBlob(kv, KEY, CHUNK + 1, a);
-    const header1 = parseHeader(await rawRecord(kv, KEY));
-    assert.ok((await rewrap(kv, KEY, { encryptionKey: a, add: b })).ok);
-    const header2 = parseHeader(await rawRecord(kv, KEY));
-    assert.deepEqual(header2.stanzas[0], header1.stanzas[0]);
-    assert.deepEqual(header2.stanzas.map((stanza) => stanza.kid), ["a", "b"]);
-    assert.notDeepEqual(header2.metaIv, header1.metaIv);
-    for (const reader of [a, b]) {
-      assertBytes((await get(kv, KEY, { encryptionKey: reader })).value, data, reader.kid);
-    }
-  });
+  const data = await sealedBlob(kv, KEY, CHUNK + 1, a);
+  const header1 = parseHeader(await rawRecord(kv, KEY));
+  assert.ok((await rewrap(kv, KEY, { encryptionKey: a, add: b })).ok);
+  const header2 = parseHeader(await rawRecord(kv, KEY));
+  assert.deepEqual(header2.stanzas[0], header1.stanzas[0]);
+  assert.deepEqual(header2.stanzas.map((stanza) => stanza.kid), ["a", "b"]);
+  assert.notDeepEqual(header2.metaIv, header1.metaIv);
+  for (const reader of [a, b]) {
+    assertBytes((await get(kv, KEY, { encryptionKey: reader })).value, data, reader.kid);
+  }
 });
 
-Deno.test("rewrap() with a wrong key rejects with DecryptionError and changes nothing", async () => {
+kvTest("rewrap() with a wrong key rejects with DecryptionError and changes nothing", async (kv) => {
   const jwk = await generateKey({ kid: "k" });
-  await withKv(async (kv) => {
-    await sealedBlob(kv, KEY, SIZE, jwk);
-    const before = await kv.get(KEY);
-    for (const wrong of [await generateKey({ kid: "k" }), await generateKey({ kid: "x" })]) {
-      await assertRejects(
-        rewrap(kv, KEY, { encryptionKey: wrong, add: await generateKey({ kid: "n" }) }),
-        [DecryptionError],
-        undefined,
-        `wrong key ${wrong.kid}`,
-      );
-    }
-    const after = await kv.get(KEY);
-    assert.equal(after.versionstamp, before.versionstamp);
-    assertBytes(after.value as Uint8Array, before.value as Uint8Array, "record");
-  });
+  await sealedBlob(kv, KEY, SIZE, jwk);
+  const before = await kv.get(KEY);
+  for (const wrong of [await generateKey({ kid: "k" }), await generateKey({ kid: "x" })]) {
+    await assertRejects(
+      rewrap(kv, KEY, { encryptionKey: wrong, add: await generateKey({ kid: "n" }) }),
+      [DecryptionError],
+      undefined,
+      `wrong key ${wrong.kid}`,
+    );
+  }
+  const after = await kv.get(KEY);
+  assert.equal(after.versionstamp, before.versionstamp);
+  assertBytes(after.value as Uint8Array, before.value as Uint8Array, "record");
 });
 
-Deno.test("rewrap() refuses to leave no recipient (RangeError) or to add a kid twice (TypeError)", async () => {
-  const jwk = await generateKey({ kid: "k" });
-  await withKv(async (kv) => {
+kvTest(
+  "rewrap() refuses to leave no recipient (RangeError) or to add a kid twice (TypeError)",
+  async (kv) => {
+    const jwk = await generateKey({ kid: "k" });
     await sealedBlob(kv, KEY, SIZE, jwk);
     const before = await kv.get(KEY);
     await assertRejects(
@@ -964,65 +959,56 @@ Deno.test("rewrap() refuses to leave no recipient (RangeError) or to add a kid t
       pattern(SIZE, 8),
       "still reads",
     );
-  });
-});
+  },
+);
 
-Deno.test("rewrap() rewraps an inline encrypted blob", async () => {
+kvTest("rewrap() rewraps an inline encrypted blob", async (kv) => {
   const oldJwk = await generateKey({ kid: "old" });
   const newJwk = await generateKey({ bits: 128, kid: "new" });
-  await withKv(async (kv) => {
-    const data = await sealedBlob(kv, KEY, 1_000, oldJwk);
-    const header1 = parseHeader(await rawRecord(kv, KEY));
-    assert.ok(header1.inline !== undefined);
-    const result = await rewrap(kv, KEY, {
-      encryptionKey: oldJwk,
-      add: newJwk,
-      remove: ["old"],
-    });
-    assert.ok(result.ok);
-    const header2 = parseHeader(await rawRecord(kv, KEY));
-    assert.deepEqual(header2.inline, header1.inline, "the sealed inline chunk is kept");
-    assert.notDeepEqual(header2.metaIv, header1.metaIv);
-    assert.equal((await chunkEntries(kv)).length, 0);
-    assertBytes((await get(kv, KEY, { encryptionKey: newJwk })).value, data, "new key");
-    await assertRejects(
-      get(kv, KEY, { encryptionKey: oldJwk }),
-      [DecryptionError],
-      undefined,
-      "old key",
-    );
+  const data = await sealedBlob(kv, KEY, 1_000, oldJwk);
+  const header1 = parseHeader(await rawRecord(kv, KEY));
+  assert.ok(header1.inline !== undefined);
+  const result = await rewrap(kv, KEY, {
+    encryptionKey: oldJwk,
+    add: newJwk,
+    remove: ["old"],
   });
+  assert.ok(result.ok);
+  const header2 = parseHeader(await rawRecord(kv, KEY));
+  assert.deepEqual(header2.inline, header1.inline, "the sealed inline chunk is kept");
+  assert.notDeepEqual(header2.metaIv, header1.metaIv);
+  assert.equal((await chunkEntries(kv)).length, 0);
+  assertBytes((await get(kv, KEY, { encryptionKey: newJwk })).value, data, "new key");
+  await assertRejects(
+    get(kv, KEY, { encryptionKey: oldJwk }),
+    [DecryptionError],
+    undefined,
+    "old key",
+  );
 });
 
-Deno.test({
-  name: "rewrap() of a plain blob rejects with TypeError",
-  async fn() {
-    const jwk = await generateKey({ kid: "k" });
-    await withKv(async (kv) => {
-      await set(kv, ["plain"], pattern(100));
-      await assertRejects(
-        rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
-        [TypeError],
-        undefined,
-        "plain",
-      );
-    });
-  },
-});
-
-Deno.test("rewrap() of a plain blob fails and leaves it as it was", async () => {
+kvTest("rewrap() of a plain blob rejects with TypeError", async (kv) => {
   const jwk = await generateKey({ kid: "k" });
-  await withKv(async (kv) => {
-    await set(kv, ["plain"], pattern(100));
-    const before = await kv.get(["plain"]);
-    await assertRejects(
-      rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
-      [TypeError],
-      undefined,
-      "plain",
-    );
-    assert.equal((await kv.get(["plain"])).versionstamp, before.versionstamp);
-  });
+  await set(kv, ["plain"], pattern(100));
+  await assertRejects(
+    rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
+    [TypeError],
+    undefined,
+    "plain",
+  );
+});
+
+kvTest("rewrap() of a plain blob fails and leaves it as it was", async (kv) => {
+  const jwk = await generateKey({ kid: "k" });
+  await set(kv, ["plain"], pattern(100));
+  const before = await kv.get(["plain"]);
+  await assertRejects(
+    rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
+    [TypeError],
+    undefined,
+    "plain",
+  );
+  assert.equal((await kv.get(["plain"])).versionstamp, before.versionstamp);
 });
 
 // ---------------------------------------------------------------------------
@@ -1093,59 +1079,56 @@ Deno.test("the header's commitment is HKDF-SHA-256(S, id, 'kvcrypt/1 blob' || su
   }
 });
 
-Deno.test("getMeta() without a key treats an expired encrypted blob as absent", {}, async () => {
+kvTest("getMeta() without a key treats an expired encrypted blob as absent", async (kv) => {
   const jwk = await generateKey({ kid: "e" });
-  await withKv(async (kv) => {
-    await set(kv, ["exp"], pattern(100), { encryptionKey: jwk, expireIn: 300 });
-    await new Promise((resolve) => setTimeout(resolve, 350));
-    assert.equal((await get(kv, ["exp"], { encryptionKey: jwk })).value, null);
-    assert.equal((await getMeta(kv, ["exp"], { encryptionKey: jwk })).value, null);
-    assert.equal((await getMeta(kv, ["exp"])).value, null);
-  });
+  await set(kv, ["exp"], pattern(100), { encryptionKey: jwk, expireIn: 300 });
+  await new Promise((resolve) => setTimeout(resolve, 350));
+  assert.equal((await get(kv, ["exp"], { encryptionKey: jwk })).value, null);
+  assert.equal((await getMeta(kv, ["exp"], { encryptionKey: jwk })).value, null);
+  assert.equal((await getMeta(kv, ["exp"])).value, null);
 });
 
-Deno.test("list() with a key reports a tampered record instead of leaving it out", async () => {
+kvTest("list() with a key reports a tampered record instead of leaving it out", async (kv) => {
   const jwk = await generateKey({ kid: "l" });
-  await withKv(async (kv) => {
-    await set(kv, ["dir", "a"], pattern(100), { encryptionKey: jwk });
-    await set(kv, ["dir", "b"], pattern(200_000), { encryptionKey: jwk });
-    const bytes = (await kv.get<Uint8Array>(["dir", "b"])).value!.slice();
-    new DataView(bytes.buffer).setBigUint64(69, 1n); // expiresAt edited into the past
-    await kv.set(["dir", "b"], bytes);
-    await assertRejects(
-      Array.fromAsync(list(kv, { prefix: ["dir"] }, { encryptionKey: jwk })),
-      [DecryptionError],
-      undefined,
-      "list",
-    );
-  });
+  await set(kv, ["dir", "a"], pattern(100), { encryptionKey: jwk });
+  await set(kv, ["dir", "b"], pattern(200_000), { encryptionKey: jwk });
+  const bytes = (await kv.get<Uint8Array>(["dir", "b"])).value!.slice();
+  new DataView(bytes.buffer).setBigUint64(69, 1n); // expiresAt edited into the past
+  await kv.set(["dir", "b"], bytes);
+  await assertRejects(
+    Array.fromAsync(list(kv, { prefix: ["dir"] }, { encryptionKey: jwk })),
+    [DecryptionError],
+    undefined,
+    "list",
+  );
 });
 
-Deno.test("get() rejects a header whose commitment is wrong although its metadata tag is valid", async () => {
-  // Built with the version's real keys, so only the key commitment (step 3) can catch it.
-  const jwk = await generateKey({ kid: "c" });
-  const [ring] = await resolveRecipients(jwk);
-  const secret = crypto.getRandomValues(new Uint8Array(32));
-  const id = crypto.getRandomValues(new Uint8Array(16));
-  const keys = await deriveVersionKeys(secret, id, SUITE_AES_256_GCM);
-  const stanza = await wrapSecret(ring!.current, secret, id, systemRandom);
-  const plaintext = pattern(100);
-  const sealed = await sealChunk(keys, 0, plaintext);
-  const fields = { id, chunkSize: SEALED_CHUNK_SIZE, size: 100, chunks: 1, expiresAt: 0 };
-  const build = async (commitment: Uint8Array) => {
-    const header = await encodeHeader(
-      { ...fields, suite: SUITE_AES_256_GCM, commitment, stanzas: [stanza] },
-      keys,
-      { kind: "buffer" },
-      ["doc"],
-      systemRandom,
-    );
-    const record = new Uint8Array(header.length + sealed.length);
-    record.set(header);
-    record.set(sealed, header.length);
-    return record;
-  };
-  await withKv(async (kv) => {
+kvTest(
+  "get() rejects a header whose commitment is wrong although its metadata tag is valid",
+  async (kv) => {
+    // Built with the version's real keys, so only the key commitment (step 3) can catch it.
+    const jwk = await generateKey({ kid: "c" });
+    const [ring] = await resolveRecipients(jwk);
+    const secret = crypto.getRandomValues(new Uint8Array(32));
+    const id = crypto.getRandomValues(new Uint8Array(16));
+    const keys = await deriveVersionKeys(secret, id, SUITE_AES_256_GCM);
+    const stanza = await wrapSecret(ring!.current, secret, id, systemRandom);
+    const plaintext = pattern(100);
+    const sealed = await sealChunk(keys, 0, plaintext);
+    const fields = { id, chunkSize: SEALED_CHUNK_SIZE, size: 100, chunks: 1, expiresAt: 0 };
+    const build = async (commitment: Uint8Array) => {
+      const header = await encodeHeader(
+        { ...fields, suite: SUITE_AES_256_GCM, commitment, stanzas: [stanza] },
+        keys,
+        { kind: "buffer" },
+        ["doc"],
+        systemRandom,
+      );
+      const record = new Uint8Array(header.length + sealed.length);
+      record.set(header);
+      record.set(sealed, header.length);
+      return record;
+    };
     await kv.set(["doc"], await build(keys.commitment));
     assert.deepEqual((await get(kv, ["doc"], { encryptionKey: jwk })).value, plaintext);
     const wrong = keys.commitment.slice();
@@ -1157,5 +1140,5 @@ Deno.test("get() rejects a header whose commitment is wrong although its metadat
       /commitment/,
       "a wrong commitment",
     );
-  });
-});
+  },
+);

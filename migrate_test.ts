@@ -22,7 +22,15 @@ import {
   readAllParts,
 } from "./_kv_toolbox_layout.ts";
 import { recordMagic } from "./_record.ts";
-import { assertRejects, hex, keyText, snapshot, withKv, withTempDir } from "./_testing/util.ts";
+import {
+  assertRejects,
+  hex,
+  keyText,
+  kvTest,
+  snapshot,
+  withKv,
+  withTempDir,
+} from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // The fixture.
@@ -341,24 +349,22 @@ fixtureTest("the kv-toolbox key may be given as bytes", async (kv) => {
   assert.deepEqual(result, { migrated: ENCRYPTED_BLOBS.length, skipped: 0, failed: 0 });
 });
 
-Deno.test("192-bit kv-toolbox keys open too", async () => {
-  await withKv(async (kv) => {
-    const raw = crypto.getRandomValues(new Uint8Array(192 / 8));
-    const aes = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt"]);
-    const iv = crypto.getRandomValues(new Uint8Array(12));
-    const value = crypto.getRandomValues(new Uint8Array(1_000));
-    const sealed = new Uint8Array(
-      await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aes, value),
-    );
-    await kv.set(["k", KVTB_PARTS, 1], new Uint8Array([...iv, ...sealed]));
-    await kv.set(["k", KVTB_META], { kind: "buffer", size: 12 + sealed.length, encrypted: true });
-    const result = await migrateKvToolbox(kv, { prefix: [] }, {
-      kvToolboxKey: hex(raw).toUpperCase(),
-      encryptionKey,
-    });
-    assert.deepEqual(result, { migrated: 1, skipped: 0, failed: 0 });
-    assert.deepEqual((await get(kv, ["k"], { encryptionKey })).value, value);
+kvTest("192-bit kv-toolbox keys open too", async (kv) => {
+  const raw = crypto.getRandomValues(new Uint8Array(192 / 8));
+  const aes = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt"]);
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const value = crypto.getRandomValues(new Uint8Array(1_000));
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aes, value),
+  );
+  await kv.set(["k", KVTB_PARTS, 1], new Uint8Array([...iv, ...sealed]));
+  await kv.set(["k", KVTB_META], { kind: "buffer", size: 12 + sealed.length, encrypted: true });
+  const result = await migrateKvToolbox(kv, { prefix: [] }, {
+    kvToolboxKey: hex(raw).toUpperCase(),
+    encryptionKey,
   });
+  assert.deepEqual(result, { migrated: 1, skipped: 0, failed: 0 });
+  assert.deepEqual((await get(kv, ["k"], { encryptionKey })).value, value);
 });
 
 // ---------------------------------------------------------------------------
@@ -545,8 +551,9 @@ async function storeManyParts(kv: Deno.Kv, key: Deno.KvKey, parts: number): Prom
   await kv.set(metaKeyOf(key), { kind: "buffer", size: parts * 63_000 });
 }
 
-Deno.test("a plain blob streams: kvcrypt chunks are committed before its last part is read", async () => {
-  await withKv(async (kv) => {
+kvTest(
+  "a plain blob streams: kvcrypt chunks are committed before its last part is read",
+  async (kv) => {
     // 80 parts: 8 pages of parts, 77 kvcrypt chunks.
     const parts = 80;
     await storeManyParts(kv, ["big"], parts);
@@ -564,11 +571,12 @@ Deno.test("a plain blob streams: kvcrypt chunks are committed before its last pa
     assert.equal(bytes.length, parts * 63_000);
     assert.equal(bytes[0], 1);
     assert.equal(bytes[bytes.length - 1], parts);
-  });
-});
+  },
+);
 
-Deno.test("an abort inside a blob rejects with the reason and leaves the kv-toolbox blob whole", async () => {
-  await withKv(async (kv) => {
+kvTest(
+  "an abort inside a blob rejects with the reason and leaves the kv-toolbox blob whole",
+  async (kv) => {
     const parts = 80;
     await storeManyParts(kv, ["big"], parts);
     const controller = new AbortController();
@@ -588,8 +596,8 @@ Deno.test("an abort inside a blob rejects with the reason and leaves the kv-tool
       skipped: 0,
       failed: 0,
     });
-  });
-});
+  },
+);
 
 fixtureTest("parts without metadata are removed only under a kvcrypt blob", async (kv) => {
   const [orphan, leftover] = [PLAIN_BLOBS[3]!.key, PLAIN_BLOBS[4]!.key];
