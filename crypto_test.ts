@@ -535,7 +535,7 @@ Deno.test("tamper matrix: a record read without its key never shows kind, type o
     const meta = (await getMeta(kv, KEY)).value;
     assert.ok(meta !== null && !meta.verified && meta.encrypted);
     assert.ok(!("name" in meta) && !("type" in meta) && !("kind" in meta));
-    await assertRejects(get(kv, KEY), [DecryptionError], undefined, "get() without a key");
+    await assertRejects(get(kv, KEY), DecryptionError, undefined, "get() without a key");
   });
 });
 
@@ -747,14 +747,14 @@ kvTest("set() with two recipients: each reads alone, a third key cannot", async 
     }
     await assertRejects(
       get(kv, key, { encryptionKey: carol }),
-      [DecryptionError],
+      DecryptionError,
       undefined,
       "carol",
     );
     // Carol under a recipient's kid still fails: the kid selects, the key must open.
     await assertRejects(
       get(kv, key, { encryptionKey: { ...carol, kid: "bob" } as Jwk }),
-      [DecryptionError],
+      DecryptionError,
       undefined,
       "carol as bob",
     );
@@ -790,7 +790,7 @@ kvTest(
       assertBytes((await get(kv, ["new", label], { encryptionKey: newJwk })).value, newData, what);
       await assertRejects(
         get(kv, ["new", label], { encryptionKey: oldJwk }),
-        [DecryptionError],
+        DecryptionError,
         undefined,
         `${what}: the old key alone`,
       );
@@ -808,7 +808,7 @@ kvTest("get() refuses a plain record when given a key, unless allowPlaintext", a
     const key = ["plain", size];
     await set(kv, key, data);
     const what = `plain ${size}`;
-    await assertRejects(get(kv, key, { encryptionKey: jwk }), [DecryptionError], undefined, what);
+    await assertRejects(get(kv, key, { encryptionKey: jwk }), DecryptionError, undefined, what);
     await assertStreamFails(
       () => getAsStream(kv, key, { encryptionKey: jwk }),
       [DecryptionError],
@@ -817,7 +817,7 @@ kvTest("get() refuses a plain record when given a key, unless allowPlaintext", a
     );
     await assertRejects(
       getMeta(kv, key, { encryptionKey: jwk }),
-      [DecryptionError],
+      DecryptionError,
       undefined,
       what,
     );
@@ -833,10 +833,10 @@ kvTest("get() refuses an encrypted record read without a key", async (kv) => {
   for (const size of [100, 2 * CHUNK]) {
     const key = ["sealed", size];
     await set(kv, key, pattern(size), { encryptionKey: jwk });
-    await assertRejects(get(kv, key), [DecryptionError], undefined, `${size}: get()`);
+    await assertRejects(get(kv, key), DecryptionError, undefined, `${size}: get()`);
     await assertRejects(
       get(kv, key, { allowPlaintext: true }),
-      [DecryptionError],
+      DecryptionError,
       undefined,
       "allow",
     );
@@ -892,7 +892,7 @@ kvTest("rewrap() moves a blob to a new key and leaves its chunks untouched", asy
   assertBytes((await get(kv, KEY, { encryptionKey: newJwk })).value, data, "new key");
   await assertRejects(
     get(kv, KEY, { encryptionKey: oldJwk }),
-    [DecryptionError],
+    DecryptionError,
     undefined,
     "old key",
   );
@@ -924,7 +924,7 @@ kvTest("rewrap() with a wrong key rejects with DecryptionError and changes nothi
   for (const wrong of [await generateKey({ kid: "k" }), await generateKey({ kid: "x" })]) {
     await assertRejects(
       rewrap(kv, KEY, { encryptionKey: wrong, add: await generateKey({ kid: "n" }) }),
-      [DecryptionError],
+      DecryptionError,
       undefined,
       `wrong key ${wrong.kid}`,
     );
@@ -942,13 +942,13 @@ kvTest(
     const before = await kv.get(KEY);
     await assertRejects(
       rewrap(kv, KEY, { encryptionKey: jwk, remove: ["k"] }),
-      [RangeError],
+      RangeError,
       undefined,
       "remove all",
     );
     await assertRejects(
       rewrap(kv, KEY, { encryptionKey: jwk, add: await generateKey({ kid: "k" }) }),
-      [TypeError],
+      TypeError,
       undefined,
       "kid present",
     );
@@ -981,7 +981,7 @@ kvTest("rewrap() rewraps an inline encrypted blob", async (kv) => {
   assertBytes((await get(kv, KEY, { encryptionKey: newJwk })).value, data, "new key");
   await assertRejects(
     get(kv, KEY, { encryptionKey: oldJwk }),
-    [DecryptionError],
+    DecryptionError,
     undefined,
     "old key",
   );
@@ -992,7 +992,7 @@ kvTest("rewrap() of a plain blob rejects with TypeError", async (kv) => {
   await set(kv, ["plain"], pattern(100));
   await assertRejects(
     rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
-    [TypeError],
+    TypeError,
     undefined,
     "plain",
   );
@@ -1004,7 +1004,7 @@ kvTest("rewrap() of a plain blob fails and leaves it as it was", async (kv) => {
   const before = await kv.get(["plain"]);
   await assertRejects(
     rewrap(kv, ["plain"], { encryptionKey: jwk, add: await generateKey({ kid: "n" }) }),
-    [TypeError],
+    TypeError,
     undefined,
     "plain",
   );
@@ -1097,7 +1097,7 @@ kvTest("list() with a key reports a tampered record instead of leaving it out", 
   await kv.set(["dir", "b"], bytes);
   await assertRejects(
     Array.fromAsync(list(kv, { prefix: ["dir"] }, { encryptionKey: jwk })),
-    [DecryptionError],
+    DecryptionError,
     undefined,
     "list",
   );
