@@ -33,10 +33,7 @@ async function assertSameKey(a: CryptoKey, b: CryptoKey): Promise<void> {
   assert.deepEqual(new Uint8Array(opened), plaintext);
 }
 
-/**
- * {@linkcode assertRejects}, and the error is exactly `ErrorClass` (not a
- * subclass) and its message contains none of `secrets`.
- */
+/** {@linkcode assertRejects}, and the error's message contains none of `secrets`. */
 async function assertRejectsSafely(
   promise: Promise<unknown>,
   ErrorClass: typeof TypeError | typeof RangeError,
@@ -44,7 +41,6 @@ async function assertRejectsSafely(
   secrets: readonly string[] = [],
 ): Promise<Error> {
   const caught = await assertRejects(promise, ErrorClass, pattern);
-  assert.equal(caught.constructor, ErrorClass);
   for (const secret of secrets) {
     if (secret !== "") assert.ok(!caught.message.includes(secret), "message leaks key material");
   }

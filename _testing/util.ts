@@ -210,10 +210,11 @@ function describe(value: unknown): string {
 
 /**
  * Asserts that kvcrypt refuses: `call` (a function, called and awaited, or a
- * promise) rejects or throws an instance of `ErrorClass` (or of one of
- * several), whose message says "Cannot …" as every kvcrypt error does, and
- * matches `pattern`; it must never resolve, not even to null. Returns the
- * error for further checks (its `cause`, what it must not contain).
+ * promise) rejects or throws an error of exactly `ErrorClass` (or of one of
+ * several; a subclass does not count), whose message says "Cannot …" as every
+ * kvcrypt error does, and matches `pattern`; it must never resolve, not even
+ * to null. Returns the error for further checks (its `cause`, what it must
+ * not contain).
  *
  * An error kvcrypt only passes on (the caller's abort reason or stream error,
  * a fault a test injected, Web Crypto's own) is not kvcrypt's to word: check
@@ -233,7 +234,7 @@ export async function assertRejects(
     value = await (typeof call === "function" ? call() : call);
   } catch (error) {
     assert.ok(
-      allowed.some((c) => error instanceof c),
+      allowed.some((c) => error instanceof Error && error.constructor === c),
       `${what}expected ${expected}, got ${describe(error)}`,
     );
     const message = (error as Error).message;
