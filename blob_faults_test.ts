@@ -36,6 +36,7 @@ import {
   type WriteRecord,
 } from "./_testing/faulty_kv.ts";
 import type { VacuumResult } from "./_types.ts";
+import { keyText, kvTest, randomBytes, withKv, withTempDir } from "./_testing/util.ts";
 
 const INTERNAL = "__kvcrypt__";
 
@@ -55,20 +56,6 @@ const FORMATS: readonly Format[] = [
 ];
 const PLAIN = FORMATS[0]!;
 
-function randomBytes(length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let at = 0; at < length; at += 65_536) {
-    crypto.getRandomValues(bytes.subarray(at, Math.min(length, at + 65_536)));
-  }
-  return bytes;
-}
-
-function keyText(key: Deno.KvKey): string {
-  return key.map((part) =>
-    part instanceof Uint8Array ? `b:${part.toHex()}` : `${typeof part}:${String(part)}`
-  ).join("/");
-}
-
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
@@ -76,10 +63,6 @@ function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
     (value) => ({ ok: true as const, value }),
     (error: unknown) => ({ ok: false as const, error }),
   );
-}
-
-async function openMemory(): Promise<Deno.Kv> {
-  return await Deno.openKv(":memory:");
 }
 
 /**
@@ -181,9 +164,9 @@ function isUserKey(key: Deno.KvKey, userKey: Deno.KvKey): boolean {
 // ---------------------------------------------------------------------------
 // The wrapper itself.
 
-Deno.test("faulty kv: counts writes, fails before or after applying, crashes, passes reads", async () => {
-  const kv = await openMemory();
-  try {
+kvTest(
+  "faulty kv: counts writes, fails before or after applying, crashes, passes reads",
+  async (kv) => {
     const before = faultyKv(kv, { failAt: 2, mode: "before" });
     assert.ok(
       (await before.kv.atomic().check({ key: ["a"], versionstamp: null }).set(["a"], 1)
@@ -209,10 +192,8 @@ Deno.test("faulty kv: counts writes, fails before or after applying, crashes, pa
     const listed = await Array.fromAsync(crash.kv.list({ start: ["a"], end: ["z"] }));
     assert.deepEqual(listed.map((e) => e.key), [["c"], ["d"]]);
     assert.ok(crash.kv instanceof Deno.Kv);
-  } finally {
-    kv.close();
-  }
-});
+  },
+);
 
 // ---------------------------------------------------------------------------
 // The fault matrix.
@@ -257,18 +238,13 @@ async function runMatrix(
   scenario: Scenario,
 ): Promise<{ runs: number; writes: number; publish: number; clean: WriteRecord[] }> {
   const { key, format } = scenario;
-  let clean: WriteRecord[];
-  {
-    const kv = await openMemory();
-    try {
-      await scenario.prepare(kv);
-      clean = await countWrites(kv, (wrapped) => scenario.run(wrapped));
-      assert.deepEqual(await readBytes(kv, key, format), scenario.after, "clean run result");
-      await assertOnlyLive(kv, key, "a clean run leaves nothing behind");
-    } finally {
-      kv.close();
-    }
-  }
+  const clean = await withKv(async (kv) => {
+    await scenario.prepare(kv);
+    const clean = await countWrites(kv, (wrapped) => scenario.run(wrapped));
+    assert.deepEqual(await readBytes(kv, key, format), scenario.after, "clean run result");
+    await assertOnlyLive(kv, key, "a clean run leaves nothing behind");
+    return clean;
+  });
   const publishing = clean.filter((write) => write.keys.some((k) => isUserKey(k, key)));
   assert.equal(publishing.length, 1, "exactly one write of a clean run touches the record");
   const publish = publishing[0]!.n;
@@ -282,8 +258,7 @@ async function runMatrix(
     for (let n = 1; n <= clean.length + 1; n++) {
       const label = `${scenario.name}: write ${n}/${clean.length} fails ${mode}` +
         `${crash ? " (crash)" : ""}, publishing write ${publish}`;
-      const kv = await openMemory();
-      try {
+      await withKv(async (kv) => {
         await scenario.prepare(kv);
         const faulty = faultyKv(kv, { failAt: n, mode, crash });
         const outcome = await settle(scenario.run(faulty.kv));
@@ -333,9 +308,7 @@ async function runMatrix(
           value,
           `${label}: vacuum kept the value`,
         );
-      } finally {
-        kv.close();
-      }
+      });
     }
   }
   return { runs, writes: clean.length, publish, clean };
@@ -534,14 +507,11 @@ async function prepareLeftovers(kv: Deno.Kv, key: Deno.KvKey, values: Uint8Array
   const [a, b, c] = values;
   await set(kv, key, a!);
   const publishOf = async (value: Uint8Array) => {
-    const scratch = await openMemory();
-    try {
+    return await withKv(async (scratch) => {
       await set(scratch, key, a!);
       const log = await countWrites(scratch, (wrapped) => set(wrapped, key, value));
       return log.findIndex((write) => write.keys.some((k) => isUserKey(k, key))) + 1;
-    } finally {
-      scratch.close();
-    }
+    });
   };
   const crashB = faultyKv(kv, { failAt: await publishOf(b!), mode: "before", crash: true });
   await assert.rejects(set(crashB.kv, key, b!), InjectedFault);
@@ -555,26 +525,19 @@ Deno.test("faults: every write of vacuum fails; the live blob survives, a rerun 
   const values = [5, CHUNKS_IN_RECORD_COMMIT + 3, 7].map((chunks) =>
     randomBytes(chunks * PLAIN_CHUNK_SIZE)
   );
-  let clean: WriteRecord[];
-  let initial: VacuumResult;
-  {
-    const kv = await openMemory();
-    try {
-      await prepareLeftovers(kv, key, values);
-      initial = await leftovers(kv, key);
-      assert.ok(initial.versions >= 2, `leftovers to vacuum: ${JSON.stringify(initial)}`);
-      clean = await countWrites(kv, (wrapped) => vacuum(wrapped, { olderThan: 0 }));
-      await assertOnlyLive(kv, key, "a clean vacuum removes every leftover");
-    } finally {
-      kv.close();
-    }
-  }
+  const { clean, initial } = await withKv(async (kv) => {
+    await prepareLeftovers(kv, key, values);
+    const initial = await leftovers(kv, key);
+    assert.ok(initial.versions >= 2, `leftovers to vacuum: ${JSON.stringify(initial)}`);
+    const clean = await countWrites(kv, (wrapped) => vacuum(wrapped, { olderThan: 0 }));
+    await assertOnlyLive(kv, key, "a clean vacuum removes every leftover");
+    return { clean, initial };
+  });
   assert.ok(clean.length >= 2);
   for (const { mode, crash } of VARIANTS) {
     for (let n = 1; n <= clean.length + 1; n++) {
       const label = `vacuum write ${n}/${clean.length} fails ${mode}${crash ? " (crash)" : ""}`;
-      const kv = await openMemory();
-      try {
+      await withKv(async (kv) => {
         await prepareLeftovers(kv, key, values);
         assert.deepEqual(await leftovers(kv, key), initial, `${label}: same leftovers`);
         const faulty = faultyKv(kv, { failAt: n, mode, crash });
@@ -587,9 +550,7 @@ Deno.test("faults: every write of vacuum fails; the live blob survives, a rerun 
         const left = await leftovers(kv, key);
         assert.deepEqual(await vacuum(kv, { olderThan: 0 }), left, `${label}: a rerun finishes`);
         await assertOnlyLive(kv, key, `${label}: after the rerun`);
-      } finally {
-        kv.close();
-      }
+      });
     }
   }
 });
@@ -684,77 +645,64 @@ async function concurrentWritersAndReaders(kv: Deno.Kv, format: Format): Promise
 }
 
 for (const format of FORMATS) {
-  Deno.test(`concurrency: 20 ${format.name} writers and 4 readers on one key (:memory:)`, async () => {
-    const kv = await openMemory();
-    try {
+  kvTest(
+    `concurrency: 20 ${format.name} writers and 4 readers on one key (:memory:)`,
+    async (kv) => {
       await concurrentWritersAndReaders(kv, format);
-    } finally {
-      kv.close();
-    }
-  });
+    },
+  );
 }
 
-Deno.test("concurrency: sets and removes race on one key while readers read", async () => {
-  const kv = await openMemory();
-  try {
-    const key = ["concurrent", "mixed"];
-    const values = concurrentValues(PLAIN_CHUNK_SIZE).slice(0, 12);
-    const allowed = new Set(await Promise.all(values.map(digest)));
-    await set(kv, key, values[0]!);
-    let running = true;
-    let reads = 0;
-    const readLoop = async () => {
-      do {
-        const value = await readBytes(kv, key, PLAIN);
-        if (value !== null) assert.ok(allowed.has(await digest(value)), "a value nobody wrote");
-        reads++;
-      } while (running);
-    };
-    const readers = [readLoop(), readLoop()].map(settle);
-    // 12 sets and 6 removes, interleaved, all at once.
-    const ops: {
-      value: Uint8Array | null;
-      result: Promise<Deno.KvCommitResult | Deno.KvCommitError>;
-    }[] = [];
-    for (const value of values) {
-      ops.push({ value, result: set(kv, key, value) });
-      if (ops.length % 3 === 1) ops.push({ value: null, result: remove(kv, key) });
-    }
-    const results = await Promise.all(ops.map((op) => settle(op.result)));
-    running = false;
-    for (const reader of await Promise.all(readers)) if (!reader.ok) throw reader.error;
-    assert.ok(reads >= 2);
-    const stamps = results.map((result) => {
-      if (!result.ok) throw result.error;
-      assert.ok(result.value.ok, "unconditional sets and removes always commit");
-      return result.value.versionstamp;
-    });
-    // The operation that committed last decides what is stored.
-    const last = stamps.indexOf([...stamps].sort().at(-1)!);
-    const final = await get(kv, key);
-    assert.deepEqual(final.value, ops[last]!.value);
-    await assertOnlyLive(kv, key, "sets and removes leave no orphan");
-    assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
-  } finally {
-    kv.close();
+kvTest("concurrency: sets and removes race on one key while readers read", async (kv) => {
+  const key = ["concurrent", "mixed"];
+  const values = concurrentValues(PLAIN_CHUNK_SIZE).slice(0, 12);
+  const allowed = new Set(await Promise.all(values.map(digest)));
+  await set(kv, key, values[0]!);
+  let running = true;
+  let reads = 0;
+  const readLoop = async () => {
+    do {
+      const value = await readBytes(kv, key, PLAIN);
+      if (value !== null) assert.ok(allowed.has(await digest(value)), "a value nobody wrote");
+      reads++;
+    } while (running);
+  };
+  const readers = [readLoop(), readLoop()].map(settle);
+  // 12 sets and 6 removes, interleaved, all at once.
+  const ops: {
+    value: Uint8Array | null;
+    result: Promise<Deno.KvCommitResult | Deno.KvCommitError>;
+  }[] = [];
+  for (const value of values) {
+    ops.push({ value, result: set(kv, key, value) });
+    if (ops.length % 3 === 1) ops.push({ value: null, result: remove(kv, key) });
   }
+  const results = await Promise.all(ops.map((op) => settle(op.result)));
+  running = false;
+  for (const reader of await Promise.all(readers)) if (!reader.ok) throw reader.error;
+  assert.ok(reads >= 2);
+  const stamps = results.map((result) => {
+    if (!result.ok) throw result.error;
+    assert.ok(result.value.ok, "unconditional sets and removes always commit");
+    return result.value.versionstamp;
+  });
+  // The operation that committed last decides what is stored.
+  const last = stamps.indexOf([...stamps].sort().at(-1)!);
+  const final = await get(kv, key);
+  assert.deepEqual(final.value, ops[last]!.value);
+  await assertOnlyLive(kv, key, "sets and removes leave no orphan");
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
 });
 
 Deno.test("concurrency: 20 writers and 4 readers on one key (file-backed KV)", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "kvcrypt_faults_" });
-  try {
+  await withTempDir(async (dir) => {
     for (const format of FORMATS) {
       // One store per format: the orphan check counts every internal entry of the store.
-      const kv = await Deno.openKv(`${dir}/${format.name}.sqlite`);
-      try {
+      await withKv(async (kv) => {
         await concurrentWritersAndReaders(kv, format);
-      } finally {
-        kv.close();
-      }
+      }, { path: `${dir}/${format.name}.sqlite` });
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -764,8 +712,7 @@ for (const format of FORMATS) {
   Deno.test(`cas: two ${format.name} writers with one versionstamp, exactly one wins`, async () => {
     const size = format.chunkSize;
     for (let round = 0; round < 6; round++) {
-      const kv = await openMemory();
-      try {
+      await withKv(async (kv) => {
         const key = ["cas", round];
         const createOnly = round >= 4;
         if (!createOnly) await set(kv, key, randomBytes(3 * size), format.options);
@@ -790,9 +737,7 @@ for (const format of FORMATS) {
           chunks: 0,
           skipped: 0,
         });
-      } finally {
-        kv.close();
-      }
+      });
     }
   });
 }
@@ -824,9 +769,9 @@ function slowStream(
 }
 
 for (const format of FORMATS) {
-  Deno.test(`vacuum race: ${format.name} vacuum mid-write makes the write fail cleanly`, async () => {
-    const kv = await openMemory();
-    try {
+  kvTest(
+    `vacuum race: ${format.name} vacuum mid-write makes the write fail cleanly`,
+    async (kv) => {
       const key = ["race", "gated"];
       const old = randomBytes(3 * format.chunkSize);
       await set(kv, key, old, format.options);
@@ -874,33 +819,24 @@ for (const format of FORMATS) {
       assert.deepEqual(await readBytes(kv, key, format), old);
       await assertOnlyLive(kv, key, "the failed write cleaned up after itself");
       assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
-    } finally {
-      kv.close();
-    }
-  });
+    },
+  );
 }
 
 Deno.test("vacuum race: vacuum just before every write of a 40-chunk overwrite", async () => {
   const key = ["race", "hook"];
   const old = randomBytes(3 * PLAIN_CHUNK_SIZE);
   const data = randomBytes(RACE_CHUNKS * PLAIN_CHUNK_SIZE - 3);
-  let clean: WriteRecord[];
-  {
-    const kv = await openMemory();
-    try {
-      await set(kv, key, old);
-      clean = await countWrites(kv, (wrapped) => set(wrapped, key, data));
-    } finally {
-      kv.close();
-    }
-  }
+  const clean = await withKv(async (kv) => {
+    await set(kv, key, old);
+    return await countWrites(kv, (wrapped) => set(wrapped, key, data));
+  });
   const publish = clean.findIndex((write) => write.keys.some((k) => isUserKey(k, key))) + 1;
   assert.equal(publish, setCommits(RACE_CHUNKS));
   assert.ok(clean.length > publish);
   for (let n = 1; n <= clean.length; n++) {
     const label = `vacuum before write ${n}`;
-    const kv = await openMemory();
-    try {
+    await withKv(async (kv) => {
       await set(kv, key, old);
       let vacuumed: VacuumResult | undefined;
       const faulty = faultyKv(kv, {
@@ -927,9 +863,7 @@ Deno.test("vacuum race: vacuum just before every write of a 40-chunk overwrite",
         { versions: 0, chunks: 0, skipped: 0 },
         label,
       );
-    } finally {
-      kv.close();
-    }
+    });
   }
 });
 
@@ -947,8 +881,7 @@ Deno.test("vacuum race: free-running vacuum against a slow 40-chunk write", asyn
   const outcomes: string[] = [];
   for (const trigger of triggers) {
     const label = JSON.stringify(trigger);
-    const kv = await openMemory();
-    try {
+    await withKv(async (kv) => {
       const key = ["race", "free"];
       const old = randomBytes(2 * PLAIN_CHUNK_SIZE + 1);
       await set(kv, key, old);
@@ -980,9 +913,7 @@ Deno.test("vacuum race: free-running vacuum against a slow 40-chunk write", asyn
         { versions: 0, chunks: 0, skipped: 0 },
         label,
       );
-    } finally {
-      kv.close();
-    }
+    });
   }
   // Vacuum started mid-write at least once (the chunk-count triggers), and lost at least once.
   assert.ok(outcomes.includes("conflict"), outcomes.join());
@@ -993,8 +924,7 @@ Deno.test("vacuum race: free-running vacuum against a slow 40-chunk write", asyn
 // rewrap: its one write can fail before or after applying.
 
 for (const mode of ["before", "after"] as const) {
-  Deno.test(`faults: rewrap whose commit fails ${mode} applying`, async () => {
-    using kv = await Deno.openKv(":memory:");
+  kvTest(`faults: rewrap whose commit fails ${mode} applying`, async (kv) => {
     const oldKey = await generateKey({ kid: "old" });
     const newKey = await generateKey({ kid: "new" });
     const data = randomBytes(3 * SEALED_CHUNK_SIZE);

@@ -11,7 +11,13 @@ import { CorruptBlobError, get, getMeta, list, set, vacuum } from "./blob.ts";
 import { DecryptionError } from "./crypto.ts";
 import { generateKey } from "./keys.ts";
 import { newerFormatMagic } from "./_record.ts";
-import { assertBytes, internalEntries, kvTest, randomBytes } from "./_testing/util.ts";
+import {
+  assertBytes,
+  assertRejects,
+  internalEntries,
+  kvTest,
+  randomBytes,
+} from "./_testing/util.ts";
 
 /** Larger than one inline record: the blob has chunks and a version entry vacuum could free. */
 const SIZE = 200_000;
@@ -56,15 +62,12 @@ for (const encrypted of [false, true]) {
       const message = new RegExp(
         `^Cannot .*\\["doc"\\].*format ${magic}, which a newer kvcrypt wrote`,
       );
-      await assert.rejects(get(kv, ["doc"], options), (error: Error) => {
-        assert.ok(error instanceof ErrorClass, error.name);
-        assert.match(error.message, message);
-        return true;
-      });
-      await assert.rejects(getMeta(kv, ["doc"], options), ErrorClass);
+      const error = await assertRejects(get(kv, ["doc"], options), ErrorClass);
+      assert.match(error.message, message);
+      await assertRejects(getMeta(kv, ["doc"], options), ErrorClass);
       if (encrypted) {
         // Without a key, too, the reader says which format it met.
-        await assert.rejects(get(kv, ["doc"]), { name: "CorruptBlobError", message });
+        await assertRejects(get(kv, ["doc"]), CorruptBlobError, message);
       }
       assert.deepEqual(await Array.fromAsync(list(kv, { prefix: [] }, options)), []);
 

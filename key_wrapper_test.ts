@@ -17,7 +17,14 @@ import {
 import { paddedAesWrapper } from "./_testing/kvc2_vectors.ts";
 import { parseHeader, SUITE_AES_256_GCM } from "./_kvc1.ts";
 import { SEALED_INLINE_MAX, WRAPPED_INLINE_MAX } from "./_limits.ts";
-import { assertBytes, collect, internalEntries, randomBytes } from "./_testing/util.ts";
+import {
+  assertBytes,
+  assertRejects,
+  collect,
+  internalEntries,
+  kvTest,
+  randomBytes,
+} from "./_testing/util.ts";
 import { get, getAsBlob, getAsResponse, getAsStream, getMeta, rewrap, set, stage } from "./blob.ts";
 import { cryptoKv, DecryptionError } from "./crypto.ts";
 import { generateKey, keyring, type KeyWrapper } from "./keys.ts";
@@ -27,9 +34,8 @@ function wrapperTest(
   name: string,
   fn: (kv: Deno.Kv, service: KeyService) => Promise<void>,
 ): void {
-  Deno.test(name, async () => {
+  kvTest(name, async (kv) => {
     await using service = await startKeyService();
-    using kv = await Deno.openKv(":memory:");
     await fn(kv, service);
   });
 }
@@ -126,7 +132,7 @@ wrapperTest("a wrapper is asked only about stanzas with its own kid", async (kv,
       return Promise.reject(new Error("must not be asked"));
     },
   };
-  await assert.rejects(get(kv, ["doc"], { encryptionKey: other }), DecryptionError);
+  await assertRejects(get(kv, ["doc"], { encryptionKey: other }), DecryptionError);
   assert.equal(asked, 0);
 });
 
@@ -151,7 +157,7 @@ wrapperTest(
       parseHeader(kvc1).stanzas,
       "the local stanza kept byte for byte",
     );
-    await assert.rejects(get(kv, ["doc"], { encryptionKey: wrapper }), DecryptionError);
+    await assertRejects(get(kv, ["doc"], { encryptionKey: wrapper }), DecryptionError);
     assertBytes((await get(kv, ["doc"], { encryptionKey: local })).value!, data);
   },
 );
@@ -174,12 +180,9 @@ wrapperTest(
         () => getMeta(kv, ["small"], { encryptionKey }),
       ]
     ) {
-      await assert.rejects(read(), (error: Error) => {
-        assert.ok(error instanceof DecryptionError);
-        assert.match(error.message, /^Cannot decrypt/);
-        assert.ok(error.cause instanceof KeyServiceError, `cause: ${error.cause}`);
-        return true;
-      });
+      const error = await assertRejects(read(), DecryptionError);
+      assert.match(error.message, /^Cannot decrypt/);
+      assert.ok(error.cause instanceof KeyServiceError, `cause: ${error.cause}`);
     }
     for (const size of [10, 200_000]) {
       await assert.rejects(set(kv, ["doc"], randomBytes(size), { encryptionKey }), KeyServiceError);
@@ -214,7 +217,12 @@ wrapperTest(
       const tampered = record.slice();
       tampered[offset]! ^= 0x01;
       await kv.set(["doc"], tampered);
-      await assert.rejects(get(kv, ["doc"], { encryptionKey }), DecryptionError, `byte ${offset}`);
+      await assertRejects(
+        get(kv, ["doc"], { encryptionKey }),
+        DecryptionError,
+        undefined,
+        `byte ${offset}`,
+      );
     }
     await kv.set(["doc"], record);
     assert.equal((await get(kv, ["doc"], { encryptionKey })).value?.length, 200_000);
@@ -236,12 +244,9 @@ wrapperTest(
       a.subarray(offset + SERVICE_WRAPPED_BYTES),
     ]);
     await kv.set(["a"], spliced);
-    await assert.rejects(get(kv, ["a"], { encryptionKey }), (error: Error) => {
-      assert.ok(error instanceof DecryptionError);
-      // The service itself refused: the wrapped secret is bound to blob b's id.
-      assert.ok(error.cause instanceof KeyServiceError);
-      return true;
-    });
+    const error = await assertRejects(get(kv, ["a"], { encryptionKey }), DecryptionError);
+    // The service itself refused: the wrapped secret is bound to blob b's id.
+    assert.ok(error.cause instanceof KeyServiceError);
   },
 );
 
@@ -249,7 +254,7 @@ wrapperTest("a record moved to another key is a DecryptionError", async (kv, ser
   const encryptionKey = serviceWrapper(service);
   await set(kv, ["from"], randomBytes(1_000), { encryptionKey });
   await kv.set(["to"], (await kv.get<Uint8Array>(["from"])).value!);
-  await assert.rejects(get(kv, ["to"], { encryptionKey }), DecryptionError);
+  await assertRejects(get(kv, ["to"], { encryptionKey }), DecryptionError);
 });
 
 /** A wrapper that seals with a fresh local key and random IVs, outputs padded to `outputBytes`. */
@@ -261,47 +266,50 @@ async function paddedWrapper(kid: string, outputBytes: number): Promise<KeyWrapp
   return paddedAesWrapper(kid, key, outputBytes, () => crypto.getRandomValues(new Uint8Array(12)));
 }
 
-Deno.test("16 wrapper recipients with 1,024-byte outputs fit one record, inline or not", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const wrappers = await Promise.all(
-    Array.from({ length: 16 }, (_, i) => paddedWrapper(`wrapper-${i}-${"x".repeat(50)}`, 1_024)),
-  );
-  for (const size of [WRAPPED_INLINE_MAX, WRAPPED_INLINE_MAX + 1, 100_000]) {
-    const data = randomBytes(size);
-    await set(kv, ["big"], data, {
-      recipients: wrappers,
-      name: "n".repeat(1_900),
-      type: "application/pdf",
-    });
-    for (const wrapper of [wrappers[0]!, wrappers[15]!]) {
-      assertBytes((await get(kv, ["big"], { encryptionKey: wrapper })).value!, data, `${size}`);
+kvTest(
+  "16 wrapper recipients with 1,024-byte outputs fit one record, inline or not",
+  async (kv) => {
+    const wrappers = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => paddedWrapper(`wrapper-${i}-${"x".repeat(50)}`, 1_024)),
+    );
+    for (const size of [WRAPPED_INLINE_MAX, WRAPPED_INLINE_MAX + 1, 100_000]) {
+      const data = randomBytes(size);
+      await set(kv, ["big"], data, {
+        recipients: wrappers,
+        name: "n".repeat(1_900),
+        type: "application/pdf",
+      });
+      for (const wrapper of [wrappers[0]!, wrappers[15]!]) {
+        assertBytes((await get(kv, ["big"], { encryptionKey: wrapper })).value!, data, `${size}`);
+      }
     }
-  }
-});
+  },
+);
 
-Deno.test("rewrap that would push an inline record past one KV value is a RangeError and changes nothing", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const local = await generateKey({ kid: "l" });
-  await set(kv, ["inline"], randomBytes(SEALED_INLINE_MAX), { encryptionKey: local });
-  const before = await kv.get(["inline"]);
-  const big = await Promise.all([1, 2, 3, 4].map((i) => paddedWrapper(`w${i}`, 1_024)));
-  await assert.rejects(
-    rewrap(kv, ["inline"], { encryptionKey: local, add: big }),
-    (error: Error) =>
-      error instanceof RangeError && /^Cannot rewrap \["inline"\]: .*set\(\)/.test(error.message),
-  );
-  const after = await kv.get(["inline"]);
-  assert.equal(after.versionstamp, before.versionstamp);
-  // A small stanza still fits: most rewraps of inline blobs work.
-  await rewrap(kv, ["inline"], { encryptionKey: local, add: await paddedWrapper("small", 60) });
-  assert.equal(
-    (await get(kv, ["inline"], { encryptionKey: local })).value?.length,
-    SEALED_INLINE_MAX,
-  );
-});
+kvTest(
+  "rewrap that would push an inline record past one KV value is a RangeError and changes nothing",
+  async (kv) => {
+    const local = await generateKey({ kid: "l" });
+    await set(kv, ["inline"], randomBytes(SEALED_INLINE_MAX), { encryptionKey: local });
+    const before = await kv.get(["inline"]);
+    const big = await Promise.all([1, 2, 3, 4].map((i) => paddedWrapper(`w${i}`, 1_024)));
+    await assertRejects(
+      rewrap(kv, ["inline"], { encryptionKey: local, add: big }),
+      RangeError,
+      /^Cannot rewrap \["inline"\]: .*set\(\)/,
+    );
+    const after = await kv.get(["inline"]);
+    assert.equal(after.versionstamp, before.versionstamp);
+    // A small stanza still fits: most rewraps of inline blobs work.
+    await rewrap(kv, ["inline"], { encryptionKey: local, add: await paddedWrapper("small", 60) });
+    assert.equal(
+      (await get(kv, ["inline"], { encryptionKey: local })).value?.length,
+      SEALED_INLINE_MAX,
+    );
+  },
+);
 
-Deno.test("wrapped outputs outside 1–1,024 bytes are a RangeError and store nothing", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("wrapped outputs outside 1–1,024 bytes are a RangeError and store nothing", async (kv) => {
   for (const output of [new Uint8Array(0), new Uint8Array(1_025), "text"]) {
     const bad: KeyWrapper = {
       kid: "bad",
@@ -309,42 +317,39 @@ Deno.test("wrapped outputs outside 1–1,024 bytes are a RangeError and store no
       unwrap: () => Promise.reject(new Error("unused")),
     };
     for (const size of [10, 200_000]) {
-      await assert.rejects(set(kv, ["x"], randomBytes(size), { encryptionKey: bad }), RangeError);
+      await assertRejects(set(kv, ["x"], randomBytes(size), { encryptionKey: bad }), RangeError);
     }
   }
   assert.deepEqual((await internalEntries(kv)).keys.size, 0);
   assert.equal((await kv.get(["x"])).versionstamp, null);
 });
 
-Deno.test("a wrapper that returns a secret of the wrong length is a DecryptionError", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("a wrapper that returns a secret of the wrong length is a DecryptionError", async (kv) => {
   const good = await paddedWrapper("w", 200);
   await set(kv, ["x"], randomBytes(100), { encryptionKey: good });
   for (const secret of [new Uint8Array(31), new Uint8Array(33), "nope"]) {
     const liar: KeyWrapper = { ...good, unwrap: () => Promise.resolve(secret as Uint8Array) };
-    await assert.rejects(get(kv, ["x"], { encryptionKey: liar }), DecryptionError);
+    await assertRejects(get(kv, ["x"], { encryptionKey: liar }), DecryptionError);
   }
   // Thirty-two wrong bytes pass the length check but not the key commitment.
   const wrong: KeyWrapper = { ...good, unwrap: () => Promise.resolve(new Uint8Array(32)) };
-  await assert.rejects(get(kv, ["x"], { encryptionKey: wrong }), /key commitment/);
+  await assertRejects(get(kv, ["x"], { encryptionKey: wrong }), DecryptionError, /key commitment/);
 });
 
-Deno.test("a KeyWrapper needs a kid of 1–64 bytes", async () => {
+kvTest("a KeyWrapper needs a kid of 1–64 bytes", async (kv) => {
   const wrapper = await paddedWrapper("", 100);
-  await assert.rejects(keyring(wrapper), TypeError);
-  using kv = await Deno.openKv(":memory:");
-  await assert.rejects(set(kv, ["x"], new Uint8Array(1), { encryptionKey: wrapper }), TypeError);
+  await assertRejects(keyring(wrapper), TypeError);
+  await assertRejects(set(kv, ["x"], new Uint8Array(1), { encryptionKey: wrapper }), TypeError);
   const long = await paddedWrapper("k".repeat(65), 100);
-  await assert.rejects(set(kv, ["x"], new Uint8Array(1), { encryptionKey: long }), RangeError);
+  await assertRejects(set(kv, ["x"], new Uint8Array(1), { encryptionKey: long }), RangeError);
 });
 
-Deno.test("cryptoKv refuses a KeyWrapper with a TypeError that says what to do", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("cryptoKv refuses a KeyWrapper with a TypeError that says what to do", async (kv) => {
   const wrapper = await paddedWrapper("w", 100);
   for (const encryptionKey of [wrapper, await keyring(await generateKey(), wrapper)]) {
     const values = cryptoKv(kv, encryptionKey);
-    await assert.rejects(values.set(["v"], 1), /^TypeError: Cannot use a KeyWrapper for cryptoKv/);
-    await assert.rejects(values.get(["v"]), TypeError);
+    await assertRejects(values.set(["v"], 1), TypeError, /^Cannot use a KeyWrapper for cryptoKv/);
+    await assertRejects(values.get(["v"]), TypeError);
   }
 });
 
@@ -359,12 +364,9 @@ wrapperTest(
     assert.equal(new TextDecoder().decode(record.subarray(kidAt, kidAt + 5)), "alice");
     record.set(new TextEncoder().encode("carol"), kidAt);
     await kv.set(["doc"], record);
-    await assert.rejects(get(kv, ["doc"], { encryptionKey: carol }), (error: Error) => {
-      assert.ok(error instanceof DecryptionError);
-      // The service refused: the wrapped secret was bound to kid "alice".
-      assert.ok(error.cause instanceof KeyServiceError, `cause: ${error.cause}`);
-      return true;
-    });
+    const error = await assertRejects(get(kv, ["doc"], { encryptionKey: carol }), DecryptionError);
+    // The service refused: the wrapped secret was bound to kid "alice".
+    assert.ok(error.cause instanceof KeyServiceError, `cause: ${error.cause}`);
   },
 );
 
@@ -377,18 +379,20 @@ wrapperTest(
     for (let i = 0; i < 3; i++) await get(kv, ["doc"], { encryptionKey });
     assert.equal(service.calls.unwrap, before + 3, "the service can refuse (and log) each read");
     await service.stop();
-    await assert.rejects(get(kv, ["doc"], { encryptionKey }), DecryptionError);
+    await assertRejects(get(kv, ["doc"], { encryptionKey }), DecryptionError);
     await service.start();
   },
 );
 
-Deno.test("a wrapper whose kid changed after joining a keyring is refused at write time, the old value kept", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const wrapper = await paddedWrapper("good", 100);
-  const ring = await keyring(wrapper);
-  await set(kv, ["doc"], randomBytes(10), { encryptionKey: ring });
-  const before = await kv.get(["doc"]);
-  (wrapper as { kid: string }).kid = "k".repeat(300);
-  await assert.rejects(set(kv, ["doc"], randomBytes(10), { encryptionKey: ring }), RangeError);
-  assert.equal((await kv.get(["doc"])).versionstamp, before.versionstamp);
-});
+kvTest(
+  "a wrapper whose kid changed after joining a keyring is refused at write time, the old value kept",
+  async (kv) => {
+    const wrapper = await paddedWrapper("good", 100);
+    const ring = await keyring(wrapper);
+    await set(kv, ["doc"], randomBytes(10), { encryptionKey: ring });
+    const before = await kv.get(["doc"]);
+    (wrapper as { kid: string }).kid = "k".repeat(300);
+    await assertRejects(set(kv, ["doc"], randomBytes(10), { encryptionKey: ring }), RangeError);
+    assert.equal((await kv.get(["doc"])).versionstamp, before.versionstamp);
+  },
+);

@@ -14,6 +14,7 @@ import { resolveReadKeys, resolveRecipients } from "./_key_input.ts";
 import { get, getMeta, set } from "./blob.ts";
 import { cryptoKv } from "./crypto.ts";
 import type { EncryptionKey } from "./_types.ts";
+import { assertRejects, kvTest } from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -34,26 +35,14 @@ async function assertSameKey(a: CryptoKey, b: CryptoKey): Promise<void> {
   assert.deepEqual(new Uint8Array(opened), plaintext);
 }
 
-/**
- * Asserts a promise rejects with `ErrorClass`, a message starting "Cannot"
- * and matching `pattern`, and containing none of `secrets`.
- */
+/** {@linkcode assertRejects}, and the error's message contains none of `secrets`. */
 async function assertRejectsSafely(
   promise: Promise<unknown>,
   ErrorClass: new (message: string) => Error,
   pattern: RegExp,
   secrets: readonly string[] = [],
 ): Promise<Error> {
-  let caught: unknown;
-  try {
-    await promise;
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof ErrorClass, `expected ${ErrorClass.name}, got ${caught}`);
-  assert.equal(caught.constructor, ErrorClass);
-  assert.match(caught.message, /^Cannot /);
-  assert.match(caught.message, pattern);
+  const caught = await assertRejects(promise, ErrorClass, pattern);
   for (const secret of secrets) {
     if (secret !== "") assert.ok(!caught.message.includes(secret), "message leaks key material");
   }
@@ -824,8 +813,7 @@ Deno.test("keys CLI --add reads a key file that starts with a byte-order mark", 
   }
 });
 
-Deno.test("a kid starting with U+FEFF round-trips through blobs and cryptoKv", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("a kid starting with U+FEFF round-trips through blobs and cryptoKv", async (kv) => {
   const jwk = await generateKey({ kid: "\uFEFFbom-key" });
   assert.equal(jwk.kid, "\uFEFFbom-key");
   const imported = await importKey(JSON.stringify(jwk));

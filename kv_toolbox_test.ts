@@ -22,7 +22,15 @@ import { fromHex, toBase64 } from "./_bytes.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import { PLAIN_CHUNK_SIZE } from "./_limits.ts";
 import { recordMagic } from "./_record.ts";
-import { assertBytes, collect, kvTest, randomBytes, streamOf } from "./_testing/util.ts";
+import {
+  assertBytes,
+  assertRejects,
+  collect,
+  kvTest,
+  randomBytes,
+  streamOf,
+  withTempDir,
+} from "./_testing/util.ts";
 
 /** Several chunks, so the blob has chunk entries under kvcrypt's prefix. */
 const CHUNKED = 2 * PLAIN_CHUNK_SIZE + 7;
@@ -81,7 +89,7 @@ kvTest("kv-toolbox set stores a view's bytes only, and SharedArrayBuffer content
   shared.set([1, 2, 3, 4, 5]);
   await set(kv, ["shared"], shared.buffer as SharedArrayBuffer);
   assert.deepEqual((await get(kv, ["shared"])).value, new Uint8Array([1, 2, 3, 4, 5]));
-  await assert.rejects(() => set(kv, ["bad"], "text" as unknown as Blob), TypeError);
+  await assertRejects(() => set(kv, ["bad"], "text" as unknown as Blob), TypeError);
   assert.deepEqual(await get(kv, ["bad"]), { key: ["bad"], value: null, versionstamp: null });
 });
 
@@ -96,7 +104,7 @@ kvTest("kv-toolbox getAsStream returns a stream at once, opened on the first rea
   assertBytes(await collect(stream), newer);
   assert.throws(() => getAsStream(kv, [{}] as unknown as Deno.KvKey), TypeError);
   await kv.set(["plain value"], 1);
-  await assert.rejects(() => collect(getAsStream(kv, ["plain value"])), CorruptBlobError);
+  await assertRejects(() => collect(getAsStream(kv, ["plain value"])), CorruptBlobError);
 });
 
 kvTest("kv-toolbox getAsJSON, toJSON and toValue round trip in 63,000-byte parts", async (kv) => {
@@ -157,7 +165,7 @@ kvTest(
     assert.equal((await get(kv, ["a"])).value, null);
     assert.deepEqual(await Array.fromAsync(kv.list({ prefix: [INTERNAL_PREFIX, "chunk"] })), []);
     await kv.set(["n"], "not a blob");
-    await assert.rejects(() => remove(kv, ["n"]), CorruptBlobError);
+    await assertRejects(() => remove(kv, ["n"]), CorruptBlobError);
     assert.equal((await kv.get(["n"])).value, "not a blob");
   },
 );
@@ -338,14 +346,14 @@ kvTest(
 kvTest("CryptoKv refuses another key, plaintext blobs and tampered chunks", async (kv) => {
   const cryptoKv = new CryptoKv(kv, generateKey());
   await cryptoKv.setBlob(["s"], randomBytes(CHUNKED));
-  await assert.rejects(() => new CryptoKv(kv, generateKey()).getBlob(["s"]), DecryptionError);
+  await assertRejects(() => new CryptoKv(kv, generateKey()).getBlob(["s"]), DecryptionError);
   // Stops a plaintext blob planted at the key from being taken as the encrypted one.
   await set(kv, ["p"], randomBytes(10));
-  await assert.rejects(() => cryptoKv.getBlob(["p"]), DecryptionError);
-  await assert.rejects(() => cryptoKv.getBlobMeta(["p"]), DecryptionError);
+  await assertRejects(() => cryptoKv.getBlob(["p"]), DecryptionError);
+  await assertRejects(() => cryptoKv.getBlobMeta(["p"]), DecryptionError);
   // The plain functions do not return ciphertext.
-  await assert.rejects(() => get(kv, ["s"]), DecryptionError);
-  await assert.rejects(() => collect(getAsStream(kv, ["s"])), DecryptionError);
+  await assertRejects(() => get(kv, ["s"]), DecryptionError);
+  await assertRejects(() => collect(getAsStream(kv, ["s"])), DecryptionError);
   assert.deepEqual((await getMeta(kv, ["s"])).value, {
     kind: "buffer",
     encrypted: true,
@@ -358,8 +366,8 @@ kvTest("CryptoKv refuses another key, plaintext blobs and tampered chunks", asyn
   const tampered = new Uint8Array(chunk!.value);
   tampered[100]! ^= 1;
   await kv.set(chunk!.key, tampered);
-  await assert.rejects(() => cryptoKv.getBlob(["s"]), DecryptionError);
-  await assert.rejects(() => cryptoKv.getAsBlob(["s"]), DecryptionError);
+  await assertRejects(() => cryptoKv.getBlob(["s"]), DecryptionError);
+  await assertRejects(() => cryptoKv.getAsBlob(["s"]), DecryptionError);
 });
 
 kvTest(
@@ -383,11 +391,12 @@ kvTest(
       assert.throws(() => new CryptoKv(kv, key as string), message);
       await assert.rejects(() => openCryptoKv(key as string, ":memory:"), message);
     }
-    const message = await openCryptoKv(secret, ":memory:").then(
-      () => "opened",
-      (error) => String(error),
+    const error = await assertRejects(
+      openCryptoKv(secret, ":memory:"),
+      RangeError,
+      /^Cannot use a 192-bit key/,
     );
-    assert.match(message, /^RangeError: Cannot use a 192-bit key/);
+    const message = String(error);
     assert.ok(
       !message.includes(secret) && !message.includes(secret.slice(0, 8)),
       "no key material",
@@ -399,8 +408,7 @@ kvTest(
 );
 
 Deno.test("openCryptoKv opens a store file and its close() closes it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     const key = generateKey(128);
     const first = await openCryptoKv(key, `${dir}/store.db`);
     await first.setBlob(["a"], new Blob([randomBytes(CHUNKED)]));
@@ -409,7 +417,5 @@ Deno.test("openCryptoKv opens a store file and its close() closes it", async () 
     const second = await openCryptoKv(key, `${dir}/store.db`);
     assertBytes((await second.getBlob(["a"])).value!, stored);
     second.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -23,6 +23,7 @@ import {
   type Vector,
   type VectorFile,
 } from "./_testing/kvc1_vectors.ts";
+import { assertRejects, withKv } from "./_testing/util.ts";
 
 const file: VectorFile = JSON.parse(
   await Deno.readTextFile(new URL("./testdata/kvc1_vectors.json", import.meta.url)),
@@ -414,8 +415,7 @@ Deno.test("kvc1 vectors: get() reads every vector stored in KV by hand", async (
     const chunks = await specOpen(vector);
     const key = keyOf(inputs.key);
     const id = fromHex(inputs.id);
-    const kv = await Deno.openKv(":memory:");
-    try {
+    await withKv(async (kv) => {
       await kv.set(key, b64(expected.record));
       for (const [index, chunk] of chunks.entries()) {
         await kv.set(["__kvcrypt__", "chunk", id, index], chunk);
@@ -452,9 +452,7 @@ Deno.test("kvc1 vectors: get() reads every vector stored in KV by hand", async (
       }
       // And the same bytes refuse a key that is not a recipient.
       const stranger = await generateKey({ kid: inputs.recipients[0]!.kid || "stranger" });
-      await assert.rejects(get(kv, key, { encryptionKey: stranger }), DecryptionError);
-    } finally {
-      kv.close();
-    }
+      await assertRejects(get(kv, key, { encryptionKey: stranger }), DecryptionError);
+    });
   }
 });

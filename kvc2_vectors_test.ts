@@ -24,6 +24,7 @@ import { chunkKey } from "./_kv_keys.ts";
 import { get, set } from "./blob.ts";
 import { generateKey } from "./keys.ts";
 import { DecryptionError } from "./crypto.ts";
+import { assertRejects, kvTest, withKv } from "./_testing/util.ts";
 
 const file: Kvc2File = JSON.parse(
   await Deno.readTextFile(new URL("./testdata/kvc2_vectors.json", import.meta.url)),
@@ -256,8 +257,7 @@ async function storeVector(kv: Deno.Kv, vector: Kvc2Vector): Promise<Deno.KvKey>
 }
 
 for (const vector of file.vectors) {
-  Deno.test(`kvc2 vector ${vector.name}: get() reads it with each recipient's key`, async () => {
-    using kv = await Deno.openKv(":memory:");
+  kvTest(`kvc2 vector ${vector.name}: get() reads it with each recipient's key`, async (kv) => {
     const key = await storeVector(kv, vector);
     for (const recipient of vector.inputs.recipients) {
       const encryptionKey = recipient.form === "wrapper" ? await testWrapper(recipient) : {
@@ -279,20 +279,21 @@ for (const vector of file.vectors) {
  * the vector's wrapper. Resolves to the error `get()` rejects with.
  */
 async function readEdited(edit: (record: Uint8Array) => Uint8Array): Promise<DecryptionError> {
-  using kv = await Deno.openKv(":memory:");
-  const vector = file.vectors.find((v) => v.name === "wrapper-1-byte")!;
-  const key = await storeVector(kv, vector);
-  const wrapper = await testWrapper(
-    vector.inputs.recipients[0] as Extract<RecipientJson, { form: "wrapper" }>,
-  );
-  assert.ok((await get(kv, key, { encryptionKey: wrapper })).value, "the unedited vector reads");
-  await kv.set(key, edit(b64(vector.expected.record)));
-  const error = await get(kv, key, { encryptionKey: wrapper }).then(
-    () => assert.fail("the edited record was read"),
-    (error: unknown) => error,
-  );
-  assert.ok(error instanceof DecryptionError, String(error));
-  return error;
+  return await withKv(async (kv) => {
+    const vector = file.vectors.find((v) => v.name === "wrapper-1-byte")!;
+    const key = await storeVector(kv, vector);
+    const wrapper = await testWrapper(
+      vector.inputs.recipients[0] as Extract<RecipientJson, { form: "wrapper" }>,
+    );
+    assert.ok((await get(kv, key, { encryptionKey: wrapper })).value, "the unedited vector reads");
+    await kv.set(key, edit(b64(vector.expected.record)));
+    return await assertRejects(
+      get(kv, key, { encryptionKey: wrapper }),
+      DecryptionError,
+      undefined,
+      "the edited record",
+    ) as DecryptionError;
+  });
 }
 
 /**
@@ -317,8 +318,7 @@ Deno.test("kvc2: an unknown stanza form is refused", async () => {
   }, /unknown stanza form/);
 });
 
-Deno.test("kvc2: a KVC2 header whose only stanza is a key stanza is refused", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("kvc2: a KVC2 header whose only stanza is a key stanza is refused", async (kv) => {
   const jwk = await generateKey({ kid: "local" });
   await set(kv, ["doc"], new Uint8Array(10), { encryptionKey: jwk });
   const kvc1 = (await kv.get<Uint8Array>(["doc"])).value!;
@@ -330,13 +330,10 @@ Deno.test("kvc2: a KVC2 header whose only stanza is a key stanza is refused", as
     ...kvc1.subarray(FORM_AT),
   ]);
   await kv.set(["doc"], spelled);
-  await assert.rejects(get(kv, ["doc"], { encryptionKey: jwk }), (error: Error) => {
-    assert.ok(error instanceof DecryptionError);
-    // One header, one spelling: refused by the parse, not only by the metadata tag.
-    assert.match(error.message, /the header does not parse/);
-    assert.match(String((error.cause as Error | undefined)?.message), /without a wrapper/);
-    return true;
-  });
+  const error = await assertRejects(get(kv, ["doc"], { encryptionKey: jwk }), DecryptionError);
+  // One header, one spelling: refused by the parse, not only by the metadata tag.
+  assert.match(error.message, /the header does not parse/);
+  assert.match(String((error.cause as Error | undefined)?.message), /without a wrapper/);
 });
 
 for (const length of [0, 1_025]) {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { LatencyKv } from "./_testing/latency_kv.ts";
 import { CHUNKS_IN_RECORD_COMMIT, READ_BATCH_CHUNKS, SEALED_CHUNK_SIZE } from "./_limits.ts";
 import { generateKey, get, getAsResponse, getAsStream, getMeta, set } from "./mod.ts";
+import { kvTest } from "./_testing/util.ts";
 
 /** Simulated round trip: long enough that calls issued together overlap. */
 const RTT_MS = 5;
@@ -19,8 +20,7 @@ const formats = [
 ] as const;
 
 for (const { name, options } of formats) {
-  Deno.test(`get() of an inline ${name} blob is one call`, async () => {
-    using raw = await Deno.openKv(":memory:");
+  kvTest(`get() of an inline ${name} blob is one call`, async (raw) => {
     const latency = new LatencyKv(raw, RTT_MS);
     await set(raw, ["small"], new Uint8Array(1024), options);
     const entry = await get(latency.kv, ["small"], options);
@@ -28,27 +28,27 @@ for (const { name, options } of formats) {
     assert.deepEqual(latency.calls.map((call) => call.op), ["get"]);
   });
 
-  Deno.test(`set() of an inline ${name} blob is two sequential calls at most`, async () => {
-    using raw = await Deno.openKv(":memory:");
+  kvTest(`set() of an inline ${name} blob is two sequential calls at most`, async (raw) => {
     const latency = new LatencyKv(raw, RTT_MS);
     await set(latency.kv, ["small"], new Uint8Array(1024), options);
     assert.ok(latency.depth <= 2, `depth ${latency.depth}`);
     assert.equal(latency.calls.length, 2);
   });
 
-  Deno.test(`set() of a new ${name} blob of ${CHUNKS_IN_RECORD_COMMIT} chunks is two sequential calls`, async () => {
-    using raw = await Deno.openKv(":memory:");
-    const latency = new LatencyKv(raw, RTT_MS);
-    const size = CHUNKS_IN_RECORD_COMMIT * SEALED_CHUNK_SIZE;
-    await set(latency.kv, ["medium"], new Uint8Array(size).fill(7), options);
-    // The record read, then one atomic with the version entry, the chunks and the record.
-    assert.deepEqual(latency.calls.map((call) => call.op), ["get", "commit"]);
-    assert.equal(latency.depth, 2);
-    assert.equal((await getMeta(raw, ["medium"], options)).value?.size, size);
-  });
+  kvTest(
+    `set() of a new ${name} blob of ${CHUNKS_IN_RECORD_COMMIT} chunks is two sequential calls`,
+    async (raw) => {
+      const latency = new LatencyKv(raw, RTT_MS);
+      const size = CHUNKS_IN_RECORD_COMMIT * SEALED_CHUNK_SIZE;
+      await set(latency.kv, ["medium"], new Uint8Array(size).fill(7), options);
+      // The record read, then one atomic with the version entry, the chunks and the record.
+      assert.deepEqual(latency.calls.map((call) => call.op), ["get", "commit"]);
+      assert.equal(latency.depth, 2);
+      assert.equal((await getMeta(raw, ["medium"], options)).value?.size, size);
+    },
+  );
 
-  Deno.test(`set() over a chunked ${name} blob with 64 KiB is three sequential calls`, async () => {
-    using raw = await Deno.openKv(":memory:");
+  kvTest(`set() over a chunked ${name} blob with 64 KiB is three sequential calls`, async (raw) => {
     await set(raw, ["medium"], new Uint8Array(5 * SEALED_CHUNK_SIZE), options);
     const latency = new LatencyKv(raw, RTT_MS);
     await set(latency.kv, ["medium"], new Uint8Array(64 * 1024).fill(7), options);
@@ -59,20 +59,21 @@ for (const { name, options } of formats) {
   });
 
   for (const chunks of [CHUNKS_IN_RECORD_COMMIT + 1, 16]) {
-    Deno.test(`set() of a ${name} blob of ${chunks} chunks: a chunk atomic, then the record commit`, async () => {
-      using raw = await Deno.openKv(":memory:");
-      const latency = new LatencyKv(raw, WRITE_RTT_MS);
-      const size = chunks * SEALED_CHUNK_SIZE;
-      await set(latency.kv, ["medium"], new Uint8Array(size), options);
-      // The first 12 chunks with the version entry; the rest ride with the record.
-      assert.deepEqual(latency.calls.map((call) => call.op).sort(), ["commit", "commit", "get"]);
-      assert.equal(latency.depth, 2, "the record read overlaps the chunk atomic");
-      assert.equal((await getMeta(raw, ["medium"], options)).value?.chunks, chunks);
-    });
+    kvTest(
+      `set() of a ${name} blob of ${chunks} chunks: a chunk atomic, then the record commit`,
+      async (raw) => {
+        const latency = new LatencyKv(raw, WRITE_RTT_MS);
+        const size = chunks * SEALED_CHUNK_SIZE;
+        await set(latency.kv, ["medium"], new Uint8Array(size), options);
+        // The first 12 chunks with the version entry; the rest ride with the record.
+        assert.deepEqual(latency.calls.map((call) => call.op).sort(), ["commit", "commit", "get"]);
+        assert.equal(latency.depth, 2, "the record read overlaps the chunk atomic");
+        assert.equal((await getMeta(raw, ["medium"], options)).value?.chunks, chunks);
+      },
+    );
   }
 
-  Deno.test(`get() of a 16 MiB ${name} blob is two waves: record, then all batches`, async () => {
-    using raw = await Deno.openKv(":memory:");
+  kvTest(`get() of a 16 MiB ${name} blob is two waves: record, then all batches`, async (raw) => {
     await set(raw, ["big"], new Uint8Array(16 * MIB).fill(1), options);
     // The write RTT: on a loaded machine, opening the header can take longer
     // than a short RTT, and the prefetched first page would end before the
@@ -87,43 +88,45 @@ for (const { name, options } of formats) {
     assert.equal(latency.calls.length, 1 + Math.ceil(chunks / READ_BATCH_CHUNKS));
   });
 
-  Deno.test(`set() of a 16 MiB ${name} blob pays at most 4 sequential calls`, async () => {
-    using raw = await Deno.openKv(":memory:");
+  kvTest(`set() of a 16 MiB ${name} blob pays at most 4 sequential calls`, async (raw) => {
     const latency = new LatencyKv(raw, WRITE_RTT_MS);
     await set(latency.kv, ["big"], new Uint8Array(16 * MIB), options);
     // first chunk atomic (record read alongside), one wave of the rest, the record commit
     assert.ok(latency.depth <= 4, `depth ${latency.depth}`);
   });
 
-  Deno.test(`getAsStream() of a 16 MiB ${name} blob delivers its first byte after two calls`, async () => {
-    using raw = await Deno.openKv(":memory:");
-    await set(raw, ["big"], new Uint8Array(16 * MIB), options);
-    const latency = new LatencyKv(raw, RTT_MS);
-    const reader = (await getAsStream(latency.kv, ["big"], options))!.getReader();
-    const first = await reader.read();
-    assert.ok(!first.done && first.value.length > 0);
-    const before = latency.calls.filter((call) => call.end <= performance.now());
-    assert.ok(Math.max(...before.map((call) => call.depth)) <= 2);
-    await reader.cancel();
-  });
+  kvTest(
+    `getAsStream() of a 16 MiB ${name} blob delivers its first byte after two calls`,
+    async (raw) => {
+      await set(raw, ["big"], new Uint8Array(16 * MIB), options);
+      const latency = new LatencyKv(raw, RTT_MS);
+      const reader = (await getAsStream(latency.kv, ["big"], options))!.getReader();
+      const first = await reader.read();
+      assert.ok(!first.done && first.value.length > 0);
+      const before = latency.calls.filter((call) => call.end <= performance.now());
+      assert.ok(Math.max(...before.map((call) => call.depth)) <= 2);
+      await reader.cancel();
+    },
+  );
 }
 
-Deno.test("getMeta() and a ranged read of an encrypted blob fetch no chunk they do not use", async () => {
-  using raw = await Deno.openKv(":memory:");
-  const { options } = formats[1];
-  await set(raw, ["big"], new Uint8Array(2 * MIB), options);
-  const latency = new LatencyKv(raw, 0);
-  await getMeta(latency.kv, ["big"], options);
-  assert.deepEqual(latency.calls.map((call) => call.op), ["get"]);
-  latency.reset();
-  const tail = await getAsStream(latency.kv, ["big"], { ...options, range: { start: MIB } });
-  await new Response(tail).arrayBuffer();
-  // The record, then the batches from chunk 16 on: nothing from chunk 0.
-  assert.deepEqual(latency.calls.map((call) => call.op), ["get", "list-page", "list-page"]);
-});
+kvTest(
+  "getMeta() and a ranged read of an encrypted blob fetch no chunk they do not use",
+  async (raw) => {
+    const { options } = formats[1];
+    await set(raw, ["big"], new Uint8Array(2 * MIB), options);
+    const latency = new LatencyKv(raw, 0);
+    await getMeta(latency.kv, ["big"], options);
+    assert.deepEqual(latency.calls.map((call) => call.op), ["get"]);
+    latency.reset();
+    const tail = await getAsStream(latency.kv, ["big"], { ...options, range: { start: MIB } });
+    await new Response(tail).arrayBuffer();
+    // The record, then the batches from chunk 16 on: nothing from chunk 0.
+    assert.deepEqual(latency.calls.map((call) => call.op), ["get", "list-page", "list-page"]);
+  },
+);
 
-Deno.test("getAsResponse() fetches chunks only for a body it sends", async () => {
-  using raw = await Deno.openKv(":memory:");
+kvTest("getAsResponse() fetches chunks only for a body it sends", async (raw) => {
   const { options } = formats[1];
   await set(raw, ["big"], new Uint8Array(2 * MIB), options);
   const etag = (await getAsResponse(raw, ["big"], options)).headers.get("etag")!;

@@ -9,7 +9,7 @@ import {
 } from "./mod.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import { PLAIN_CHUNK_SIZE } from "./_limits.ts";
-import { kvTest, randomBytes } from "./_testing/util.ts";
+import { assertRejects, kvTest, randomBytes } from "./_testing/util.ts";
 
 /** Several chunks: the blob's own entries sort under kvcrypt's prefix, between the user's keys. */
 const CHUNKED = 3 * PLAIN_CHUNK_SIZE + 1;
@@ -105,7 +105,7 @@ kvTest("list() pages add up to the whole listing of encrypted blobs, authenticat
   assert.deepEqual(keyless.map((entry) => entry.value.verified), [false, false]);
   const wrongKey = await generateKey();
   const wrong = list(kv, { prefix: [] }, { limit: 1, encryptionKey: wrongKey });
-  await assert.rejects(() => Array.fromAsync(wrong), DecryptionError);
+  await assertRejects(() => Array.fromAsync(wrong), DecryptionError);
 });
 
 kvTest("list() pages follow prefix, start and end selectors", async (kv) => {

@@ -22,7 +22,15 @@ import {
   readAllParts,
 } from "./_kv_toolbox_layout.ts";
 import { recordMagic } from "./_record.ts";
-import { hex, keyText } from "./_testing/util.ts";
+import {
+  assertRejects,
+  hex,
+  keyText,
+  kvTest,
+  snapshot,
+  withKv,
+  withTempDir,
+} from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // The fixture.
@@ -59,62 +67,39 @@ async function expectedSha(blob: ManifestBlob): Promise<string> {
   return blob.sha256 ?? await sha256(new Uint8Array(0));
 }
 
-/** A fresh copy of the fixture database, opened; the copy is deleted at `close`. */
-async function openFixture(): Promise<{ kv: Deno.Kv; close(): Promise<void> }> {
-  const dir = await Deno.makeTempDir({ prefix: "kvcrypt-migrate-" });
-  const path = `${dir}/kv.sqlite3`;
-  await Deno.copyFile(new URL("kv-toolbox-0.30.sqlite3", FIXTURE), path);
-  const kv = await Deno.openKv(path);
-  return {
-    kv,
-    async close() {
-      kv.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+/** Runs `fn` on a fresh copy of the fixture database, in a temporary file deleted afterwards. */
+async function withFixtureFile<T>(fn: (kv: Deno.Kv) => Promise<T>): Promise<T> {
+  return await withTempDir(async (dir) => {
+    const path = `${dir}/kv.sqlite3`;
+    await Deno.copyFile(new URL("kv-toolbox-0.30.sqlite3", FIXTURE), path);
+    return await withKv(fn, { path });
+  });
 }
 
 /** The fixture's entries, read once. */
 async function fixtureEntries(): Promise<Deno.KvEntry<unknown>[]> {
-  const fixture = await openFixture();
-  try {
-    return await Array.fromAsync(fixture.kv.list({ prefix: [] }));
-  } finally {
-    await fixture.close();
-  }
+  return await withFixtureFile((kv) => Array.fromAsync(kv.list({ prefix: [] })));
 }
 
-/** An in-memory store holding the fixture's entries (its keys and values exactly). */
-async function memoryFixture(entries: readonly Deno.KvEntry<unknown>[]): Promise<Deno.Kv> {
-  const kv = await Deno.openKv(":memory:");
-  // A few entries per atomic: parts are up to 63,000 bytes.
-  for (let i = 0; i < entries.length; i += 8) {
-    const op = kv.atomic();
-    for (const entry of entries.slice(i, i + 8)) op.set(entry.key, entry.value);
-    assert.ok((await op.commit()).ok);
-  }
-  return kv;
+/** Runs `fn` on an in-memory store holding the fixture's entries (its keys and values exactly). */
+async function withMemoryFixture<T>(
+  entries: readonly Deno.KvEntry<unknown>[],
+  fn: (kv: Deno.Kv) => Promise<T>,
+): Promise<T> {
+  return await withKv(async (kv) => {
+    // A few entries per atomic: parts are up to 63,000 bytes.
+    for (let i = 0; i < entries.length; i += 8) {
+      const op = kv.atomic();
+      for (const entry of entries.slice(i, i + 8)) op.set(entry.key, entry.value);
+      assert.ok((await op.commit()).ok);
+    }
+    return await fn(kv);
+  });
 }
 
 /** Runs `fn` on a fresh copy of the fixture. */
 function fixtureTest(name: string, fn: (kv: Deno.Kv) => Promise<void>): void {
-  Deno.test(name, async () => {
-    const fixture = await openFixture();
-    try {
-      await fn(fixture.kv);
-    } finally {
-      await fixture.close();
-    }
-  });
-}
-
-/** Every entry of the store as key → versionstamp, to tell whether anything changed. */
-async function snapshot(kv: Deno.Kv): Promise<Map<string, string>> {
-  const entries = new Map<string, string>();
-  for await (const entry of kv.list({ prefix: [] })) {
-    entries.set(keyText(entry.key), entry.versionstamp);
-  }
-  return entries;
+  Deno.test(name, () => withFixtureFile(fn));
 }
 
 async function kvToolboxEntries(kv: Deno.Kv, key: Deno.KvKey): Promise<Deno.KvKey[]> {
@@ -248,7 +233,7 @@ fixtureTest("every blob migrates with its bytes and metadata, plain and encrypte
     }
     if (blob.encrypted) {
       // Stops a migrated encrypted blob from being readable without its key.
-      await assert.rejects(get(kv, blob.key), DecryptionError);
+      await assertRejects(get(kv, blob.key), DecryptionError);
     }
   }
   assert.deepEqual(await kvToolboxEntries(kv, ["kvtb"]), []);
@@ -364,27 +349,22 @@ fixtureTest("the kv-toolbox key may be given as bytes", async (kv) => {
   assert.deepEqual(result, { migrated: ENCRYPTED_BLOBS.length, skipped: 0, failed: 0 });
 });
 
-Deno.test("192-bit kv-toolbox keys open too", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
-    const raw = crypto.getRandomValues(new Uint8Array(192 / 8));
-    const aes = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt"]);
-    const iv = crypto.getRandomValues(new Uint8Array(12));
-    const value = crypto.getRandomValues(new Uint8Array(1_000));
-    const sealed = new Uint8Array(
-      await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aes, value),
-    );
-    await kv.set(["k", KVTB_PARTS, 1], new Uint8Array([...iv, ...sealed]));
-    await kv.set(["k", KVTB_META], { kind: "buffer", size: 12 + sealed.length, encrypted: true });
-    const result = await migrateKvToolbox(kv, { prefix: [] }, {
-      kvToolboxKey: hex(raw).toUpperCase(),
-      encryptionKey,
-    });
-    assert.deepEqual(result, { migrated: 1, skipped: 0, failed: 0 });
-    assert.deepEqual((await get(kv, ["k"], { encryptionKey })).value, value);
-  } finally {
-    kv.close();
-  }
+kvTest("192-bit kv-toolbox keys open too", async (kv) => {
+  const raw = crypto.getRandomValues(new Uint8Array(192 / 8));
+  const aes = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt"]);
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const value = crypto.getRandomValues(new Uint8Array(1_000));
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aes, value),
+  );
+  await kv.set(["k", KVTB_PARTS, 1], new Uint8Array([...iv, ...sealed]));
+  await kv.set(["k", KVTB_META], { kind: "buffer", size: 12 + sealed.length, encrypted: true });
+  const result = await migrateKvToolbox(kv, { prefix: [] }, {
+    kvToolboxKey: hex(raw).toUpperCase(),
+    encryptionKey,
+  });
+  assert.deepEqual(result, { migrated: 1, skipped: 0, failed: 0 });
+  assert.deepEqual((await get(kv, ["k"], { encryptionKey })).value, value);
 });
 
 // ---------------------------------------------------------------------------
@@ -463,14 +443,11 @@ fixtureTest("bad arguments and options are refused before anything changes", asy
     [kv, selector, { kvToolboxKey: new Uint8Array(8) }, RangeError, /64 bits/],
   ];
   for (const [store, sel, options, type, message] of refused) {
-    await assert.rejects(
+    await assertRejects(
       migrateKvToolbox(store as Deno.Kv, sel as Deno.KvListSelector, options as MigrateOptions),
-      (error: Error) => {
-        assert.ok(error instanceof type, `${message}: ${error}`);
-        assert.match(error.message, /^Cannot /);
-        assert.match(error.message, message);
-        return true;
-      },
+      type,
+      message,
+      String(message),
     );
   }
   assert.deepEqual(await snapshot(kv), before);
@@ -574,9 +551,9 @@ async function storeManyParts(kv: Deno.Kv, key: Deno.KvKey, parts: number): Prom
   await kv.set(metaKeyOf(key), { kind: "buffer", size: parts * 63_000 });
 }
 
-Deno.test("a plain blob streams: kvcrypt chunks are committed before its last part is read", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+kvTest(
+  "a plain blob streams: kvcrypt chunks are committed before its last part is read",
+  async (kv) => {
     // 80 parts: 8 pages of parts, 77 kvcrypt chunks.
     const parts = 80;
     await storeManyParts(kv, ["big"], parts);
@@ -594,14 +571,12 @@ Deno.test("a plain blob streams: kvcrypt chunks are committed before its last pa
     assert.equal(bytes.length, parts * 63_000);
     assert.equal(bytes[0], 1);
     assert.equal(bytes[bytes.length - 1], parts);
-  } finally {
-    kv.close();
-  }
-});
+  },
+);
 
-Deno.test("an abort inside a blob rejects with the reason and leaves the kv-toolbox blob whole", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+kvTest(
+  "an abort inside a blob rejects with the reason and leaves the kv-toolbox blob whole",
+  async (kv) => {
     const parts = 80;
     await storeManyParts(kv, ["big"], parts);
     const controller = new AbortController();
@@ -621,10 +596,8 @@ Deno.test("an abort inside a blob rejects with the reason and leaves the kv-tool
       skipped: 0,
       failed: 0,
     });
-  } finally {
-    kv.close();
-  }
-});
+  },
+);
 
 fixtureTest("parts without metadata are removed only under a kvcrypt blob", async (kv) => {
   const [orphan, leftover] = [PLAIN_BLOBS[3]!.key, PLAIN_BLOBS[4]!.key];
@@ -650,26 +623,21 @@ fixtureTest("parts without metadata are removed only under a kvcrypt blob", asyn
 Deno.test("a crash at every commit leaves each blob in one format; a second run finishes", async () => {
   const options = { kvToolboxKey, encryptionKey };
   const entries = await fixtureEntries();
-  const counting = await memoryFixture(entries);
-  let total: number;
-  try {
+  const total = await withMemoryFixture(entries, async (counting) => {
     const faulty = faultyKv(counting);
     assert.deepEqual(await migrateKvToolbox(faulty.kv, { prefix: ["kvtb"] }, options), {
       migrated: BLOBS.length,
       skipped: 0,
       failed: 0,
     });
-    total = faulty.writes;
-  } finally {
-    counting.close();
-  }
+    return faulty.writes;
+  });
   // Each blob: its chunk atomics (if any), the swap, one part delete.
   assert.ok(total >= 2 * BLOBS.length, `${total} writes`);
   for (let failAt = 1; failAt <= total; failAt++) {
     for (const mode of ["before", "after"] as const) {
       const where = `crash at write ${failAt} (${mode})`;
-      const kv = await memoryFixture(entries);
-      try {
+      await withMemoryFixture(entries, async (kv) => {
         const notABlob = (await kv.get(NOT_A_BLOB)).versionstamp!;
         const faulty = faultyKv(kv, { failAt, mode, crash: true });
         const first = await migrateKvToolbox(faulty.kv, { prefix: ["kvtb"] }, options);
@@ -684,9 +652,7 @@ Deno.test("a crash at every commit leaves each blob in one format; a second run 
         await assertNotABlobUntouched(kv, notABlob);
         await vacuum(kv, { olderThan: 0 });
         await assertEachReadableOnce(kv, (blob) => blob.encrypted, `${where}, vacuumed`);
-      } finally {
-        kv.close();
-      }
+      });
     }
   }
 });

@@ -13,10 +13,10 @@ import {
   runReadmeExample,
   writeDenoSide,
 } from "./node/run.ts";
+import { withKv, withTempDir } from "./_testing/util.ts";
 
 Deno.test("Node with @deno/kv reads Deno's SQLite file, and Deno reads Node's", async (t) => {
-  const dir = await Deno.makeTempDir({ prefix: "kvcrypt-node-interop-" });
-  try {
+  await withTempDir(async (dir) => {
     const files = await prepareNodeCheck(dir);
     const key = await writeDenoSide(dir);
     const node = await runNodeSide(dir, files, key);
@@ -28,15 +28,10 @@ Deno.test("Node with @deno/kv reads Deno's SQLite file, and Deno reads Node's", 
     assert.equal(node.passed, checks, node.output);
     const example = await runReadmeExample(dir, files, key);
     assert.equal(example.code, 0, `the README's Node example failed:\n${example.output}`);
-    const kv = await Deno.openKv(`${dir}/node.sqlite`);
-    try {
+    await withKv(async (kv) => {
       for (const check of denoSideChecks(dir)) {
         await t.step(check.name, () => check.run(kv, key));
       }
-    } finally {
-      kv.close();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    }, { path: `${dir}/node.sqlite` });
+  });
 });

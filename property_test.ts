@@ -12,6 +12,7 @@ import { decodeKey, encodeKey, kvKeySize } from "./_user_key.ts";
 import { KV_KEY_MAX } from "./_limits.ts";
 import { get, set } from "./blob.ts";
 import { generateKey } from "./keys.ts";
+import { kvTest } from "./_testing/util.ts";
 
 /** Runs per property: enough to find edge cases, few enough for CI. */
 const RUNS = 200;
@@ -77,31 +78,32 @@ Deno.test("encodeKey() and decodeKey() round-trip every key, −0 and a leading 
   );
 });
 
-Deno.test("decodeKey(encodeKey(K)) is the key Deno KV stores for K, and encodes back to the same bytes", async () => {
-  using kv = await Deno.openKv(":memory:");
-  await fc.assert(
-    fc.asyncProperty(userKey, async (key) => {
-      const fits = kvKeySize(key) <= KV_KEY_MAX;
-      fc.pre(fits);
-      // What Deno KV itself makes of the key (a lone surrogate becomes U+FFFD).
-      await kv.set(key, 1);
-      const stored = (await Array.fromAsync(kv.list({ prefix: [] })))[0]!.key;
-      await kv.delete(stored);
-      const encoded = encodeKey(key);
-      const decoded = decodeKey(encoded);
-      assert.ok(
-        sameKey(decoded, stored),
-        `decoded ${Deno.inspect(decoded)} != ${Deno.inspect(stored)}`,
-      );
-      assert.deepEqual(encodeKey(decoded), encoded);
-      assert.deepEqual(encodeKey(stored), encoded);
-    }),
-    { numRuns: RUNS },
-  );
-});
+kvTest(
+  "decodeKey(encodeKey(K)) is the key Deno KV stores for K, and encodes back to the same bytes",
+  async (kv) => {
+    await fc.assert(
+      fc.asyncProperty(userKey, async (key) => {
+        const fits = kvKeySize(key) <= KV_KEY_MAX;
+        fc.pre(fits);
+        // What Deno KV itself makes of the key (a lone surrogate becomes U+FFFD).
+        await kv.set(key, 1);
+        const stored = (await Array.fromAsync(kv.list({ prefix: [] })))[0]!.key;
+        await kv.delete(stored);
+        const encoded = encodeKey(key);
+        const decoded = decodeKey(encoded);
+        assert.ok(
+          sameKey(decoded, stored),
+          `decoded ${Deno.inspect(decoded)} != ${Deno.inspect(stored)}`,
+        );
+        assert.deepEqual(encodeKey(decoded), encoded);
+        assert.deepEqual(encodeKey(stored), encoded);
+      }),
+      { numRuns: RUNS },
+    );
+  },
+);
 
-Deno.test("kvKeySize() agrees with Deno KV on which keys fit", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("kvKeySize() agrees with Deno KV on which keys fit", async (kv) => {
   await fc.assert(
     fc.asyncProperty(userKey, fc.integer({ min: -4, max: 4 }), async (key, slack) => {
       // Pads the key with a string part to land right around the limit.
@@ -153,8 +155,7 @@ Deno.test("fixedPieces() cuts any chunking into full pieces and one shorter last
   );
 });
 
-Deno.test("set() and get() round-trip any size and chunking, plain and encrypted", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("set() and get() round-trip any size and chunking, plain and encrypted", async (kv) => {
   const encryptionKey = await generateKey();
   const MAX = 3 * 65_536 + 100;
   await fc.assert(

@@ -29,7 +29,7 @@ import {
   parseRange,
   SANDBOX_POLICY,
 } from "./_response.ts";
-import { assertBytes, collect, kvTest, randomBytes } from "./_testing/util.ts";
+import { assertBytes, assertRejects, collect, kvTest, randomBytes } from "./_testing/util.ts";
 import type { ResponseOptions } from "./_types.ts";
 
 // ---------------------------------------------------------------------------
@@ -497,13 +497,13 @@ Deno.test("parseRange() converts HTTP's inclusive last byte to an exclusive end"
 
 kvTest("getAsResponse() rejects with DecryptionError for a wrong or missing key", async (kv) => {
   await storeFile(kv, { encryptionKey: await generateKey() });
-  await assert.rejects(
+  await assertRejects(
     getAsResponse(kv, KEY, { encryptionKey: await generateKey() }),
     DecryptionError,
   );
-  await assert.rejects(getAsResponse(kv, KEY), DecryptionError);
+  await assertRejects(getAsResponse(kv, KEY), DecryptionError);
   // Conditions are evaluated after authentication: a 304 needs the key too.
-  await assert.rejects(
+  await assertRejects(
     getAsResponse(kv, KEY, { request: request({ "if-none-match": "*" }, "HEAD") }),
     DecryptionError,
   );
@@ -513,12 +513,12 @@ kvTest(
   "getAsResponse() rejects with CorruptBlobError for an entry that is not a blob",
   async (kv) => {
     await kv.set(["plain"], "hello");
-    await assert.rejects(getAsResponse(kv, ["plain"]), CorruptBlobError);
+    await assertRejects(getAsResponse(kv, ["plain"]), CorruptBlobError);
   },
 );
 
 kvTest("getAsResponse() rejects with TypeError for an invalid key", async (kv) => {
-  await assert.rejects(getAsResponse(kv, ["__kvcrypt__", "chunk"]), TypeError);
+  await assertRejects(getAsResponse(kv, ["__kvcrypt__", "chunk"]), TypeError);
 });
 
 /** Replaces stored chunk `index` of the blob with `edit` of it. */
@@ -545,7 +545,7 @@ kvTest(
     });
     const response = await getAsResponse(kv, KEY, { encryptionKey });
     assert.equal(response.status, 200);
-    await assert.rejects(response.bytes(), DecryptionError);
+    await assertRejects(response.bytes(), DecryptionError);
     // A range that does not touch the chunk still reads.
     const request_ = request({ range: `bytes=0-${SEALED_CHUNK_SIZE - 1}` });
     const head = await getAsResponse(kv, KEY, { encryptionKey, request: request_ });
@@ -560,7 +560,7 @@ kvTest(
     await tamperChunk(kv, etag, 1, (stored) => stored.subarray(0, 1000));
     const response = await getAsResponse(kv, KEY);
     assert.equal(response.status, 200);
-    await assert.rejects(response.bytes(), CorruptBlobError);
+    await assertRejects(response.bytes(), CorruptBlobError);
   },
 );
 
@@ -574,7 +574,7 @@ kvTest(
     const first = await reader.read();
     assert.ok(!first.done && first.value.length > 0);
     const replacement = await storeFile(kv, { size: 1000 });
-    await assert.rejects(async () => {
+    await assertRejects(async () => {
       while (!(await reader.read()).done);
     }, ConcurrentModificationError);
 

@@ -2,16 +2,26 @@
  * vacuum() removes only what it can prove orphaned: blobs at keys whose text
  * a careless decoder would change survive it, records of an unknown format
  * version or that fail to parse keep their chunks, and a key overwritten
- * with another value is cleaned.
+ * with another value is cleaned; leftovers of crashed writes and removes are
+ * collected, and live versions are never touched.
  */
 
 import assert from "node:assert/strict";
 import { ByteWriter } from "./_bytes.ts";
 import { versionKey } from "./_kv_keys.ts";
 import { encodeVersion, VERSION_LIVE } from "./_record.ts";
-import { assertBytes, internalEntries, kvTest, randomBytes } from "./_testing/util.ts";
+import { CHUNK, INTERNAL, rawRecord } from "./_testing/plain_record.ts";
+import {
+  assertBytes,
+  assertRejects,
+  internalEntries,
+  keyText,
+  kvTest,
+  randomBytes,
+  snapshot,
+} from "./_testing/util.ts";
 import { encodeKey } from "./_user_key.ts";
-import { CorruptBlobError, get, set, vacuum } from "./blob.ts";
+import { CorruptBlobError, get, remove, set, vacuum } from "./blob.ts";
 import { DecryptionError } from "./crypto.ts";
 import { generateKey } from "./keys.ts";
 
@@ -143,15 +153,119 @@ kvTest("get() of a record in an unknown format version says so and changes nothi
   await set(kv, ["doc"], randomBytes(CHUNKED));
   await rewriteMagic(kv, ["doc"], "KVP2");
   const before = await internalEntries(kv);
-  await assert.rejects(get(kv, ["doc"]), (error: Error) => {
-    assert.ok(error instanceof CorruptBlobError);
-    assert.match(
-      error.message,
-      /^Cannot read \["doc"\]: .*format KVP2, which a newer kvcrypt wrote/,
-    );
-    return true;
-  });
+  const error = await assertRejects(get(kv, ["doc"]), CorruptBlobError);
+  assert.match(
+    error.message,
+    /^Cannot read \["doc"\]: .*format KVP2, which a newer kvcrypt wrote/,
+  );
   const encryptionKey = await generateKey();
-  await assert.rejects(get(kv, ["doc"], { encryptionKey }), DecryptionError);
+  await assertRejects(get(kv, ["doc"], { encryptionKey }), DecryptionError);
   assert.deepEqual(await internalEntries(kv), before);
+});
+
+// ---------------------------------------------------------------------------
+// vacuum() of plain blobs: leftovers it removes, live versions it keeps.
+
+/** Rewrites the `created` field (u64 after the state byte) of the version entry of `id`. */
+async function backdateVersion(kv: Deno.Kv, id: Uint8Array, state?: number): Promise<void> {
+  const key = [INTERNAL, "version", id];
+  const bytes = (await kv.get<Uint8Array>(key)).value!.slice();
+  const view = new DataView(bytes.buffer);
+  assert.equal(view.getUint8(0), 1, "a live version entry");
+  view.setBigUint64(1, 0n);
+  if (state !== undefined) view.setUint8(0, state);
+  await kv.set(key, bytes);
+}
+
+kvTest("vacuum() finds nothing to remove in a store written only through the API", async (kv) => {
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
+  const live = randomBytes(3 * CHUNK);
+  await set(kv, ["a"], randomBytes(2 * CHUNK));
+  await set(kv, ["a"], live);
+  await set(kv, ["b"], randomBytes(5));
+  await set(kv, ["c"], randomBytes(14 * CHUNK));
+  await remove(kv, ["c"]);
+  const before = await snapshot(kv);
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
+  assert.deepEqual(await vacuum(kv), { versions: 0, chunks: 0, skipped: 0 });
+  assert.deepEqual(await snapshot(kv), before);
+  assertBytes((await get(kv, ["a"])).value!, live);
+});
+
+kvTest("vacuum() removes a version no record points to, and keeps the live blob", async (kv) => {
+  const live = randomBytes(4 * CHUNK);
+  await set(kv, ["live"], live);
+  const liveEntries = await snapshot(kv);
+  await set(kv, ["gone"], randomBytes(5 * CHUNK + 1)); // 6 chunks
+  await kv.delete(["gone"]); // as if a crash hit right after the record's removal
+
+  assert.deepEqual(
+    await vacuum(kv),
+    { versions: 0, chunks: 0, skipped: 0 },
+    "too young by default",
+  );
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 1, chunks: 6, skipped: 0 });
+  assert.deepEqual(await snapshot(kv), liveEntries);
+  assertBytes((await get(kv, ["live"])).value!, live);
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
+});
+
+kvTest("vacuum() removes an old version whose key now holds something else", async (kv) => {
+  const live = randomBytes(2 * CHUNK);
+  await set(kv, ["live"], live);
+  const liveEntries = await snapshot(kv);
+  await set(kv, ["k"], randomBytes(3 * CHUNK)); // 3 chunks
+  const { id } = await rawRecord(kv, ["k"]);
+  await backdateVersion(kv, id);
+  await kv.set(["k"], "overwritten outside kvcrypt");
+
+  assert.deepEqual(
+    await vacuum(kv),
+    { versions: 1, chunks: 3, skipped: 0 },
+    "older than the default hour",
+  );
+  const after = await snapshot(kv);
+  after.delete(keyText(["k"]));
+  assert.deepEqual(after, liveEntries);
+  assertBytes((await get(kv, ["live"])).value!, live);
+});
+
+kvTest("vacuum() never removes an old version its record still points to", async (kv) => {
+  const data = randomBytes(3 * CHUNK);
+  await set(kv, ["k"], data);
+  await backdateVersion(kv, (await rawRecord(kv, ["k"])).id);
+  const before = await snapshot(kv);
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 0, chunks: 0, skipped: 0 });
+  assert.deepEqual(await snapshot(kv), before);
+  assertBytes((await get(kv, ["k"])).value!, data);
+});
+
+kvTest("vacuum() finishes a tombstone a crash left behind", async (kv) => {
+  await set(kv, ["k"], randomBytes(2 * CHUNK + 1)); // 3 chunks
+  const { id } = await rawRecord(kv, ["k"]);
+  await kv.delete(["k"]);
+  await backdateVersion(kv, id, 2);
+  await kv.delete([INTERNAL, "chunk", id, 0]); // the crash came after the first deletes
+  assert.deepEqual(await vacuum(kv), { versions: 1, chunks: 2, skipped: 0 });
+  assert.equal((await internalEntries(kv)).keys.size, 0);
+});
+
+kvTest("vacuum() rejects a negative olderThan with a RangeError", async (kv) => {
+  for (const olderThan of [-1, Number.NaN]) {
+    await assertRejects(() => vacuum(kv, { olderThan }), RangeError);
+  }
+});
+
+kvTest("vacuum() removes an orphan whose key Deno KV cannot store, and goes on", async (kv) => {
+  await set(kv, ["live"], randomBytes(2 * CHUNK));
+  // A leftover as an older release could leave it: a version for an oversized key.
+  const id = crypto.getRandomValues(new Uint8Array(16));
+  const oversized = encodeKey(["k", "x".repeat(3000)]);
+  const version = new Uint8Array(9 + oversized.length);
+  version[0] = 1; // live
+  version.set(oversized, 9); // created = 0: long ago
+  await kv.set([INTERNAL, "version", id], version);
+  await kv.set([INTERNAL, "chunk", id, 0], randomBytes(CHUNK));
+  assert.deepEqual(await vacuum(kv, { olderThan: 0 }), { versions: 1, chunks: 1, skipped: 0 });
+  assert.equal((await get(kv, ["live"])).value?.length, 2 * CHUNK);
 });

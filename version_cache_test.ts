@@ -11,7 +11,7 @@ import { DecryptionError } from "./crypto.ts";
 import { generateKey, importKey, Keyring } from "./keys.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { VERSION_CACHE_MAX, VersionCache } from "./_version_cache.ts";
-import { collect, randomBytes } from "./_testing/util.ts";
+import { assertRejects, collect, kvTest, randomBytes } from "./_testing/util.ts";
 
 const KIB = 1024;
 
@@ -39,86 +39,93 @@ async function flipRecordBit(kv: Deno.Kv, key: Deno.KvKey, at: number): Promise<
   await kv.set(key, record);
 }
 
-Deno.test("version cache: a second read of an encrypted blob derives no keys, and reads the same bytes", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const encryptionKey = await generateKey();
-  const value = randomBytes(200 * KIB);
-  await set(kv, ["cached"], value, { encryptionKey });
-  const first = await countDerivations(() => get(kv, ["cached"], { encryptionKey }));
-  assert.equal(first, 1, "the first read unwraps S and runs the HKDF once");
-  let read: Uint8Array | null = null;
-  const again = await countDerivations(async () => {
-    read = (await get(kv, ["cached"], { encryptionKey })).value;
-    await collect((await getAsStream(kv, ["cached"], { encryptionKey }))!);
-  });
-  assert.equal(again, 0, "repeated reads reuse the version keys");
-  assert.deepEqual(read, value);
-});
+kvTest(
+  "version cache: a second read of an encrypted blob derives no keys, and reads the same bytes",
+  async (kv) => {
+    const encryptionKey = await generateKey();
+    const value = randomBytes(200 * KIB);
+    await set(kv, ["cached"], value, { encryptionKey });
+    const first = await countDerivations(() => get(kv, ["cached"], { encryptionKey }));
+    assert.equal(first, 1, "the first read unwraps S and runs the HKDF once");
+    let read: Uint8Array | null = null;
+    const again = await countDerivations(async () => {
+      read = (await get(kv, ["cached"], { encryptionKey })).value;
+      await collect((await getAsStream(kv, ["cached"], { encryptionKey }))!);
+    });
+    assert.equal(again, 0, "repeated reads reuse the version keys");
+    assert.deepEqual(read, value);
+  },
+);
 
-Deno.test("version cache: the metadata tag is checked on a hit (an edited sealed metadata byte)", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const encryptionKey = await generateKey();
-  await set(kv, ["meta"], randomBytes(100 * KIB), { encryptionKey });
-  await get(kv, ["meta"], { encryptionKey });
-  // The last byte of a chunked record is the metadata tag: outside the authenticated bytes.
-  await flipRecordBit(kv, ["meta"], -1);
-  const derivations = await countDerivations(() =>
-    assert.rejects(get(kv, ["meta"], { encryptionKey }), DecryptionError)
-  );
-  assert.equal(derivations, 0, "the cache was hit, and the tag still failed");
-});
+kvTest(
+  "version cache: the metadata tag is checked on a hit (an edited sealed metadata byte)",
+  async (kv) => {
+    const encryptionKey = await generateKey();
+    await set(kv, ["meta"], randomBytes(100 * KIB), { encryptionKey });
+    await get(kv, ["meta"], { encryptionKey });
+    // The last byte of a chunked record is the metadata tag: outside the authenticated bytes.
+    await flipRecordBit(kv, ["meta"], -1);
+    const derivations = await countDerivations(() =>
+      assertRejects(get(kv, ["meta"], { encryptionKey }), DecryptionError)
+    );
+    assert.equal(derivations, 0, "the cache was hit, and the tag still failed");
+  },
+);
 
-Deno.test("version cache: a record copied to another key fails on a hit", async () => {
-  using kv = await Deno.openKv(":memory:");
+kvTest("version cache: a record copied to another key fails on a hit", async (kv) => {
   const encryptionKey = await generateKey();
   await set(kv, ["a"], randomBytes(100 * KIB), { encryptionKey });
   await get(kv, ["a"], { encryptionKey });
   await kv.set(["b"], (await kv.get(["a"])).value);
-  await assert.rejects(get(kv, ["b"], { encryptionKey }), DecryptionError);
+  await assertRejects(get(kv, ["b"], { encryptionKey }), DecryptionError);
 });
 
-Deno.test("version cache: an edited header, another key or a non-matching kid never hit", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const jwk = await generateKey({ kid: "right" });
-  const ring = await importKey(jwk);
-  const other = await generateKey({ kid: "right" });
-  const value = randomBytes(100 * KIB);
-  await set(kv, ["h"], value, { encryptionKey: ring });
-  await get(kv, ["h"], { encryptionKey: ring });
-  // The same CryptoKey, named with a kid its stanza does not match: refused as without a cache.
-  const renamed = new Keyring([{ kid: "wrong", key: ring.current.key }]);
-  await assert.rejects(get(kv, ["h"], { encryptionKey: renamed }), DecryptionError);
-  // Another key with the same kid: the unwrap runs, and fails.
-  await assert.rejects(get(kv, ["h"], { encryptionKey: other }), DecryptionError);
-  // The stanza's iv (after the fixed fields, kidLen and the kid "right"): authenticated
-  // bytes that still parse; not found in the cache, and the unwrap fails.
-  const before = (await kv.get<Uint8Array>(["h"])).value!;
-  await flipRecordBit(kv, ["h"], 78 + 1 + 5);
-  await assert.rejects(get(kv, ["h"], { encryptionKey: ring }), DecryptionError);
-  await kv.set(["h"], before);
-  assert.deepEqual((await get(kv, ["h"], { encryptionKey: ring })).value, value);
-});
+kvTest(
+  "version cache: an edited header, another key or a non-matching kid never hit",
+  async (kv) => {
+    const jwk = await generateKey({ kid: "right" });
+    const ring = await importKey(jwk);
+    const other = await generateKey({ kid: "right" });
+    const value = randomBytes(100 * KIB);
+    await set(kv, ["h"], value, { encryptionKey: ring });
+    await get(kv, ["h"], { encryptionKey: ring });
+    // The same CryptoKey, named with a kid its stanza does not match: refused as without a cache.
+    const renamed = new Keyring([{ kid: "wrong", key: ring.current.key }]);
+    await assertRejects(get(kv, ["h"], { encryptionKey: renamed }), DecryptionError);
+    // Another key with the same kid: the unwrap runs, and fails.
+    await assertRejects(get(kv, ["h"], { encryptionKey: other }), DecryptionError);
+    // The stanza's iv (after the fixed fields, kidLen and the kid "right"): authenticated
+    // bytes that still parse; not found in the cache, and the unwrap fails.
+    const before = (await kv.get<Uint8Array>(["h"])).value!;
+    await flipRecordBit(kv, ["h"], 78 + 1 + 5);
+    await assertRejects(get(kv, ["h"], { encryptionKey: ring }), DecryptionError);
+    await kv.set(["h"], before);
+    assert.deepEqual((await get(kv, ["h"], { encryptionKey: ring })).value, value);
+  },
+);
 
-Deno.test("version cache: after a rewrap the new header is opened afresh, and chunks are still checked", async () => {
-  using kv = await Deno.openKv(":memory:");
-  const first = await generateKey({ kid: "one" });
-  const second = await generateKey({ kid: "two" });
-  const value = randomBytes(3 * 65_520);
-  await set(kv, ["r"], value, { encryptionKey: first });
-  await get(kv, ["r"], { encryptionKey: first });
-  await rewrap(kv, ["r"], { encryptionKey: first, add: [second] });
-  const derivations = await countDerivations(async () => {
-    assert.deepEqual((await get(kv, ["r"], { encryptionKey: second })).value, value);
-  });
-  assert.equal(derivations, 1, "a new header, a new entry");
-  // A damaged chunk of a cached version is still refused.
-  const id = parseHeader((await kv.get<Uint8Array>(["r"])).value!).id;
-  const chunkKey = ["__kvcrypt__", "chunk", id, 1];
-  const chunk = (await kv.get<Uint8Array>(chunkKey)).value!.slice();
-  chunk[0]! ^= 1;
-  await kv.set(chunkKey, chunk);
-  await assert.rejects(get(kv, ["r"], { encryptionKey: second }), DecryptionError);
-});
+kvTest(
+  "version cache: after a rewrap the new header is opened afresh, and chunks are still checked",
+  async (kv) => {
+    const first = await generateKey({ kid: "one" });
+    const second = await generateKey({ kid: "two" });
+    const value = randomBytes(3 * 65_520);
+    await set(kv, ["r"], value, { encryptionKey: first });
+    await get(kv, ["r"], { encryptionKey: first });
+    await rewrap(kv, ["r"], { encryptionKey: first, add: [second] });
+    const derivations = await countDerivations(async () => {
+      assert.deepEqual((await get(kv, ["r"], { encryptionKey: second })).value, value);
+    });
+    assert.equal(derivations, 1, "a new header, a new entry");
+    // A damaged chunk of a cached version is still refused.
+    const id = parseHeader((await kv.get<Uint8Array>(["r"])).value!).id;
+    const chunkKey = ["__kvcrypt__", "chunk", id, 1];
+    const chunk = (await kv.get<Uint8Array>(chunkKey)).value!.slice();
+    chunk[0]! ^= 1;
+    await kv.set(chunkKey, chunk);
+    await assertRejects(get(kv, ["r"], { encryptionKey: second }), DecryptionError);
+  },
+);
 
 Deno.test("version cache: bounded, least recently used dropped first", async () => {
   const kek = (await importKey(await generateKey())).current.key;

@@ -1,6 +1,7 @@
 /**
- * Small helpers shared by the blob tests: random bytes, streams from pieces,
- * collecting a stream, and counting kvcrypt's internal entries in a store.
+ * Small helpers shared by the tests: the one store setup ({@linkcode kvTest},
+ * {@linkcode withKv}), the one {@linkcode assertRejects}, random bytes, streams
+ * from pieces, collecting a stream, and listing a store's entries.
  *
  * @module
  */
@@ -42,8 +43,16 @@ export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8
   return concat(parts);
 }
 
-/** Asserts two byte arrays are equal, reporting the first difference (fast for MiBs). */
-export function assertBytes(actual: Uint8Array, expected: Uint8Array, label = "bytes"): void {
+/**
+ * Asserts `actual` is a byte array equal to `expected`, reporting the first
+ * difference (fast for MiBs).
+ */
+export function assertBytes(
+  actual: Uint8Array | null | undefined,
+  expected: Uint8Array,
+  label = "bytes",
+): void {
+  assert.ok(actual instanceof Uint8Array, `${label}: no bytes`);
   assert.equal(actual.length, expected.length, `${label}: length`);
   for (let i = 0; i < expected.length; i++) {
     if (actual[i] !== expected[i]) {
@@ -86,33 +95,153 @@ export async function internalEntries(kv: Deno.Kv): Promise<InternalEntries> {
   return found;
 }
 
-/** How long one store test may run before it fails instead of hanging (a retry loop gone wrong). */
+/** Every entry in the store: key text ({@linkcode keyText}) → versionstamp. */
+export async function snapshot(kv: Deno.Kv): Promise<Map<string, string>> {
+  const entries = new Map<string, string>();
+  for await (const entry of kv.list({ prefix: [] })) {
+    entries.set(keyText(entry.key), entry.versionstamp);
+  }
+  return entries;
+}
+
+/** Where {@linkcode withKv} opens its store. */
+export interface KvOptions {
+  /**
+   * A file to open the store on (to reopen it later, or to open two stores on
+   * one file); without it the store lives in memory.
+   *
+   * @default {":memory:"}
+   */
+  path?: string;
+}
+
+/**
+ * Opens a store, runs `fn` with it and closes the store afterwards, also when
+ * `fn` throws: the one way a test gets a store (inside {@linkcode kvTest}, or
+ * directly where a test needs a second store or a file-backed one).
+ */
+export async function withKv<T>(
+  fn: (kv: Deno.Kv) => Promise<T> | T,
+  options: KvOptions = {},
+): Promise<T> {
+  const kv = await Deno.openKv(options.path ?? ":memory:");
+  try {
+    return await fn(kv);
+  } finally {
+    kv.close();
+  }
+}
+
+/**
+ * Runs `fn` with a fresh temporary directory (for file-backed stores, with
+ * {@linkcode withKv}'s `path`), removed afterwards with all it holds.
+ */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "kvcrypt-test-" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The options of {@linkcode kvTest}. */
+export interface KvTestOptions extends KvOptions {
+  /**
+   * Skip the test.
+   *
+   * @default {false}
+   */
+  ignore?: boolean;
+  /**
+   * How long the test may run before it fails instead of hanging (a retry loop
+   * gone wrong), in milliseconds.
+   *
+   * @default {15_000}
+   */
+  timeout?: number;
+}
+
+/** How long one store test may run by default: generous for 5 MiB blobs on a busy machine. */
 const TEST_TIMEOUT_MS = 15_000;
 
-/** Runs `fn` against a fresh in-memory store that is always closed afterwards. */
+/** Declares a test that runs `fn` against a fresh store ({@linkcode withKv}), with a timeout. */
 export function kvTest(
   name: string,
   fn: (kv: Deno.Kv) => Promise<void>,
-  options: { ignore?: boolean } = {},
+  options: KvTestOptions = {},
 ): void {
+  const { ignore = false, timeout = TEST_TIMEOUT_MS, ...kvOptions } = options;
   Deno.test({
     name,
-    ignore: options.ignore ?? false,
-    async fn() {
-      const kv = await Deno.openKv(":memory:");
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`timed out after ${TEST_TIMEOUT_MS} ms`)),
-          TEST_TIMEOUT_MS,
-        );
-      });
-      try {
-        await Promise.race([fn(kv), timeout]);
-      } finally {
-        clearTimeout(timer);
-        kv.close();
-      }
-    },
+    ignore,
+    fn: () => withKv((kv) => withTimeout(fn(kv), timeout), kvOptions),
   });
+}
+
+/** `promise`, or a rejection once `ms` milliseconds have passed. */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A class of errors, for {@linkcode assertRejects}. */
+export type ErrorClass = abstract new (...args: never[]) => Error;
+
+/** Describes a value for a failure message, without dumping large byte arrays. */
+function describe(value: unknown): string {
+  if (value instanceof Error) return `${value.name}: ${value.message}`;
+  if (value instanceof Uint8Array) return `${value.length} bytes`;
+  if (value instanceof Blob) return `a Blob of ${value.size} bytes`;
+  if (value instanceof ReadableStream) return "a stream";
+  try {
+    return typeof value === "object" && value !== null ? JSON.stringify(value) : String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/**
+ * Asserts that kvcrypt refuses: `call` (a function, called and awaited, or a
+ * promise) rejects or throws an error of exactly `ErrorClass` (or of one of
+ * several; a subclass does not count), whose message says "Cannot …" as every
+ * kvcrypt error does, and matches `pattern`; it must never resolve, not even
+ * to null. Returns the error for further checks (its `cause`, what it must
+ * not contain).
+ *
+ * An error kvcrypt only passes on (the caller's abort reason or stream error,
+ * a fault a test injected, Web Crypto's own) is not kvcrypt's to word: check
+ * it with `assert.rejects` from node:assert/strict, by identity or class.
+ */
+export async function assertRejects(
+  call: (() => unknown) | Promise<unknown>,
+  ErrorClass: ErrorClass | readonly ErrorClass[],
+  pattern?: RegExp,
+  label = "",
+): Promise<Error> {
+  const allowed = Array.isArray(ErrorClass) ? ErrorClass : [ErrorClass as ErrorClass];
+  const expected = allowed.map((c) => c.name).join(" or ");
+  const what = label === "" ? "" : `${label}: `;
+  let value: unknown;
+  try {
+    value = await (typeof call === "function" ? call() : call);
+  } catch (error) {
+    assert.ok(
+      allowed.some((c) => error instanceof Error && error.constructor === c),
+      `${what}expected ${expected}, got ${describe(error)}`,
+    );
+    const message = (error as Error).message;
+    assert.match(message, /^Cannot /, `${what}message`);
+    if (pattern !== undefined) assert.match(message, pattern, `${what}message`);
+    return error as Error;
+  }
+  const shown = value && typeof value === "object" && "value" in value ? value.value : value;
+  return assert.fail(`${what}expected ${expected}, but it resolved (value: ${describe(shown)})`);
 }
