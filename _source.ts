@@ -22,7 +22,8 @@ function bytesOf(value: ArrayBuffer | ArrayBufferView): Uint8Array {
     : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
 }
 
-function singleChunkStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
+/** A one-chunk stream over bytes already in memory. */
+export function singleChunkStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
   return new ReadableStream({
     start(controller) {
       if (bytes.length > 0) controller.enqueue(bytes);

@@ -49,6 +49,7 @@ import {
 import { scanKvToolbox } from "./_kv_toolbox_scan.ts";
 import { lazyBlob } from "./_lazy_blob.ts";
 import { recordMagic } from "./_record.ts";
+import { singleChunkStream } from "./_source.ts";
 import type { BlobValue, KeyMaterial } from "./_types.ts";
 export type { EncryptionKey, KeyMaterial } from "./_types.ts";
 
@@ -199,16 +200,6 @@ function skipReason(plan: Plan, meta: KvToolboxMeta): string | undefined {
   return undefined;
 }
 
-/** A one-chunk stream over bytes already in memory. */
-function streamOfBytes(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    start(controller) {
-      if (bytes.length > 0) controller.enqueue(bytes);
-      controller.close();
-    },
-  });
-}
-
 /**
  * The value handed to `stage`: a plain blob streams from its parts; an
  * encrypted one is a single AES-GCM message, opened whole (Web Crypto
@@ -226,7 +217,7 @@ async function sourceOf(
     const stored = await readAllParts(plan.kv, key, meta, tally);
     const bytes = await openKvToolboxBlob(plan.openKey!, stored, key);
     if (meta.kind === "buffer") return bytes;
-    open = () => streamOfBytes(bytes);
+    open = () => singleChunkStream(bytes);
     size = bytes.length;
   } else {
     open = () => partsStream(plan.kv, key, meta, tally);
