@@ -8,30 +8,9 @@
 
 import assert from "node:assert/strict";
 import { get, set, stage } from "./blob.ts";
-import { PLAIN_CHUNK_SIZE } from "./_limits.ts";
 import { faultyKv, InjectedFault } from "./_testing/faulty_kv.ts";
-import { assertBytes, internalEntries, keyText, kvTest, randomBytes } from "./_testing/util.ts";
-
-const CHUNK = PLAIN_CHUNK_SIZE;
-
-/** Every entry in the store: key text → versionstamp. */
-async function entriesOf(kv: Deno.Kv): Promise<Map<string, string>> {
-  const entries = new Map<string, string>();
-  for await (const entry of kv.list({ prefix: [] })) {
-    entries.set(keyText(entry.key), entry.versionstamp);
-  }
-  return entries;
-}
-
-/** Asserts that the store holds exactly one plain version of `size` bytes in chunks. */
-async function assertOneVersion(kv: Deno.Kv, size: number, label: string): Promise<void> {
-  const { chunks, versions, other } = await internalEntries(kv);
-  assert.deepEqual({ chunks, versions, other }, {
-    chunks: Math.ceil(size / CHUNK),
-    versions: 1,
-    other: 0,
-  }, label);
-}
+import { assertInternalCounts, CHUNK } from "./_testing/plain_record.ts";
+import { assertBytes, assertRejects, kvTest, randomBytes, snapshot } from "./_testing/util.ts";
 
 kvTest(
   "stage().commit(op) commits the blob with the caller's mutations and removes the old chunks",
@@ -44,7 +23,7 @@ kvTest(
     assert.equal((await kv.get(["doc"])).versionstamp, result.ok ? result.versionstamp : null);
     assert.equal((await kv.get(["index", "latest"])).value, "doc");
     assertBytes((await get(kv, ["doc"])).value!, next);
-    await assertOneVersion(kv, next.length, "only the new version's entries");
+    await assertInternalCounts(kv, next.length, "only the new version's entries");
     await staged.complete(result); // already done: nothing changes
     assertBytes((await get(kv, ["doc"])).value!, next);
   },
@@ -56,12 +35,12 @@ kvTest(
     const kept = randomBytes(2 * CHUNK);
     await set(kv, ["doc"], kept);
     await kv.set(["index"], 0);
-    const before = await entriesOf(kv);
+    const before = await snapshot(kv);
     const staged = await stage(kv, ["doc"], randomBytes(6 * CHUNK));
     const op = kv.atomic().check({ key: ["index"], versionstamp: null }).set(["other"], 1);
     const result = await staged.commit(op);
     assert.equal(result.ok, false);
-    assert.deepEqual(await entriesOf(kv), before, "the store is as before stage()");
+    assert.deepEqual(await snapshot(kv), before, "the store is as before stage()");
     assertBytes((await get(kv, ["doc"])).value!, kept);
   },
 );
@@ -79,7 +58,7 @@ kvTest(
       null,
       "the caller's atomic did not commit",
     );
-    await assertOneVersion(kv, other.length, "no staged chunk left");
+    await assertInternalCounts(kv, other.length, "no staged chunk left");
     assertBytes((await get(kv, ["doc"])).value!, other);
   },
 );
@@ -89,12 +68,12 @@ kvTest(
   async (kv) => {
     const kept = randomBytes(2 * CHUNK);
     await set(kv, ["doc"], kept);
-    const before = await entriesOf(kv);
+    const before = await snapshot(kv);
     const staged = await stage(kv, ["doc"], randomBytes(13 * CHUNK));
     // Deno KV refuses a value over 64 KiB when the atomic commits.
     const op = kv.atomic().set(["too big"], new Uint8Array(70_000));
     await assert.rejects(staged.commit(op), TypeError);
-    assert.deepEqual(await entriesOf(kv), before);
+    assert.deepEqual(await snapshot(kv), before);
     assertBytes((await get(kv, ["doc"])).value!, kept);
   },
 );
@@ -104,11 +83,11 @@ kvTest(
   async (kv) => {
     const kept = randomBytes(2 * CHUNK);
     await set(kv, ["doc"], kept);
-    const before = await entriesOf(kv);
+    const before = await snapshot(kv);
     const staged = await stage(kv, ["doc"], randomBytes(4 * CHUNK));
     const faulty = faultyKv(kv, { failAt: 1, mode: "before" });
     await assert.rejects(staged.commit(faulty.kv.atomic().set(["index"], 1)), InjectedFault);
-    assert.deepEqual(await entriesOf(kv), before);
+    assert.deepEqual(await snapshot(kv), before);
     assertBytes((await get(kv, ["doc"])).value!, kept);
   },
 );
@@ -126,7 +105,7 @@ kvTest(
     assert.equal((await kv.get(["doc"])).versionstamp, result.ok ? result.versionstamp : null);
     assert.equal((await kv.get(["index"])).value, 1);
     assertBytes((await get(kv, ["doc"])).value!, next);
-    await assertOneVersion(kv, next.length, "the old version is removed, the new one kept");
+    await assertInternalCounts(kv, next.length, "the old version is removed, the new one kept");
   },
 );
 
@@ -135,19 +114,16 @@ kvTest(
   async (kv) => {
     const kept = randomBytes(2 * CHUNK);
     await set(kv, ["doc"], kept);
-    const before = await entriesOf(kv);
+    const before = await snapshot(kv);
     const staged = await stage(kv, ["doc"], randomBytes(3 * CHUNK), { expireIn: 20 });
     await new Promise((resolve) => setTimeout(resolve, 40));
-    await assert.rejects(staged.commit(kv.atomic().set(["index"], 1)), {
-      name: "RangeError",
-      message: /expireIn/,
-    });
+    await assertRejects(staged.commit(kv.atomic().set(["index"], 1)), RangeError, /expireIn/);
     assert.equal(
       (await kv.get(["index"])).versionstamp,
       null,
       "the caller's atomic did not commit",
     );
-    assert.deepEqual(await entriesOf(kv), before);
+    assert.deepEqual(await snapshot(kv), before);
     assertBytes((await get(kv, ["doc"])).value!, kept);
   },
 );
@@ -160,6 +136,6 @@ kvTest(
     const result = await staged.commit(staged.addTo(kv.atomic()).set(["index"], 1));
     assert.equal(result.ok, true);
     assertBytes((await get(kv, ["doc"])).value!, next);
-    await assertOneVersion(kv, next.length, "the staged version only");
+    await assertInternalCounts(kv, next.length, "the staged version only");
   },
 );
