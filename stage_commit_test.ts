@@ -8,9 +8,10 @@
 
 import assert from "node:assert/strict";
 import { get, set, stage } from "./blob.ts";
+import { keepBlob } from "./_testing/blob_values.ts";
 import { faultyKv, InjectedFault } from "./_testing/faulty_kv.ts";
 import { assertInternalCounts, CHUNK } from "./_testing/plain_record.ts";
-import { assertBytes, assertRejects, kvTest, randomBytes, snapshot } from "./_testing/util.ts";
+import { assertBytes, assertRejects, kvTest, randomBytes } from "./_testing/util.ts";
 
 kvTest(
   "stage().commit(op) commits the blob with the caller's mutations and removes the old chunks",
@@ -32,16 +33,13 @@ kvTest(
 kvTest(
   "stage().commit(op) with a failed check writes nothing and removes the staged chunks",
   async (kv) => {
-    const kept = randomBytes(2 * CHUNK);
-    await set(kv, ["doc"], kept);
     await kv.set(["index"], 0);
-    const before = await snapshot(kv);
+    const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
     const staged = await stage(kv, ["doc"], randomBytes(6 * CHUNK));
     const op = kv.atomic().check({ key: ["index"], versionstamp: null }).set(["other"], 1);
     const result = await staged.commit(op);
     assert.equal(result.ok, false);
-    assert.deepEqual(await snapshot(kv), before, "the store is as before stage()");
-    assertBytes((await get(kv, ["doc"])).value!, kept);
+    await kept.assertUntouched("the store is as before stage()");
   },
 );
 
@@ -66,29 +64,23 @@ kvTest(
 kvTest(
   "stage().commit(op) rejects with the commit's error and removes the staged chunks",
   async (kv) => {
-    const kept = randomBytes(2 * CHUNK);
-    await set(kv, ["doc"], kept);
-    const before = await snapshot(kv);
+    const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
     const staged = await stage(kv, ["doc"], randomBytes(13 * CHUNK));
     // Deno KV refuses a value over 64 KiB when the atomic commits.
     const op = kv.atomic().set(["too big"], new Uint8Array(70_000));
     await assert.rejects(staged.commit(op), TypeError);
-    assert.deepEqual(await snapshot(kv), before);
-    assertBytes((await get(kv, ["doc"])).value!, kept);
+    await kept.assertUntouched();
   },
 );
 
 kvTest(
   "stage().commit(op) whose commit fails before applying rejects with its error, cleaned",
   async (kv) => {
-    const kept = randomBytes(2 * CHUNK);
-    await set(kv, ["doc"], kept);
-    const before = await snapshot(kv);
+    const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
     const staged = await stage(kv, ["doc"], randomBytes(4 * CHUNK));
     const faulty = faultyKv(kv, { failAt: 1, mode: "before" });
     await assert.rejects(staged.commit(faulty.kv.atomic().set(["index"], 1)), InjectedFault);
-    assert.deepEqual(await snapshot(kv), before);
-    assertBytes((await get(kv, ["doc"])).value!, kept);
+    await kept.assertUntouched();
   },
 );
 
@@ -112,9 +104,7 @@ kvTest(
 kvTest(
   "stage().commit(op) after the expireIn deadline rejects with a RangeError, cleaned",
   async (kv) => {
-    const kept = randomBytes(2 * CHUNK);
-    await set(kv, ["doc"], kept);
-    const before = await snapshot(kv);
+    const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
     const staged = await stage(kv, ["doc"], randomBytes(3 * CHUNK), { expireIn: 20 });
     await new Promise((resolve) => setTimeout(resolve, 40));
     await assertRejects(staged.commit(kv.atomic().set(["index"], 1)), RangeError, /expireIn/);
@@ -123,8 +113,7 @@ kvTest(
       null,
       "the caller's atomic did not commit",
     );
-    assert.deepEqual(await snapshot(kv), before);
-    assertBytes((await get(kv, ["doc"])).value!, kept);
+    await kept.assertUntouched();
   },
 );
 
