@@ -17,16 +17,9 @@ import {
   vacuum,
 } from "./blob.ts";
 import { CHUNKS_PER_ATOMIC, META_JSON_MAX } from "./_limits.ts";
-import { FILE_MODIFIED } from "./_testing/blob_values.ts";
+import { FILE_MODIFIED, keepBlob } from "./_testing/blob_values.ts";
 import { CHUNK, chunkKeyOf, INTERNAL } from "./_testing/plain_record.ts";
-import {
-  assertBytes,
-  assertRejects,
-  kvTest,
-  randomBytes,
-  snapshot,
-  streamOf,
-} from "./_testing/util.ts";
+import { assertRejects, kvTest, randomBytes, snapshot, streamOf } from "./_testing/util.ts";
 
 const BAD_KEYS: [string, unknown][] = [
   ["a string", "key"],
@@ -55,9 +48,7 @@ const CALLS: [string, (kv: Deno.Kv, key: Deno.KvKey) => Promise<unknown>][] = [
 
 for (const [what, key] of BAD_KEYS) {
   kvTest(`set(), get() and friends reject ${what} as the key with a TypeError`, async (kv) => {
-    const kept = randomBytes(3 * CHUNK);
-    await set(kv, ["keep"], kept);
-    const before = await snapshot(kv);
+    const kept = await keepBlob(kv, ["keep"], 3 * CHUNK);
     for (const [name, call] of CALLS) {
       const error = await assertRejects(
         () => call(kv, key as Deno.KvKey),
@@ -67,8 +58,7 @@ for (const [what, key] of BAD_KEYS) {
       );
       assert.ok(error.message.length > 10, `${name}: a clear message`);
     }
-    assert.deepEqual(await snapshot(kv), before, "the store is unchanged");
-    assertBytes((await get(kv, ["keep"])).value!, kept);
+    await kept.assertUntouched();
   });
 }
 
@@ -94,14 +84,11 @@ for (const [what, value] of BAD_VALUES) {
   kvTest(
     `set() rejects ${what} as the value with a TypeError and keeps the old value`,
     async (kv) => {
-      const kept = randomBytes(3 * CHUNK);
-      await set(kv, ["key"], kept);
-      const before = await snapshot(kv);
+      const kept = await keepBlob(kv, ["key"], 3 * CHUNK);
       const error = await assertRejects(() => set(kv, ["key"], value as BlobValue), TypeError);
       assert.match(error.message, /\["key"\]/, "names the key");
       await assertRejects(() => stage(kv, ["key"], value as BlobValue), TypeError);
-      assert.deepEqual(await snapshot(kv), before);
-      assertBytes((await get(kv, ["key"])).value!, kept);
+      await kept.assertUntouched();
     },
   );
 }
@@ -143,22 +130,17 @@ for (const [full, extra] of FAILURE_POINTS) {
       full * CHUNK + extra
     } bytes and keeps the old value`,
     async (kv) => {
-      const kept = randomBytes(5 * CHUNK + 3);
-      await set(kv, ["key"], kept);
-      const before = await snapshot(kv);
+      const kept = await keepBlob(kv, ["key"], 5 * CHUNK + 3);
       const boom = new Error("disk on fire");
       const { stream } = failingStream(full, extra, (controller) => controller.error(boom));
       await assert.rejects(() => set(kv, ["key"], stream), (error) => error === boom);
-      assert.deepEqual(await snapshot(kv), before, "no orphan entries, old record untouched");
-      assertBytes((await get(kv, ["key"])).value!, kept);
+      await kept.assertUntouched("no orphan entries, old record untouched");
     },
   );
 }
 
 kvTest("set() rejects a stream that yields something other than a Uint8Array", async (kv) => {
-  const kept = randomBytes(100);
-  await set(kv, ["key"], kept);
-  const before = await snapshot(kv);
+  const kept = await keepBlob(kv, ["key"], 100);
   for (const full of [0, 15]) {
     const { stream } = failingStream(
       full,
@@ -166,17 +148,14 @@ kvTest("set() rejects a stream that yields something other than a Uint8Array", a
       (controller) => controller.enqueue("text" as unknown as Uint8Array),
     );
     await assertRejects(() => set(kv, ["key"], stream), TypeError);
-    assert.deepEqual(await snapshot(kv), before);
+    await kept.assertUntouched();
   }
-  assertBytes((await get(kv, ["key"])).value!, kept);
 });
 
 kvTest(
   "set() with an already-aborted signal rejects with its reason and writes nothing",
   async (kv) => {
-    const kept = randomBytes(2 * CHUNK);
-    await set(kv, ["key"], kept);
-    const before = await snapshot(kv);
+    const kept = await keepBlob(kv, ["key"], 2 * CHUNK);
     const reason = new Error("user gave up");
     for (const value of [randomBytes(10), randomBytes(3 * CHUNK), streamOf([randomBytes(CHUNK)])]) {
       await assert.rejects(
@@ -193,17 +172,14 @@ kvTest(
       () => stage(kv, ["key"], randomBytes(10), { signal }),
       (error) => error === signal.reason,
     );
-    assert.deepEqual(await snapshot(kv), before);
-    assertBytes((await get(kv, ["key"])).value!, kept);
+    await kept.assertUntouched();
   },
 );
 
 kvTest(
   "set() aborted midway through a big stream rejects with the reason and leaves no orphans",
   async (kv) => {
-    const kept = randomBytes(3 * CHUNK);
-    await set(kv, ["key"], kept);
-    const before = await snapshot(kv);
+    const kept = await keepBlob(kv, ["key"], 3 * CHUNK);
     const controller = new AbortController();
     const reason = new Error("user gave up midway");
     let pulled = 0;
@@ -225,23 +201,19 @@ kvTest(
     );
     assert.ok(pulled < 60, `stopped reading soon after the abort (pulled ${pulled})`);
     assert.ok(cancelled, "the source stream is cancelled");
-    assert.deepEqual(await snapshot(kv), before);
-    assertBytes((await get(kv, ["key"])).value!, kept);
+    await kept.assertUntouched();
   },
 );
 
 kvTest("set() rejects expireIn 0, negative, NaN or infinite with a RangeError", async (kv) => {
-  const kept = randomBytes(10);
-  await set(kv, ["key"], kept);
-  const before = await snapshot(kv);
+  const kept = await keepBlob(kv, ["key"], 10);
   for (const expireIn of [0, -1, -0.5, Number.NaN, Infinity, -Infinity]) {
     for (const value of [randomBytes(10), randomBytes(2 * CHUNK)]) {
       const error = await assertRejects(() => set(kv, ["key"], value, { expireIn }), RangeError);
       assert.match(error.message, /expireIn/);
     }
   }
-  assert.deepEqual(await snapshot(kv), before);
-  assertBytes((await get(kv, ["key"])).value!, kept);
+  await kept.assertUntouched();
 });
 
 /** A File name whose metadata JSON `{"kind":"file","name":…,"lastModified":…}` takes `bytes` bytes. */
@@ -255,9 +227,7 @@ function nameForMeta(bytes: number, char = "n"): string {
 }
 
 kvTest("set() rejects a File whose metadata exceeds 2,048 bytes with a RangeError", async (kv) => {
-  const kept = randomBytes(3 * CHUNK);
-  await set(kv, ["key"], kept);
-  const before = await snapshot(kv);
+  const kept = await keepBlob(kv, ["key"], 3 * CHUNK);
   const tooLong = [
     nameForMeta(META_JSON_MAX + 1),
     nameForMeta(META_JSON_MAX + 2, "é"), // 2-byte UTF-8: fewer than 2,048 characters
@@ -275,8 +245,7 @@ kvTest("set() rejects a File whose metadata exceeds 2,048 bytes with a RangeErro
     () => set(kv, ["new"], new Blob(["x"], { type: `a/${"b".repeat(3000)}` })),
     RangeError,
   );
-  assert.deepEqual(await snapshot(kv), before, "nothing written");
-  assertBytes((await get(kv, ["key"])).value!, kept);
+  await kept.assertUntouched("nothing written");
 
   // The limit itself is allowed, counted in UTF-8 bytes.
   for (const name of [nameForMeta(META_JSON_MAX), nameForMeta(META_JSON_MAX, "é")]) {
@@ -305,9 +274,7 @@ kvTest("set() names the key in every error message", async (kv) => {
 });
 
 kvTest("set() rejects a versionstamp that is not a string with a TypeError", async (kv) => {
-  const kept = randomBytes(3 * CHUNK);
-  await set(kv, ["key"], kept);
-  const before = await snapshot(kv);
+  const kept = await keepBlob(kv, ["key"], 3 * CHUNK);
   for (const versionstamp of [42, {}, false]) {
     await assertRejects(
       () => set(kv, ["key"], randomBytes(3 * CHUNK), { versionstamp: versionstamp as string }),
@@ -315,20 +282,16 @@ kvTest("set() rejects a versionstamp that is not a string with a TypeError", asy
       /versionstamp/,
     );
   }
-  assert.deepEqual(await snapshot(kv), before);
-  assertBytes((await get(kv, ["key"])).value!, kept);
+  await kept.assertUntouched();
 });
 
 kvTest("set() with a malformed versionstamp string fails and keeps the old value", async (kv) => {
-  const kept = randomBytes(3 * CHUNK);
-  await set(kv, ["key"], kept);
-  const before = await snapshot(kv);
+  const kept = await keepBlob(kv, ["key"], 3 * CHUNK);
   for (const value of [randomBytes(10), randomBytes(3 * CHUNK)]) {
     await assert.rejects(set(kv, ["key"], value, { versionstamp: "not a versionstamp" }));
   }
   await assert.rejects(remove(kv, ["key"], { versionstamp: "not a versionstamp" }));
-  assert.deepEqual(await snapshot(kv), before, "no orphans, old record untouched");
-  assertBytes((await get(kv, ["key"])).value!, kept);
+  await kept.assertUntouched("no orphans, old record untouched");
 });
 
 kvTest(
@@ -355,9 +318,7 @@ kvTest(
 kvTest(
   "set() rejects when the expireIn deadline passes during the write, leaving nothing",
   async (kv) => {
-    const kept = randomBytes(100);
-    await set(kv, ["key"], kept);
-    const before = await snapshot(kv);
+    const kept = await keepBlob(kv, ["key"], 100);
     let sent = 0;
     const slow = new ReadableStream<Uint8Array>({
       async pull(controller) {
@@ -367,8 +328,7 @@ kvTest(
       },
     });
     await assertRejects(() => set(kv, ["key"], slow, { expireIn: 10 }), RangeError, /expireIn/);
-    assert.deepEqual(await snapshot(kv), before);
-    assertBytes((await get(kv, ["key"])).value!, kept);
+    await kept.assertUntouched();
   },
 );
 

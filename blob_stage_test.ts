@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { get, set, stage } from "./blob.ts";
+import { keepBlob } from "./_testing/blob_values.ts";
 import { assertInternalCounts, CHUNK } from "./_testing/plain_record.ts";
 import { assertBytes, internalEntries, kvTest, randomBytes, snapshot } from "./_testing/util.ts";
 
@@ -73,21 +74,16 @@ kvTest(
 );
 
 kvTest("stage() with versionstamp null over a live blob fails and leaves no chunks", async (kv) => {
-  const kept = randomBytes(2 * CHUNK);
-  await set(kv, ["doc"], kept);
-  const before = await snapshot(kv);
+  const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
   const staged = await stage(kv, ["doc"], randomBytes(3 * CHUNK), { versionstamp: null });
   const result = await staged.addTo(kv.atomic()).commit();
   assert.equal(result.ok, false);
   await staged.complete(result);
-  assert.deepEqual(await snapshot(kv), before);
-  assertBytes((await get(kv, ["doc"])).value!, kept);
+  await kept.assertUntouched();
 });
 
 kvTest("stage() cleans up after complete(error) when the commit throws", async (kv) => {
-  const kept = randomBytes(2 * CHUNK);
-  await set(kv, ["doc"], kept);
-  const before = await snapshot(kv);
+  const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
   const staged = await stage(kv, ["doc"], randomBytes(13 * CHUNK));
   const op = staged.addTo(kv.atomic()).set(["too big"], new Uint8Array(70_000));
   let thrown: unknown = undefined;
@@ -98,8 +94,7 @@ kvTest("stage() cleans up after complete(error) when the commit throws", async (
   }
   assert.ok(thrown instanceof TypeError, "the commit throws");
   await staged.complete(thrown);
-  assert.deepEqual(await snapshot(kv), before);
-  assertBytes((await get(kv, ["doc"])).value!, kept);
+  await kept.assertUntouched();
 });
 
 kvTest(

@@ -12,26 +12,7 @@ import * as keysModule from "./keys.ts";
 import { AlreadyExistsError, get, NotFoundError, rewrap, set } from "./blob.ts";
 import { DecryptionError } from "./crypto.ts";
 import { generateKey, importKey, keyringFromEnv } from "./keys.ts";
-import { keyText, kvTest, randomBytes } from "./_testing/util.ts";
-
-/** Asserts that `promise` rejects with exactly `ErrorClass` and a message matching `pattern`. */
-async function assertRejectsWith(
-  promise: Promise<unknown>,
-  ErrorClass: new (message: string) => Error,
-  pattern: RegExp,
-): Promise<void> {
-  await assert.rejects(promise, (error: Error) => {
-    assert.equal(error.constructor, ErrorClass, `${pattern}: ${error}`);
-    assert.match(error.message, pattern);
-    return true;
-  });
-}
-
-/** Every entry's key and versionstamp: equal snapshots mean nothing was written. */
-async function snapshot(kv: Deno.Kv): Promise<string[]> {
-  const entries = await Array.fromAsync(kv.list({ prefix: [] }));
-  return entries.map((entry) => `${keyText(entry.key)}@${entry.versionstamp}`);
-}
+import { assertRejects, kvTest, randomBytes, snapshot } from "./_testing/util.ts";
 
 Deno.test("the new error classes are Errors with their own name, exported once", () => {
   for (const ErrorClass of [NotFoundError, AlreadyExistsError]) {
@@ -49,7 +30,7 @@ Deno.test("the new error classes are Errors with their own name, exported once",
 kvTest("rewrap() of a key holding nothing is a NotFoundError and stores nothing", async (kv) => {
   const alice = await generateKey({ kid: "alice" });
   const before = await snapshot(kv);
-  await assertRejectsWith(
+  await assertRejects(
     rewrap(kv, ["missing"], { encryptionKey: alice, add: await generateKey() }),
     NotFoundError,
     /^Cannot rewrap \["missing"\]: no blob is stored at the key$/,
@@ -61,12 +42,12 @@ kvTest("rewrap() of a plain blob is a DecryptionError, as a read with a key", as
   const alice = await generateKey({ kid: "alice" });
   await set(kv, ["plain"], randomBytes(100_000));
   const before = await snapshot(kv);
-  await assertRejectsWith(
+  await assertRejects(
     rewrap(kv, ["plain"], { encryptionKey: alice, add: await generateKey() }),
     DecryptionError,
     /^Cannot rewrap \["plain"\]: the blob is not encrypted$/,
   );
-  await assertRejectsWith(
+  await assertRejects(
     get(kv, ["plain"], { encryptionKey: alice }),
     DecryptionError,
     /not encrypted/,
@@ -81,7 +62,7 @@ kvTest(
     await set(kv, ["doc"], randomBytes(10), { encryptionKey: alice });
     const before = await snapshot(kv);
     const again = await generateKey({ kid: "alice" });
-    await assertRejectsWith(
+    await assertRejects(
       rewrap(kv, ["doc"], { encryptionKey: alice, add: again }),
       AlreadyExistsError,
       /^Cannot rewrap \["doc"\]: kid "alice" already has a stanza; remove it in the same call/,
@@ -96,7 +77,7 @@ kvTest(
 
 kvTest("rewrap() without encryptionKey stays a TypeError: a missing argument", async (kv) => {
   await set(kv, ["doc"], randomBytes(10), { encryptionKey: await generateKey() });
-  await assertRejectsWith(
+  await assertRejects(
     rewrap(kv, ["doc"], {} as Parameters<typeof rewrap>[2]),
     TypeError,
     /^Cannot rewrap \["doc"\]: encryptionKey is required$/,
@@ -106,10 +87,10 @@ kvTest("rewrap() without encryptionKey stays a TypeError: a missing argument", a
 Deno.test("key text that does not parse is a SyntaxError; JSON that is not a JWK stays a TypeError", async () => {
   const jwk = await generateKey();
   for (const text of ["", "{", "not json", "00112233445566778899aabbccddeeff", `${jwk.k}`]) {
-    await assertRejectsWith(importKey(text), SyntaxError, /^Cannot import key: .*not JSON/);
+    await assertRejects(importKey(text), SyntaxError, /^Cannot import key: .*not JSON/);
   }
   for (const text of ["[]", "42", '{"kty":"RSA"}', JSON.stringify({ ...jwk, k: 1 })]) {
-    await assertRejectsWith(importKey(text), TypeError, /^Cannot import key: /);
+    await assertRejects(importKey(text), TypeError, /^Cannot import key: /);
   }
 });
 
@@ -118,12 +99,12 @@ kvTest(
   async (kv) => {
     const before = await snapshot(kv);
     for (const encryptionKey of ["{", "00112233445566778899aabbccddeeff"]) {
-      await assertRejectsWith(
+      await assertRejects(
         set(kv, ["doc"], randomBytes(100_000), { encryptionKey }),
         SyntaxError,
         /^Cannot import key: /,
       );
-      await assertRejectsWith(get(kv, ["doc"], { encryptionKey }), SyntaxError, /not JSON/);
+      await assertRejects(get(kv, ["doc"], { encryptionKey }), SyntaxError, /not JSON/);
     }
     assert.deepEqual(await snapshot(kv), before);
   },
@@ -133,25 +114,25 @@ Deno.test("keyringFromEnv(): NotFoundError when unset or empty, SyntaxError when
   const name = "KVCRYPT_TEST_ERRORS_KEY";
   Deno.env.delete(name);
   try {
-    await assertRejectsWith(
+    await assertRejects(
       keyringFromEnv(name),
       NotFoundError,
       /KVCRYPT_TEST_ERRORS_KEY is not set$/,
     );
     Deno.env.set(name, "");
-    await assertRejectsWith(
+    await assertRejects(
       keyringFromEnv(name),
       NotFoundError,
       /KVCRYPT_TEST_ERRORS_KEY is empty$/,
     );
     Deno.env.set(name, "{not json");
-    await assertRejectsWith(
+    await assertRejects(
       keyringFromEnv(name),
       SyntaxError,
       /^Cannot import key from environment variable KVCRYPT_TEST_ERRORS_KEY: the text is not JSON/,
     );
     Deno.env.set(name, '{"kty":"oct"}');
-    await assertRejectsWith(keyringFromEnv(name), TypeError, /"k" is missing/);
+    await assertRejects(keyringFromEnv(name), TypeError, /"k" is missing/);
   } finally {
     Deno.env.delete(name);
   }

@@ -23,36 +23,20 @@ import {
 } from "./_kv_toolbox_layout.ts";
 import { recordMagic } from "./_record.ts";
 import {
-  assertRejects,
-  hex,
-  keyText,
-  kvTest,
-  snapshot,
-  withKv,
-  withTempDir,
-} from "./_testing/util.ts";
+  fixtureEntries,
+  fixtureTest,
+  KV_TOOLBOX_KEY,
+  MANIFEST,
+  type ManifestBlob,
+  withMemoryFixture,
+} from "./_testing/kv_toolbox_fixture.ts";
+import { assertRejects, hex, keyText, kvTest, snapshot } from "./_testing/util.ts";
 
 // ---------------------------------------------------------------------------
 // The fixture.
 
-const FIXTURE = new URL("./testdata/kv-toolbox-0.30/", import.meta.url);
-
-interface ManifestBlob {
-  key: Deno.KvKey;
-  encrypted: boolean;
-  kind: "buffer" | "blob" | "file";
-  size: number;
-  sha256?: string;
-  type?: string;
-  name?: string;
-  lastModified?: number;
-}
-
-const manifest: { encryptionKeyHex: string; blobs: ManifestBlob[] } = JSON.parse(
-  await Deno.readTextFile(new URL("manifest.json", FIXTURE)),
-);
-const kvToolboxKey = manifest.encryptionKeyHex;
-const BLOBS = manifest.blobs;
+const kvToolboxKey = KV_TOOLBOX_KEY;
+const BLOBS = MANIFEST.blobs;
 const PLAIN_BLOBS = BLOBS.filter((blob) => !blob.encrypted);
 const ENCRYPTED_BLOBS = BLOBS.filter((blob) => blob.encrypted);
 const NOT_A_BLOB: Deno.KvKey = ["kvtb", "plain", "not-a-blob"];
@@ -65,41 +49,6 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 /** SHA-256 the manifest lists (kv-toolbox stored no parts for the empty plain value). */
 async function expectedSha(blob: ManifestBlob): Promise<string> {
   return blob.sha256 ?? await sha256(new Uint8Array(0));
-}
-
-/** Runs `fn` on a fresh copy of the fixture database, in a temporary file deleted afterwards. */
-async function withFixtureFile<T>(fn: (kv: Deno.Kv) => Promise<T>): Promise<T> {
-  return await withTempDir(async (dir) => {
-    const path = `${dir}/kv.sqlite3`;
-    await Deno.copyFile(new URL("kv-toolbox-0.30.sqlite3", FIXTURE), path);
-    return await withKv(fn, { path });
-  });
-}
-
-/** The fixture's entries, read once. */
-async function fixtureEntries(): Promise<Deno.KvEntry<unknown>[]> {
-  return await withFixtureFile((kv) => Array.fromAsync(kv.list({ prefix: [] })));
-}
-
-/** Runs `fn` on an in-memory store holding the fixture's entries (its keys and values exactly). */
-async function withMemoryFixture<T>(
-  entries: readonly Deno.KvEntry<unknown>[],
-  fn: (kv: Deno.Kv) => Promise<T>,
-): Promise<T> {
-  return await withKv(async (kv) => {
-    // A few entries per atomic: parts are up to 63,000 bytes.
-    for (let i = 0; i < entries.length; i += 8) {
-      const op = kv.atomic();
-      for (const entry of entries.slice(i, i + 8)) op.set(entry.key, entry.value);
-      assert.ok((await op.commit()).ok);
-    }
-    return await fn(kv);
-  });
-}
-
-/** Runs `fn` on a fresh copy of the fixture. */
-function fixtureTest(name: string, fn: (kv: Deno.Kv) => Promise<void>): void {
-  Deno.test(name, () => withFixtureFile(fn));
 }
 
 async function kvToolboxEntries(kv: Deno.Kv, key: Deno.KvKey): Promise<Deno.KvKey[]> {

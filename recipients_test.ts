@@ -24,26 +24,15 @@ import { migrateKvToolbox } from "./migrate.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { STANZAS_MAX } from "./_limits.ts";
 import { paddedAesWrapper } from "./_testing/kvc2_vectors.ts";
-import { assertBytes, keyText, kvTest, randomBytes } from "./_testing/util.ts";
-
-/** Every entry's key and versionstamp: equal snapshots mean nothing was written. */
-async function snapshot(kv: Deno.Kv): Promise<string[]> {
-  const entries = await Array.fromAsync(kv.list({ prefix: [] }));
-  return entries.map((entry) => `${keyText(entry.key)}@${entry.versionstamp}`);
-}
-
-/** Asserts that `promise` rejects with exactly `ErrorClass` and a message matching `pattern`. */
-async function assertRejectsWith(
-  promise: Promise<unknown>,
-  ErrorClass: new (message: string) => Error,
-  pattern: RegExp,
-): Promise<void> {
-  await assert.rejects(promise, (error: Error) => {
-    assert.equal(error.constructor, ErrorClass, `${pattern}: ${error}`);
-    assert.match(error.message, pattern);
-    return true;
-  });
-}
+import { fixtureTest, KV_TOOLBOX_KEY } from "./_testing/kv_toolbox_fixture.ts";
+import {
+  assertBytes,
+  assertRejects,
+  keyText,
+  kvTest,
+  randomBytes,
+  snapshot,
+} from "./_testing/util.ts";
 
 /** The kids of the stanzas in the record at `key`, in order. */
 async function stanzaKids(kv: Deno.Kv, key: Deno.KvKey): Promise<string[]> {
@@ -107,7 +96,7 @@ kvTest("recipients of two: two stanzas, and every read opens with either key", a
     for (const reader of [alice, bob]) {
       await assertEveryReadOpens(kv, key, data, reader, `${size} ${reader.kid}`);
     }
-    await assert.rejects(get(kv, key, { encryptionKey: await generateKey() }), DecryptionError);
+    await assertRejects(get(kv, key, { encryptionKey: await generateKey() }), DecryptionError);
   }
 });
 
@@ -165,8 +154,8 @@ kvTest(
     for (const array of [[alice, bob], [alice]]) {
       const options = { encryptionKey: array as unknown as KeyMaterial };
       for (const value of [randomBytes(10), randomBytes(200_000)]) {
-        await assertRejectsWith(set(kv, ["doc"], value, options), TypeError, pattern);
-        await assertRejectsWith(stage(kv, ["doc"], value, options), TypeError, pattern);
+        await assertRejects(set(kv, ["doc"], value, options), TypeError, pattern);
+        await assertRejects(stage(kv, ["doc"], value, options), TypeError, pattern);
       }
     }
     assert.deepEqual(await snapshot(kv), stored, "nothing written");
@@ -180,7 +169,7 @@ kvTest(
     const alice = await generateKey({ kid: "alice" });
     const bob = await generateKey({ kid: "bob" });
     const stored = await snapshot(kv);
-    await assertRejectsWith(
+    await assertRejects(
       set(kv, ["doc"], randomBytes(100_000), { encryptionKey: alice, recipients: [bob] }),
       TypeError,
       /^Cannot store \["doc"\]: pass encryptionKey or recipients, not both$/,
@@ -204,7 +193,7 @@ kvTest("recipients must be an array of 1 to 16 keys", async (kv) => {
   ];
   for (const [recipients, ErrorClass, pattern] of refused) {
     const options = { recipients: recipients as KeyMaterial[] };
-    await assertRejectsWith(set(kv, ["doc"], randomBytes(10), options), ErrorClass, pattern);
+    await assertRejects(set(kv, ["doc"], randomBytes(10), options), ErrorClass, pattern);
   }
   assert.deepEqual(await snapshot(kv), stored);
   // Exactly 16 is fine.
@@ -233,58 +222,43 @@ kvTest("reads still take an array of keys to try", async (kv) => {
   assertBytes((await get(kv, ["doc"], { encryptionKey: [alice, bob] })).value!, data);
 });
 
-/** A fresh copy of the kv-toolbox 0.30 fixture database; removed when disposed. */
-async function kvToolboxFixture(): Promise<{ kv: Deno.Kv; key: string } & AsyncDisposable> {
-  const fixture = new URL("./testdata/kv-toolbox-0.30/", import.meta.url);
-  const manifest = JSON.parse(await Deno.readTextFile(new URL("manifest.json", fixture)));
-  const dir = await Deno.makeTempDir({ prefix: "kvcrypt-recipients-" });
-  await Deno.copyFile(new URL("kv-toolbox-0.30.sqlite3", fixture), `${dir}/kv.sqlite3`);
-  const kv = await Deno.openKv(`${dir}/kv.sqlite3`);
-  return {
-    kv,
-    key: manifest.encryptionKeyHex,
-    async [Symbol.asyncDispose]() {
-      kv.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-Deno.test("migrateKvToolbox() takes recipients, and refuses an array as encryptionKey", async () => {
-  await using fixture = await kvToolboxFixture();
-  const { kv, key: kvToolboxKey } = fixture;
-  const alice = await generateKey({ kid: "alice" });
-  const bob = await generateKey({ kid: "bob" });
-  const stored = await snapshot(kv);
-  const refused = [
-    { encryptionKey: [alice, bob] as unknown as KeyMaterial },
-    { encryptionKey: alice, recipients: [bob] },
-  ];
-  for (const options of refused) {
-    await assertRejectsWith(
-      migrateKvToolbox(kv, { prefix: [] }, { kvToolboxKey, ...options }),
-      TypeError,
-      /^Cannot migrate from kv-toolbox: /,
+fixtureTest(
+  "migrateKvToolbox() takes recipients, and refuses an array as encryptionKey",
+  async (kv) => {
+    const kvToolboxKey = KV_TOOLBOX_KEY;
+    const alice = await generateKey({ kid: "alice" });
+    const bob = await generateKey({ kid: "bob" });
+    const stored = await snapshot(kv);
+    const refused = [
+      { encryptionKey: [alice, bob] as unknown as KeyMaterial },
+      { encryptionKey: alice, recipients: [bob] },
+    ];
+    for (const options of refused) {
+      await assertRejects(
+        migrateKvToolbox(kv, { prefix: [] }, { kvToolboxKey, ...options }),
+        TypeError,
+        /^Cannot migrate from kv-toolbox: /,
+      );
+    }
+    await assertRejects(
+      migrateKvToolbox(kv, { prefix: [] }, { kvToolboxKey, recipients: [] }),
+      RangeError,
+      /^Cannot migrate from kv-toolbox: recipients must list 1 to 16 keys$/,
     );
-  }
-  await assertRejectsWith(
-    migrateKvToolbox(kv, { prefix: [] }, { kvToolboxKey, recipients: [] }),
-    RangeError,
-    /^Cannot migrate from kv-toolbox: recipients must list 1 to 16 keys$/,
-  );
-  assert.deepEqual(await snapshot(kv), stored, "nothing moved");
-  const result = await migrateKvToolbox(kv, { prefix: [] }, {
-    kvToolboxKey,
-    recipients: [alice, bob],
-    encryptPlain: true,
-  });
-  assert.ok(result.migrated > 0 && result.failed === 0, JSON.stringify(result));
-  const blobs = await Array.fromAsync(list(kv, { prefix: [] }));
-  assert.equal(blobs.length, result.migrated);
-  for (const blob of blobs) {
-    assert.ok(blob.value.encrypted, keyText(blob.key));
-    assert.deepEqual(blob.value.kids, ["alice", "bob"], keyText(blob.key));
-    const byAlice = (await get(kv, blob.key, { encryptionKey: alice })).value!;
-    assertBytes((await get(kv, blob.key, { encryptionKey: bob })).value!, byAlice);
-  }
-});
+    assert.deepEqual(await snapshot(kv), stored, "nothing moved");
+    const result = await migrateKvToolbox(kv, { prefix: [] }, {
+      kvToolboxKey,
+      recipients: [alice, bob],
+      encryptPlain: true,
+    });
+    assert.ok(result.migrated > 0 && result.failed === 0, JSON.stringify(result));
+    const blobs = await Array.fromAsync(list(kv, { prefix: [] }));
+    assert.equal(blobs.length, result.migrated);
+    for (const blob of blobs) {
+      assert.ok(blob.value.encrypted, keyText(blob.key));
+      assert.deepEqual(blob.value.kids, ["alice", "bob"], keyText(blob.key));
+      const byAlice = (await get(kv, blob.key, { encryptionKey: alice })).value!;
+      assertBytes((await get(kv, blob.key, { encryptionKey: bob })).value!, byAlice);
+    }
+  },
+);

@@ -8,30 +8,10 @@
 
 import assert from "node:assert/strict";
 import { get, set, stage } from "./blob.ts";
-import { PLAIN_CHUNK_SIZE } from "./_limits.ts";
+import { keepBlob } from "./_testing/blob_values.ts";
 import { faultyKv, InjectedFault } from "./_testing/faulty_kv.ts";
-import { assertBytes, internalEntries, keyText, kvTest, randomBytes } from "./_testing/util.ts";
-
-const CHUNK = PLAIN_CHUNK_SIZE;
-
-/** Every entry in the store: key text → versionstamp. */
-async function entriesOf(kv: Deno.Kv): Promise<Map<string, string>> {
-  const entries = new Map<string, string>();
-  for await (const entry of kv.list({ prefix: [] })) {
-    entries.set(keyText(entry.key), entry.versionstamp);
-  }
-  return entries;
-}
-
-/** Asserts that the store holds exactly one plain version of `size` bytes in chunks. */
-async function assertOneVersion(kv: Deno.Kv, size: number, label: string): Promise<void> {
-  const { chunks, versions, other } = await internalEntries(kv);
-  assert.deepEqual({ chunks, versions, other }, {
-    chunks: Math.ceil(size / CHUNK),
-    versions: 1,
-    other: 0,
-  }, label);
-}
+import { assertInternalCounts, CHUNK } from "./_testing/plain_record.ts";
+import { assertBytes, assertRejects, kvTest, randomBytes } from "./_testing/util.ts";
 
 kvTest(
   "stage().commit(op) commits the blob with the caller's mutations and removes the old chunks",
@@ -44,7 +24,7 @@ kvTest(
     assert.equal((await kv.get(["doc"])).versionstamp, result.ok ? result.versionstamp : null);
     assert.equal((await kv.get(["index", "latest"])).value, "doc");
     assertBytes((await get(kv, ["doc"])).value!, next);
-    await assertOneVersion(kv, next.length, "only the new version's entries");
+    await assertInternalCounts(kv, next.length, "only the new version's entries");
     await staged.complete(result); // already done: nothing changes
     assertBytes((await get(kv, ["doc"])).value!, next);
   },
@@ -53,16 +33,13 @@ kvTest(
 kvTest(
   "stage().commit(op) with a failed check writes nothing and removes the staged chunks",
   async (kv) => {
-    const kept = randomBytes(2 * CHUNK);
-    await set(kv, ["doc"], kept);
     await kv.set(["index"], 0);
-    const before = await entriesOf(kv);
+    const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
     const staged = await stage(kv, ["doc"], randomBytes(6 * CHUNK));
     const op = kv.atomic().check({ key: ["index"], versionstamp: null }).set(["other"], 1);
     const result = await staged.commit(op);
     assert.equal(result.ok, false);
-    assert.deepEqual(await entriesOf(kv), before, "the store is as before stage()");
-    assertBytes((await get(kv, ["doc"])).value!, kept);
+    await kept.assertUntouched("the store is as before stage()");
   },
 );
 
@@ -79,7 +56,7 @@ kvTest(
       null,
       "the caller's atomic did not commit",
     );
-    await assertOneVersion(kv, other.length, "no staged chunk left");
+    await assertInternalCounts(kv, other.length, "no staged chunk left");
     assertBytes((await get(kv, ["doc"])).value!, other);
   },
 );
@@ -87,29 +64,23 @@ kvTest(
 kvTest(
   "stage().commit(op) rejects with the commit's error and removes the staged chunks",
   async (kv) => {
-    const kept = randomBytes(2 * CHUNK);
-    await set(kv, ["doc"], kept);
-    const before = await entriesOf(kv);
+    const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
     const staged = await stage(kv, ["doc"], randomBytes(13 * CHUNK));
     // Deno KV refuses a value over 64 KiB when the atomic commits.
     const op = kv.atomic().set(["too big"], new Uint8Array(70_000));
     await assert.rejects(staged.commit(op), TypeError);
-    assert.deepEqual(await entriesOf(kv), before);
-    assertBytes((await get(kv, ["doc"])).value!, kept);
+    await kept.assertUntouched();
   },
 );
 
 kvTest(
   "stage().commit(op) whose commit fails before applying rejects with its error, cleaned",
   async (kv) => {
-    const kept = randomBytes(2 * CHUNK);
-    await set(kv, ["doc"], kept);
-    const before = await entriesOf(kv);
+    const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
     const staged = await stage(kv, ["doc"], randomBytes(4 * CHUNK));
     const faulty = faultyKv(kv, { failAt: 1, mode: "before" });
     await assert.rejects(staged.commit(faulty.kv.atomic().set(["index"], 1)), InjectedFault);
-    assert.deepEqual(await entriesOf(kv), before);
-    assertBytes((await get(kv, ["doc"])).value!, kept);
+    await kept.assertUntouched();
   },
 );
 
@@ -126,29 +97,23 @@ kvTest(
     assert.equal((await kv.get(["doc"])).versionstamp, result.ok ? result.versionstamp : null);
     assert.equal((await kv.get(["index"])).value, 1);
     assertBytes((await get(kv, ["doc"])).value!, next);
-    await assertOneVersion(kv, next.length, "the old version is removed, the new one kept");
+    await assertInternalCounts(kv, next.length, "the old version is removed, the new one kept");
   },
 );
 
 kvTest(
   "stage().commit(op) after the expireIn deadline rejects with a RangeError, cleaned",
   async (kv) => {
-    const kept = randomBytes(2 * CHUNK);
-    await set(kv, ["doc"], kept);
-    const before = await entriesOf(kv);
+    const kept = await keepBlob(kv, ["doc"], 2 * CHUNK);
     const staged = await stage(kv, ["doc"], randomBytes(3 * CHUNK), { expireIn: 20 });
     await new Promise((resolve) => setTimeout(resolve, 40));
-    await assert.rejects(staged.commit(kv.atomic().set(["index"], 1)), {
-      name: "RangeError",
-      message: /expireIn/,
-    });
+    await assertRejects(staged.commit(kv.atomic().set(["index"], 1)), RangeError, /expireIn/);
     assert.equal(
       (await kv.get(["index"])).versionstamp,
       null,
       "the caller's atomic did not commit",
     );
-    assert.deepEqual(await entriesOf(kv), before);
-    assertBytes((await get(kv, ["doc"])).value!, kept);
+    await kept.assertUntouched();
   },
 );
 
@@ -160,6 +125,6 @@ kvTest(
     const result = await staged.commit(staged.addTo(kv.atomic()).set(["index"], 1));
     assert.equal(result.ok, true);
     assertBytes((await get(kv, ["doc"])).value!, next);
-    await assertOneVersion(kv, next.length, "the staged version only");
+    await assertInternalCounts(kv, next.length, "the staged version only");
   },
 );

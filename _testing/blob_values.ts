@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { type BlobValue, get, getAsBlob, getAsStream } from "../blob.ts";
+import { type BlobValue, get, getAsBlob, getAsStream, set } from "../blob.ts";
 import { CHUNKS_PER_ATOMIC } from "../_limits.ts";
 import { CHUNK, INLINE_MAX } from "./plain_record.ts";
-import { assertBytes, collect, hex, randomBytes, streamOf } from "./util.ts";
+import { assertBytes, collect, hex, randomBytes, snapshot, streamOf } from "./util.ts";
 
 /** Bytes in a mebibyte. */
 export const MiB = 1024 * 1024;
@@ -191,4 +191,29 @@ export async function assertReadsBack(
   assertBytes(await collect(stream), data, "getAsStream()");
 
   await assertBlob(await getAsBlob(kv, key), data, expected);
+}
+
+/** A plain blob stored before a write that must fail, and the check that it failed cleanly. */
+export interface KeptBlob {
+  /** The bytes stored. */
+  data: Uint8Array;
+  /**
+   * Asserts that the store holds exactly the entries (and versionstamps) it
+   * held once the blob was stored, and that the blob still reads back whole.
+   */
+  assertUntouched(label?: string): Promise<void>;
+}
+
+/** Stores `size` random bytes at `key` and takes a {@linkcode snapshot} of the store. */
+export async function keepBlob(kv: Deno.Kv, key: Deno.KvKey, size: number): Promise<KeptBlob> {
+  const data = randomBytes(size);
+  await set(kv, key, data);
+  const before = await snapshot(kv);
+  return {
+    data,
+    async assertUntouched(label = "the store is unchanged") {
+      assert.deepEqual(await snapshot(kv), before, label);
+      assertBytes((await get(kv, key)).value!, data, `${label}: the kept blob`);
+    },
+  };
 }
