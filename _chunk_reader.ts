@@ -29,6 +29,7 @@ import {
 } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
 import type { ReadOptions } from "./_types.ts";
+import { recallVersion, rememberVersion, type VersionHint } from "./_version_hints.ts";
 
 /** A read in progress: where, and with which options. */
 export interface ReadTarget {
@@ -75,11 +76,37 @@ export async function openEntry(
 ): Promise<OpenedEntry> {
   const { kv, key, options } = target;
   const consistency = open.strong ? "strong" : options.consistency ?? "strong";
+  // A whole read of a version seen before asks for its first chunks together with the record.
+  const hint = open.prefetch ? recallVersion(kv, key) : undefined;
+  const ahead = hint && { hint, batch: prefetchFirstBatch(kv, hint) };
   const [entry, readKeys] = await Promise.all([
     kv.get(key, { consistency }),
     readKeysOf(options),
   ]);
-  return { entry, record: await openRecord(target, entry, readKeys, open.prefetch) };
+  const record = await openRecord(target, entry, readKeys, open.prefetch, ahead);
+  const seen = record &&
+    { id: record.id, chunks: record.chunks, inline: record.inline !== undefined };
+  rememberVersion(kv, key, seen);
+  return { entry, record };
+}
+
+/** A first chunk batch requested under a hint, before the record said which version to read. */
+export interface HintedBatch {
+  /** The version the batch was fetched for. */
+  hint: VersionHint;
+  /** The batch. */
+  batch: Prefetch | undefined;
+}
+
+/**
+ * The hinted batch when the record names the hinted version (same id, same
+ * chunk count, chunked); otherwise undefined, and the batch is never read.
+ */
+function batchFor(layout: RecordLayout & { inline?: unknown }, ahead: HintedBatch | undefined) {
+  // Only the version the record names: another version's chunks must never pass for this one's.
+  const same = ahead !== undefined && layout.inline === undefined &&
+    ahead.hint.chunks === layout.chunks && bytesEqual(ahead.hint.id, layout.id);
+  return same ? ahead.batch : undefined;
 }
 
 /** The caller's decryption keys, resolved (and cached), if any. */
@@ -111,6 +138,7 @@ export async function openRecord(
   entry: Deno.KvEntryMaybe<unknown>,
   readKeys: readonly KeyringEntry[] | undefined,
   prefetch = false,
+  ahead?: HintedBatch,
 ): Promise<OpenedRecord | null> {
   const { key, keyText, options } = target;
   if (entry.versionstamp === null) return null;
@@ -134,6 +162,8 @@ export async function openRecord(
       );
     }
     record = openPlainRecord(entry.value as Uint8Array, keyText);
+    const hinted = prefetch ? batchFor(record, ahead) : undefined;
+    if (hinted !== undefined) record = { ...record, prefetch: hinted };
   } else {
     if (readKeys === undefined) {
       throw new DecryptionError(
@@ -143,7 +173,9 @@ export async function openRecord(
     const header = parseHeader(entry.value as Uint8Array, keyText);
     // Start fetching chunks while the header is authenticated: the crypto
     // overlaps the round trip. Nothing fetched is used before it is opened.
-    const first = prefetch && !header.inline ? prefetchFirstBatch(target.kv, header) : undefined;
+    const first = prefetch && !header.inline
+      ? batchFor(header, ahead) ?? prefetchFirstBatch(target.kv, header)
+      : undefined;
     record = { ...await openParsedRecord(header, key, readKeys, keyText), prefetch: first };
   }
   // Checked after authentication, so the deadline itself cannot be forged.
@@ -199,7 +231,7 @@ async function fetchStored(
 }
 
 /** Requests the first batch of a full read of a chunked blob. */
-function prefetchFirstBatch(kv: KvLike, layout: RecordLayout): Prefetch | undefined {
+function prefetchFirstBatch(kv: KvLike, layout: VersionHint): Prefetch | undefined {
   if (layout.chunks === 0) return undefined;
   const end = Math.min(layout.chunks, READ_BATCH_CHUNKS);
   const probe = end === layout.chunks;

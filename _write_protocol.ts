@@ -24,6 +24,7 @@ import {
 } from "./_record.ts";
 import { applyMetadata, fixedPieces, sourceOf } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
+import { rememberVersion } from "./_version_hints.ts";
 import { assertUserKey, describeKey, encodeKey } from "./_user_key.ts";
 import { finishTombstone, tombstoneOf } from "./_versions.ts";
 import {
@@ -228,6 +229,7 @@ export async function commitWrite(
     // Abandoning looks at the record first: it keeps a version the record holds.
     const result = await commitAndVerify(op, async () => versionstampOf(await writer.abandon()));
     if (result.ok) {
+      rememberVersion(kv, key, summarizeRecord(prepared.record) ?? null);
       await deleteReplaced(kv, plan.replaced);
       writer.reportDone();
       return result;
@@ -309,7 +311,9 @@ export class StagedWrite {
     // delete the live blob's chunks.
     const published = await this.#prepared.writer.abandon();
     if (published !== undefined) {
-      await deleteReplaced(this.#prepared.target.kv, this.#plan.replaced);
+      const { kv, key } = this.#prepared.target;
+      rememberVersion(kv, key, summarizeRecord(this.#prepared.record) ?? null);
+      await deleteReplaced(kv, this.#plan.replaced);
     }
     // Only now: a cleanup that threw may be settled again.
     this.#settled = published ?? null;
@@ -347,6 +351,7 @@ export async function removeBlob(
       () => removalApplied(kv, key, replaced),
     );
     if (result.ok) {
+      rememberVersion(kv, key, null);
       await deleteReplaced(kv, replaced);
       return result;
     }

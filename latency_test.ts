@@ -73,6 +73,27 @@ for (const { name, options } of formats) {
     );
   }
 
+  kvTest(
+    `get() of a ${name} blob of ${CHUNKS_IN_RECORD_COMMIT} chunks is one wave when this handle wrote it, two when it has not seen it`,
+    async (raw) => {
+      const latency = new LatencyKv(raw, RTT_MS);
+      const size = CHUNKS_IN_RECORD_COMMIT * SEALED_CHUNK_SIZE;
+      await set(latency.kv, ["medium"], new Uint8Array(size).fill(7), options);
+      latency.reset();
+      assert.equal((await get(latency.kv, ["medium"], options)).value?.length, size);
+      // The record and the hinted version's chunks (one list page) together.
+      assert.deepEqual(latency.calls.map((call) => call.op).sort(), ["get", "list-page"]);
+      assert.equal(latency.depth, 1);
+      const cold = new LatencyKv(raw, RTT_MS);
+      assert.equal((await get(cold.kv, ["medium"], options)).value?.length, size);
+      assert.deepEqual(cold.calls.map((call) => call.op), ["get", "list-page"]);
+      assert.equal(cold.depth, 2, "a handle that never saw the blob reads the record first");
+      cold.reset();
+      await get(cold.kv, ["medium"], options);
+      assert.equal(cold.depth, 1, "and one wave from its second read on");
+    },
+  );
+
   kvTest(`get() of a 16 MiB ${name} blob is two waves: record, then all batches`, async (raw) => {
     await set(raw, ["big"], new Uint8Array(16 * MIB).fill(1), options);
     // The write RTT: on a loaded machine, opening the header can take longer

@@ -32,6 +32,7 @@ export class LatencyKv {
   readonly #inner: Deno.Kv;
   readonly #rttMs: number;
   #calls: CallRecord[] = [];
+  #proxy: Deno.Kv | undefined;
 
   /** Wraps `inner`; every call waits `rttMs` before it runs. */
   constructor(inner: Deno.Kv, rttMs: number) {
@@ -109,8 +110,13 @@ export class LatencyKv {
     return wrapper;
   }
 
-  /** The wrapped store, usable wherever a Deno.Kv is. */
+  /** The wrapped store, usable wherever a Deno.Kv is: one object, as a store handle is. */
   get kv(): Deno.Kv {
+    this.#proxy ??= this.#wrap();
+    return this.#proxy;
+  }
+
+  #wrap(): Deno.Kv {
     const inner = this.#inner;
     return new Proxy(inner, {
       get: (target, property) => {

@@ -1,0 +1,85 @@
+/**
+ * Where this process last saw each blob: per store handle, a bounded map of
+ * user key → the version id and chunk count its record named, learnt from
+ * the writes it committed and the records it opened. A whole read of a key
+ * with a hint asks for the record and for the hinted version's first chunk
+ * batch at once, so a blob this process wrote or read before costs one
+ * round trip instead of two.
+ *
+ * A hint is never trusted: the chunks it fetched are used only when the
+ * record, read in the same wave, names the same version id and chunk count.
+ * A version's chunks are written once, before any record names the version,
+ * and are never changed, only deleted, so chunks fetched under the id the
+ * record names are that version's chunks whichever of the two calls ran
+ * first (FORMAT.md, "Reading a blob"). A stale hint costs one wasted list.
+ *
+ * @module
+ */
+
+import { toHex } from "./_bytes.ts";
+import { encodeKey } from "./_user_key.ts";
+
+/**
+ * Keys remembered per store handle: a server's working set of hot files; an
+ * entry is the encoded key as hex plus 16 id bytes, so with keys of ~100
+ * bytes the map stays around 300 KiB.
+ */
+export const VERSION_HINTS_MAX = 1_024;
+
+/** The facts a read needs to fetch a version's first chunks before its record arrives. */
+export interface VersionHint {
+  /** The version id: the chunk key part. */
+  readonly id: Uint8Array;
+  /** Its chunk count. */
+  readonly chunks: number;
+}
+
+/** Per store handle (a `Deno.Kv`, an `@deno/kv` `Kv`, a wrapper), keyed by the user key's encoding. */
+const hintsByStore = new WeakMap<object, Map<string, VersionHint>>();
+
+function hintsOf(kv: object): Map<string, VersionHint> {
+  let hints = hintsByStore.get(kv);
+  if (hints === undefined) {
+    hints = new Map();
+    hintsByStore.set(kv, hints);
+  }
+  return hints;
+}
+
+/** The map key of a user key: its canonical encoding, so two keys never share a hint. */
+function hintKey(key: Deno.KvKey): string {
+  return toHex(encodeKey(key));
+}
+
+/** The hint for `key` in this store handle, if there is one (and marks it recently used). */
+export function recallVersion(kv: object, key: Deno.KvKey): VersionHint | undefined {
+  const hints = hintsByStore.get(kv);
+  if (hints === undefined) return undefined;
+  const name = hintKey(key);
+  const hint = hints.get(name);
+  if (hint !== undefined) {
+    hints.delete(name);
+    hints.set(name, hint);
+  }
+  return hint;
+}
+
+/**
+ * Remembers the version a record at `key` names, or forgets the key when
+ * there is nothing to fetch ahead (no record, an inline blob, no chunks).
+ */
+export function rememberVersion(
+  kv: object,
+  key: Deno.KvKey,
+  layout: { readonly id: Uint8Array; readonly chunks: number; readonly inline: boolean } | null,
+): void {
+  const name = hintKey(key);
+  if (layout === null || layout.inline || layout.chunks === 0) {
+    hintsByStore.get(kv)?.delete(name);
+    return;
+  }
+  const hints = hintsOf(kv);
+  hints.delete(name);
+  hints.set(name, { id: layout.id, chunks: layout.chunks });
+  if (hints.size > VERSION_HINTS_MAX) hints.delete(hints.keys().next().value!);
+}

@@ -1,0 +1,109 @@
+/**
+ * The version hints behind one-wave reads: a whole read of a blob this store
+ * handle wrote or read before asks for the record and the hinted version's
+ * first chunks at once, and uses those chunks only when the record names the
+ * same version. Call counts and depths are in latency_test.ts.
+ */
+
+import assert from "node:assert/strict";
+import { generateKey, get, getAsBlob, getAsResponse, remove, set } from "./mod.ts";
+import { chunkPrefix } from "./_kv_keys.ts";
+import { PLAIN_CHUNK_SIZE, SEALED_CHUNK_SIZE } from "./_limits.ts";
+import { summarizeRecord } from "./_summary.ts";
+import { recallVersion, rememberVersion, VERSION_HINTS_MAX } from "./_version_hints.ts";
+import { LatencyKv } from "./_testing/latency_kv.ts";
+import { assertBytes, kvTest, randomBytes } from "./_testing/util.ts";
+
+const formats = [
+  { name: "plain", options: {}, chunk: PLAIN_CHUNK_SIZE },
+  { name: "AES-256", options: { encryptionKey: await generateKey() }, chunk: SEALED_CHUNK_SIZE },
+] as const;
+
+/** Another handle on the same store: it shares the data, not the hints. */
+function otherHandle(kv: Deno.Kv): Deno.Kv {
+  return new LatencyKv(kv, 0).kv;
+}
+
+/** The stored chunk entries of the blob at `key`. */
+async function chunksOf(kv: Deno.Kv, key: Deno.KvKey): Promise<Deno.KvEntry<unknown>[]> {
+  const id = summarizeRecord((await kv.get(key)).value)!.id;
+  return await Array.fromAsync(kv.list({ prefix: chunkPrefix(id) }));
+}
+
+for (const { name, options, chunk } of formats) {
+  kvTest(`get() never uses chunks fetched for a replaced version of a ${name} blob`, async (kv) => {
+    const old = randomBytes(3 * chunk);
+    await set(kv, ["doc"], old, options); // kv's hint: the old version
+    const oldChunks = await chunksOf(kv, ["doc"]);
+    const fresh = randomBytes(3 * chunk);
+    await set(otherHandle(kv), ["doc"], fresh, options); // same size; the old chunks are deleted
+    // ... and put back, so the hinted fetch finds the old version's chunks.
+    for (const entry of oldChunks) await kv.set(entry.key, entry.value);
+    assertBytes((await get(kv, ["doc"], options)).value, fresh, "get");
+    assertBytes(
+      new Uint8Array(await (await getAsBlob(kv, ["doc"], options))!.arrayBuffer()),
+      fresh,
+    );
+    const response = await getAsResponse(kv, ["doc"], options);
+    assertBytes(new Uint8Array(await response.arrayBuffer()), fresh, "getAsResponse");
+  });
+
+  kvTest(
+    `a ${name} blob removed or replaced inline through another handle reads as it is now`,
+    async (kv) => {
+      await set(kv, ["gone"], randomBytes(2 * chunk), options);
+      await set(kv, ["small"], randomBytes(2 * chunk), options);
+      await get(kv, ["gone"], options);
+      const other = otherHandle(kv);
+      await remove(other, ["gone"]);
+      const inline = randomBytes(100);
+      await set(other, ["small"], inline, options);
+      assert.equal((await get(kv, ["gone"], options)).value, null);
+      assertBytes((await get(kv, ["small"], options)).value, inline);
+    },
+  );
+
+  kvTest(`reads and writes of a ${name} blob keep its hint up to date`, async (kv) => {
+    const data = randomBytes(2 * chunk);
+    await set(kv, ["doc"], data, options);
+    const written = summarizeRecord((await kv.get(["doc"])).value)!;
+    assert.deepEqual(recallVersion(kv, ["doc"]), { id: written.id, chunks: 2 }, "after set");
+    await set(kv, ["doc"], randomBytes(10), options);
+    assert.equal(
+      recallVersion(kv, ["doc"]),
+      undefined,
+      "an inline blob has nothing to fetch ahead",
+    );
+    await set(otherHandle(kv), ["doc"], data, options);
+    await get(kv, ["doc"], options);
+    const read = summarizeRecord((await kv.get(["doc"])).value)!;
+    assert.deepEqual(recallVersion(kv, ["doc"]), { id: read.id, chunks: 2 }, "after get");
+    await remove(kv, ["doc"]);
+    assert.equal(recallVersion(kv, ["doc"]), undefined, "after remove");
+  });
+}
+
+Deno.test("version hints are bounded per store handle, least recently used first out", () => {
+  const store = {};
+  const id = new Uint8Array(16);
+  for (let i = 0; i < VERSION_HINTS_MAX; i++) {
+    rememberVersion(store, ["k", i], { id, chunks: 2, inline: false });
+  }
+  assert.ok(recallVersion(store, ["k", 0]) !== undefined, "recalling marks it used");
+  rememberVersion(store, ["k", VERSION_HINTS_MAX], { id, chunks: 2, inline: false });
+  assert.ok(recallVersion(store, ["k", 0]) !== undefined, "the recently used one stays");
+  assert.equal(recallVersion(store, ["k", 1]), undefined, "the least recently used one goes");
+  assert.ok(recallVersion(store, ["k", VERSION_HINTS_MAX]) !== undefined);
+  assert.equal(recallVersion({}, ["k", 2]), undefined, "another handle has its own hints");
+});
+
+Deno.test("version hints keep keys apart that print alike", () => {
+  const store = {};
+  const id = new Uint8Array(16);
+  rememberVersion(store, [new Uint8Array([1])], { id, chunks: 3, inline: false });
+  rememberVersion(store, ["1"], { id, chunks: 4, inline: false });
+  assert.equal(recallVersion(store, [new Uint8Array([2])]), undefined, "bytes of one length");
+  assert.equal(recallVersion(store, [1]), undefined, "a number and a string");
+  assert.equal(recallVersion(store, [new Uint8Array([1])])?.chunks, 3);
+  assert.equal(recallVersion(store, ["1"])?.chunks, 4);
+});
