@@ -77,12 +77,10 @@ export async function openEntry(
   const { kv, key, options } = target;
   const consistency = open.strong ? "strong" : options.consistency ?? "strong";
   // A whole read of a version seen before asks for its first chunks together with the record.
+  const record$ = kv.get(key, { consistency });
   const hint = open.prefetch ? recallVersion(kv, key) : undefined;
   const ahead = hint && { hint, batch: prefetchFirstBatch(kv, hint) };
-  const [entry, readKeys] = await Promise.all([
-    kv.get(key, { consistency }),
-    readKeysOf(options),
-  ]);
+  const [entry, readKeys] = await Promise.all([record$, readKeysOf(options)]);
   const record = await openRecord(target, entry, readKeys, open.prefetch, ahead);
   const seen = record &&
     { id: record.id, chunks: record.chunks, inline: record.inline !== undefined };

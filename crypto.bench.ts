@@ -242,7 +242,7 @@ Deno.bench({
   name: "floor: serialize + AES-256-GCM + Deno.Kv set ~100-byte object",
   group: "small object set",
   async fn() {
-    const key = ["bench", "small", "floor", smallRound++ % SMALL_KEYS];
+    const key = ["bench", "small", "floor-set", smallRound++ % SMALL_KEYS];
     await kv.set(key, new Uint8Array(await sealFloor(SMALL_OBJECT, key)));
   },
 });
