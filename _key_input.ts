@@ -76,7 +76,21 @@ export async function resolveWriteRecipients(
   if (recipients.length === 0) {
     throw new RangeError(`Cannot ${action}: recipients must list 1 to ${STANZAS_MAX} keys`);
   }
-  return await resolveRecipients(recipients);
+  const rings = await resolveRecipients(recipients);
+  assertDistinctKids(rings, action);
+  return rings;
+}
+
+/** Refuses two recipients under one non-empty kid, as `rewrap` does for an added kid. */
+function assertDistinctKids(rings: readonly Keyring[], action: string): void {
+  const seen = new Set<string>();
+  for (const { current: { kid } } of rings) {
+    // Two stanzas under one kid: which one a kid names would be ambiguous, and rewrap could not tell them apart.
+    if (kid !== "" && seen.has(kid)) {
+      throw new TypeError(`Cannot ${action}: two recipients have the kid ${JSON.stringify(kid)}`);
+    }
+    seen.add(kid);
+  }
 }
 
 /**

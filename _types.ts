@@ -222,7 +222,8 @@ export interface StagedBlob {
    * no `complete` and no try/catch is needed. A commit that throws is looked
    * at first: one that applied (its reply was lost) resolves `{ ok: true }`,
    * one that did not removes the staged chunks and rejects with the commit's
-   * error.
+   * error (or with the cleanup's, should removing the chunks fail too). A
+   * staged blob commits once: after `commit` or `complete`, `commit` throws.
    *
    * @param op The caller's atomic operation, with their other checks and mutations.
    * @returns The commit's result: `{ ok: false }` when a check failed (the

@@ -21,8 +21,8 @@ import { describeKey } from "./_user_key.ts";
 
 /**
  * Keys remembered per store handle: a server's working set of hot files; an
- * entry is the encoded key as hex plus 16 id bytes, so with keys of ~100
- * bytes the map stays around 300 KiB.
+ * entry is the key's description plus 16 id bytes, so with keys of ~100
+ * characters the map stays around 300 KiB.
  */
 export const VERSION_HINTS_MAX = 1_024;
 
@@ -34,7 +34,7 @@ export interface VersionHint {
   readonly chunks: number;
 }
 
-/** Per store handle (a `Deno.Kv`, an `@deno/kv` `Kv`, a wrapper), keyed by the user key's encoding. */
+/** Per store handle (a `Deno.Kv`, an `@deno/kv` `Kv`, a wrapper), keyed by {@linkcode hintKey}. */
 const hintsByStore = new WeakMap<object, Map<string, VersionHint>>();
 
 function hintsOf(kv: object): Map<string, VersionHint> {

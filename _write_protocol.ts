@@ -289,6 +289,12 @@ export class StagedWrite {
 
   /** Commits `op` with the record and settles the write (see `StagedBlob.commit`). */
   async commit(op: AtomicLike): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    // A settled write has already deleted or kept versions: committing it now would orphan them.
+    if (this.#settled !== undefined) {
+      throw new TypeError(
+        `Cannot commit the staged blob at ${this.#prepared.target.keyText}: it was already committed or completed`,
+      );
+    }
     try {
       if (!this.#carrying.has(op)) this.addTo(op);
     } catch (error) {

@@ -178,6 +178,29 @@ kvTest(
   },
 );
 
+kvTest("recipients with one kid twice are a TypeError, and nothing is stored", async (kv) => {
+  const alice = await generateKey({ kid: "alice" });
+  const otherAlice = await generateKey({ kid: "alice" });
+  const bob = await generateKey({ kid: "bob" });
+  const stored = await snapshot(kv);
+  const pattern = /^Cannot store \["doc"\]: two recipients have the kid "alice"$/;
+  for (const recipients of [[alice, alice], [alice, bob, otherAlice]]) {
+    for (const value of [randomBytes(10), randomBytes(200_000)]) {
+      await assertRejects(set(kv, ["doc"], value, { recipients }), TypeError, pattern);
+      await assertRejects(stage(kv, ["doc"], value, { recipients }), TypeError, pattern);
+    }
+  }
+  assert.deepEqual(await snapshot(kv), stored, "nothing written");
+  // Keys without a kid may repeat: their stanzas are tried with every local key.
+  const [a, b] = await Promise.all(
+    [1, 2].map(() =>
+      crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"])
+    ),
+  );
+  await set(kv, ["anon"], randomBytes(10), { recipients: [a!, b!] });
+  assert.equal((await get(kv, ["anon"], { encryptionKey: b! })).value?.length, 10);
+});
+
 kvTest("recipients must be an array of 1 to 16 keys", async (kv) => {
   const alice = await generateKey({ kid: "alice" });
   const many = await Promise.all(

@@ -128,3 +128,24 @@ kvTest(
     await assertInternalCounts(kv, next.length, "the staged version only");
   },
 );
+
+kvTest(
+  "stage().commit(op) after complete() or a first commit() throws TypeError and changes nothing",
+  async (kv) => {
+    const kept = await keepBlob(kv, ["doc"], 5 * CHUNK);
+    const settled = await stage(kv, ["doc"], randomBytes(10));
+    await settled.complete({ ok: false }); // nothing committed: the staged version is removed
+    const pattern =
+      /^Cannot commit the staged blob at \["doc"\]: it was already committed or completed$/;
+    await assertRejects(settled.commit(kv.atomic()), TypeError, pattern);
+    await kept.assertUntouched("a settled staged blob never commits");
+    const next = randomBytes(3 * CHUNK);
+    const once = await stage(kv, ["doc"], next);
+    assert.equal((await once.commit(kv.atomic())).ok, true);
+    const after = await kv.get(["doc"]);
+    await assertRejects(once.commit(kv.atomic()), TypeError, pattern);
+    assert.equal((await kv.get(["doc"])).versionstamp, after.versionstamp, "committed once");
+    assertBytes((await get(kv, ["doc"])).value!, next);
+    await assertInternalCounts(kv, next.length, "only the new version's entries");
+  },
+);
