@@ -27,6 +27,7 @@ import { get, set } from "../blob.ts";
 import { generateKey } from "../keys.ts";
 import { WRITE_ATOMICS_IN_FLIGHT } from "../_limits.ts";
 import { rawId, rawReadIntoBuffer, rawWrite } from "./_scaling_raw_kv.ts";
+import { LatencyKv } from "../_testing/latency_kv.ts";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -305,6 +306,55 @@ function printTargets(results: Map<number, Map<string, Times>>, toolbox: boolean
   return oks;
 }
 
+/** Simulated round trip for the call-depth table: long enough that calls issued together overlap. */
+const DEPTH_RTT_MS = 5;
+/** Sizes of the call-depth table. */
+const DEPTH_SIZES = [64 * KIB, MIB];
+
+/**
+ * Sequential calls (the depth a remote KV pays in round trips) of each
+ * library contender's set, get, get again, and a get through a second store
+ * handle that never saw the blob; raw contenders are left out.
+ */
+async function printDepths(all: Contender[]): Promise<void> {
+  const libraries = all.filter((c) => !c.name.startsWith("raw"));
+  const opNames = ["set", "get", "get again", "new handle"];
+  console.log(
+    `\nSequential KV calls per op (simulated ${DEPTH_RTT_MS} ms round trip; a remote KV pays one round trip each):`,
+  );
+  console.log(
+    "size".padStart(COLUMN) + "op".padStart(COLUMN) +
+      libraries.map((c) => c.name.padStart(COLUMN)).join(""),
+  );
+  const rows = new Map<string, string>();
+  for (const size of DEPTH_SIZES) {
+    const value = new Uint8Array(size).fill(7);
+    for (const contender of libraries) {
+      const raw = await Deno.openKv(":memory:");
+      try {
+        const latency = new LatencyKv(raw, DEPTH_RTT_MS);
+        const ops = contender.open(latency.kv);
+        const depths: number[] = [];
+        for (const work of [() => ops.write(value), () => ops.read(), () => ops.read()]) {
+          latency.reset();
+          await work();
+          depths.push(latency.depth);
+        }
+        const other = new LatencyKv(raw, DEPTH_RTT_MS);
+        await contender.open(other.kv).read();
+        depths.push(other.depth);
+        for (const [i, depth] of depths.entries()) {
+          const row = `${label(size).padStart(COLUMN)}${opNames[i]!.padStart(COLUMN)}`;
+          rows.set(row, (rows.get(row) ?? "") + String(depth).padStart(COLUMN));
+        }
+      } finally {
+        raw.close();
+      }
+    }
+  }
+  for (const [row, cells] of rows) console.log(row + cells);
+}
+
 if (import.meta.main) {
   const at = Deno.args.indexOf("--toolbox");
   const toolbox = await loadToolbox(at >= 0 ? Deno.args[at + 1] : undefined);
@@ -326,5 +376,6 @@ if (import.meta.main) {
   printTables(results, all);
   const oks = printTargets(results, toolbox !== undefined);
   const met = oks.filter(Boolean).length;
+  await printDepths(all);
   console.log(`SMALL-BLOB TARGETS ${met}/${oks.length}`);
 }
