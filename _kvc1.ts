@@ -657,7 +657,27 @@ export async function createSealedFormat(
         key,
         random,
       );
+      rememberWritten(header, writers, secret, keys);
       return inline ? concat([header, inline]) : header;
     },
   };
+}
+
+/**
+ * Caches a version this process sealed, under its first local recipient key,
+ * so reading it back skips steps 2 and 3 as a repeated read does: the entry
+ * is found only by these exact header bytes and that very key.
+ */
+function rememberWritten(
+  header: Uint8Array,
+  writers: readonly KeyringEntry[],
+  secret: Uint8Array,
+  keys: VersionKeys,
+): void {
+  const stanza = writers.findIndex((writer) => !isKeyWrapper(writer));
+  // A wrapper's secret is never cached: its key service sees every read.
+  if (stanza < 0) return;
+  const { id, authenticated } = parseHeader(header);
+  const kek = (writers[stanza] as KeyEntry).key;
+  openedVersions.add(id, { authenticated, kek, stanza, secret, keys });
 }

@@ -42,9 +42,11 @@ async function flipRecordBit(kv: Deno.Kv, key: Deno.KvKey, at: number): Promise<
 kvTest(
   "version cache: a second read of an encrypted blob derives no keys, and reads the same bytes",
   async (kv) => {
-    const encryptionKey = await generateKey();
+    const jwk = await generateKey();
     const value = randomBytes(200 * KIB);
-    await set(kv, ["cached"], value, { encryptionKey });
+    await set(kv, ["cached"], value, { encryptionKey: jwk });
+    // A key imported again is another CryptoKey: the writer's cache entry is not its.
+    const encryptionKey = await importKey(jwk);
     const first = await countDerivations(() => get(kv, ["cached"], { encryptionKey }));
     assert.equal(first, 1, "the first read unwraps S and runs the HKDF once");
     let read: Uint8Array | null = null;
@@ -69,6 +71,53 @@ kvTest(
       assertRejects(get(kv, ["meta"], { encryptionKey }), DecryptionError)
     );
     assert.equal(derivations, 0, "the cache was hit, and the tag still failed");
+  },
+);
+
+kvTest(
+  "version cache: reading back what this process wrote derives no keys, except through a wrapper",
+  async (kv) => {
+    const encryptionKey = await generateKey({ kid: "local" });
+    const value = randomBytes(200 * KIB);
+    const writes = await countDerivations(() => set(kv, ["mine"], value, { encryptionKey }));
+    assert.equal(writes, 1, "the write derives the version keys once");
+    let read: Uint8Array | null = null;
+    const reads = await countDerivations(async () => {
+      read = (await get(kv, ["mine"], { encryptionKey })).value;
+    });
+    assert.equal(reads, 0, "the read uses the keys the write derived");
+    assert.deepEqual(read, value);
+    // A key held elsewhere is asked on every read, even right after this process wrote.
+    let unwraps = 0;
+    const kek = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+      "encrypt",
+      "decrypt",
+    ]);
+    const wrapper = {
+      kid: "service",
+      async wrap(secret: Uint8Array<ArrayBuffer>, context: Uint8Array<ArrayBuffer>) {
+        const iv = crypto.getRandomValues(new Uint8Array(12));
+        const sealed = await crypto.subtle.encrypt(
+          { name: "AES-GCM", iv, additionalData: context },
+          kek,
+          secret,
+        );
+        return new Uint8Array([...iv, ...new Uint8Array(sealed)]);
+      },
+      async unwrap(wrapped: Uint8Array<ArrayBuffer>, context: Uint8Array<ArrayBuffer>) {
+        unwraps++;
+        const opened = await crypto.subtle.decrypt(
+          { name: "AES-GCM", iv: wrapped.subarray(0, 12), additionalData: context },
+          kek,
+          wrapped.subarray(12),
+        );
+        return new Uint8Array(opened);
+      },
+    };
+    await set(kv, ["wrapped"], value, { encryptionKey: wrapper });
+    await get(kv, ["wrapped"], { encryptionKey: wrapper });
+    await get(kv, ["wrapped"], { encryptionKey: wrapper });
+    assert.equal(unwraps, 2, "every read asks the wrapper");
   },
 );
 
