@@ -70,6 +70,8 @@ export class VersionWriter {
   #sent = 0;
   #committedBytes = 0;
   #size = 0;
+  /** Chunk entries the record names (0 for an empty or inline blob), once written. */
+  #chunkEntries = 0;
 
   /** Starts a version with a fresh random id. */
   constructor(target: WriteTarget) {
@@ -87,6 +89,11 @@ export class VersionWriter {
   /** Key of the version entry. */
   get versionKey(): Deno.KvKey {
     return this.#versionKey;
+  }
+
+  /** What the record names once written: the version id and how many chunk entries it has. */
+  get chunked(): { readonly id: Uint8Array; readonly chunks: number; readonly inline: boolean } {
+    return { id: this.#id, chunks: this.#chunkEntries, inline: this.#chunkEntries === 0 };
   }
 
   /** Versionstamp of the version entry once written, null while the version has no chunks. */
@@ -133,6 +140,7 @@ export class VersionWriter {
       format.encodeRecord(layout(size, chunks), meta, this.#target.key),
     ]);
     if (values.length > 0) this.#held = { start: chunks - values.length, values };
+    this.#chunkEntries = chunks;
     return record;
   }
 

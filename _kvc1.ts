@@ -294,13 +294,24 @@ export async function encodeHeader(
   key: Deno.KvKey,
   random: RandomSource,
 ): Promise<Uint8Array> {
+  return (await sealHeader(fields, keys, meta, key, random)).bytes;
+}
+
+/** {@linkcode encodeHeader}, also returning the authenticated bytes (magic through `metaLen`). */
+async function sealHeader(
+  fields: Omit<SealedHeader, "metaIv" | "sealedMeta" | "authenticated" | "inline">,
+  keys: VersionKeys,
+  meta: StoredMetadata,
+  key: Deno.KvKey,
+  random: RandomSource,
+): Promise<{ bytes: Uint8Array; authenticated: Uint8Array }> {
   // A fresh metaIv on every header write: a rewrap changes the AAD, and
   // reusing a GCM nonce under Kenc with another AAD would leak the GHASH key.
   const metaIv = random.bytes(GCM_IV_BYTES, "meta-iv");
   const metaJson = encodeMeta(meta);
   const prefix = writeHeaderPrefix({ ...fields, metaIv }, metaJson.length + GCM_TAG_BYTES);
   const sealedMeta = await gcmSeal(keys.kenc, metaIv, metaJson, concat([prefix, encodeKey(key)]));
-  return concat([prefix, sealedMeta]);
+  return { bytes: concat([prefix, sealedMeta]), authenticated: prefix };
 }
 
 function fail(what: string, step: string, cause: unknown): never {
@@ -650,15 +661,15 @@ export async function createSealedFormat(
     inlineMax: writers.some(isKeyWrapper) ? WRAPPED_INLINE_MAX : SEALED_INLINE_MAX,
     sealChunk: (index, plaintext) => sealChunk(keys, index, plaintext),
     encodeRecord: async (layout, meta, key, inline) => {
-      const header = await encodeHeader(
+      const header = await sealHeader(
         { ...layout, suite, commitment: keys.commitment, stanzas },
         keys,
         meta,
         key,
         random,
       );
-      rememberWritten(header, writers, secret, keys);
-      return inline ? concat([header, inline]) : header;
+      rememberWritten(layout.id, header.authenticated, writers, secret, keys);
+      return inline ? concat([header.bytes, inline]) : header.bytes;
     },
   };
 }
@@ -669,7 +680,8 @@ export async function createSealedFormat(
  * is found only by these exact header bytes and that very key.
  */
 function rememberWritten(
-  header: Uint8Array,
+  id: Uint8Array,
+  authenticated: Uint8Array,
   writers: readonly KeyringEntry[],
   secret: Uint8Array,
   keys: VersionKeys,
@@ -677,7 +689,6 @@ function rememberWritten(
   const stanza = writers.findIndex((writer) => !isKeyWrapper(writer));
   // A wrapper's secret is never cached: its key service sees every read.
   if (stanza < 0) return;
-  const { id, authenticated } = parseHeader(header);
   const kek = (writers[stanza] as KeyEntry).key;
   openedVersions.add(id, { authenticated, kek, stanza, secret, keys });
 }

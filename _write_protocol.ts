@@ -229,7 +229,7 @@ export async function commitWrite(
     // Abandoning looks at the record first: it keeps a version the record holds.
     const result = await commitAndVerify(op, async () => versionstampOf(await writer.abandon()));
     if (result.ok) {
-      rememberVersion(kv, key, summarizeRecord(prepared.record) ?? null);
+      rememberVersion(kv, key, writer.chunked);
       await deleteReplaced(kv, plan.replaced);
       writer.reportDone();
       return result;
@@ -318,7 +318,7 @@ export class StagedWrite {
     const published = await this.#prepared.writer.abandon();
     if (published !== undefined) {
       const { kv, key } = this.#prepared.target;
-      rememberVersion(kv, key, summarizeRecord(this.#prepared.record) ?? null);
+      rememberVersion(kv, key, this.#prepared.writer.chunked);
       await deleteReplaced(kv, this.#plan.replaced);
     }
     // Only now: a cleanup that threw may be settled again.

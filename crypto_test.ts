@@ -675,18 +675,23 @@ for (const bits of [128, 256] as const) {
   }
 }
 
+/** A kid of the longest length a stanza takes (64 bytes), distinct per `i`. */
+function kid(i: number): string {
+  return i.toString().padStart(64, "k");
+}
+
+/** A File whose metadata JSON is as long as a record takes (2,048 bytes). */
+function largestMetadataFile(bytes: Uint8Array<ArrayBuffer>): File {
+  const base = JSON.stringify({ kind: "file", type: FILE_TYPE, name: "", lastModified: 1 }).length;
+  return new File([bytes], "n".repeat(2_048 - base), { type: FILE_TYPE, lastModified: 1 });
+}
+
 kvTest(
   "round trip: the largest one-commit write (11 full chunks, longest key, largest metadata, 16 recipients, expireIn, an overwrite) fits one atomic",
   async (kv) => {
     // CHUNKS_IN_RECORD_COMMIT assumes the rest of the atomic fits in one chunk's room.
-    const kid = (i: number) => i.toString().padStart(64, "k");
-    const base =
-      JSON.stringify({ kind: "file", type: FILE_TYPE, name: "", lastModified: 1 }).length;
     const size = CHUNKS_IN_RECORD_COMMIT * SEALED_CHUNK_SIZE;
-    const file = new File([pattern(size, 3)], "n".repeat(2_048 - base), {
-      type: FILE_TYPE,
-      lastModified: 1,
-    });
+    const file = largestMetadataFile(pattern(size, 3));
     const key = ["max", "k".repeat(2_040)];
     const recipients = await Promise.all(
       Array.from({ length: 16 }, (_, i) => generateKey({ kid: kid(i) })),
@@ -708,13 +713,7 @@ kvTest(
   "round trip: an inline blob at INLINE_MAX with the largest metadata takes 15 more recipients with 64-byte kids",
   async (kv) => {
     // The inline limit assumes the largest header: check that it really fits one KV value.
-    const kid = (i: number) => i.toString().padStart(64, "k");
-    const base =
-      JSON.stringify({ kind: "file", type: FILE_TYPE, name: "", lastModified: 1 }).length;
-    const file = new File([pattern(INLINE_MAX, 9)], "n".repeat(2_048 - base), {
-      type: FILE_TYPE,
-      lastModified: 1,
-    });
+    const file = largestMetadataFile(pattern(INLINE_MAX, 9));
     const first = await generateKey({ kid: kid(0) });
     await set(kv, ["max"], file, { encryptionKey: first });
     const others = await Promise.all(
