@@ -134,52 +134,80 @@ export function fromBase64(
   return out;
 }
 
-/** Appends big-endian fields to a growing buffer. */
+/** 2^32, to split a u64 into the two u32 halves DataView writes without a BigInt. */
+const U32_RANGE = 2 ** 32;
+/** Largest high half of a u64 that is a safe integer: 2^53 − 1 = (2^21 − 1) · 2^32 + (2^32 − 1). */
+const SAFE_HIGH_MAX = 2 ** 21 - 1;
+
+/** Appends big-endian fields to one buffer that doubles as it fills. */
 export class ByteWriter {
-  #parts: Uint8Array[] = [];
+  #buffer = new Uint8Array(128);
+  #view = new DataView(this.#buffer.buffer);
+  #length = 0;
+
+  /**
+   * Makes room for `length` more bytes; returns where they go. Callers read
+   * `#buffer` and `#view` after it, as it may replace them.
+   */
+  #reserve(length: number): number {
+    const at = this.#length;
+    const needed = at + length;
+    if (needed > this.#buffer.length) {
+      const grown = new Uint8Array(Math.max(needed, 2 * this.#buffer.length));
+      grown.set(this.#buffer.subarray(0, at));
+      this.#buffer = grown;
+      this.#view = new DataView(grown.buffer);
+    }
+    this.#length = needed;
+    return at;
+  }
 
   /** Appends raw bytes. */
   bytes(value: Uint8Array): this {
-    this.#parts.push(value);
+    const at = this.#reserve(value.length);
+    this.#buffer.set(value, at);
     return this;
   }
 
   /** Appends one byte. */
   u8(value: number): this {
-    return this.bytes(Uint8Array.of(value));
+    const at = this.#reserve(1);
+    this.#view.setUint8(at, value);
+    return this;
   }
 
   /** Appends a big-endian u16. */
   u16(value: number): this {
-    const out = new Uint8Array(2);
-    new DataView(out.buffer).setUint16(0, value);
-    return this.bytes(out);
+    const at = this.#reserve(2);
+    this.#view.setUint16(at, value);
+    return this;
   }
 
   /** Appends a big-endian u32. */
   u32(value: number): this {
-    const out = new Uint8Array(4);
-    new DataView(out.buffer).setUint32(0, value);
-    return this.bytes(out);
+    const at = this.#reserve(4);
+    this.#view.setUint32(at, value);
+    return this;
   }
 
   /** Appends a big-endian u64 (a safe integer). */
   u64(value: number): this {
-    const out = new Uint8Array(8);
-    new DataView(out.buffer).setBigUint64(0, BigInt(value));
-    return this.bytes(out);
+    const at = this.#reserve(8);
+    this.#view.setUint32(at, Math.floor(value / U32_RANGE));
+    this.#view.setUint32(at + 4, value % U32_RANGE);
+    return this;
   }
 
   /** Appends a big-endian float64. */
   f64(value: number): this {
-    const out = new Uint8Array(8);
-    new DataView(out.buffer).setFloat64(0, value);
-    return this.bytes(out);
+    const at = this.#reserve(8);
+    this.#view.setFloat64(at, value);
+    return this;
   }
 
-  /** All bytes appended so far. */
+  /** All bytes appended so far (a copy). */
   finish(): Uint8Array {
-    return concat(this.#parts);
+    return this.#buffer.slice(0, this.#length);
   }
 }
 
@@ -242,11 +270,10 @@ export class ByteReader {
 
   /** Reads a big-endian u64; values beyond Number.MAX_SAFE_INTEGER are refused. */
   u64(what: string): number {
-    const value = this.#view.getBigUint64(this.#take(8, what));
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new RangeError(`Cannot read ${what}: too large`);
-    }
-    return Number(value);
+    const at = this.#take(8, what);
+    const high = this.#view.getUint32(at);
+    if (high > SAFE_HIGH_MAX) throw new RangeError(`Cannot read ${what}: too large`);
+    return high * U32_RANGE + this.#view.getUint32(at + 4);
   }
 
   /** Reads a big-endian float64. */

@@ -17,6 +17,7 @@ import { openParsedRecord, parseHeader } from "./_kvc1.ts";
 import {
   BUFFERED_BATCHES_IN_FLIGHT,
   CHUNKS_OPENED_AHEAD,
+  KV_GET_MANY_MAX,
   READ_BATCH_CHUNKS,
   READ_BATCHES_IN_FLIGHT,
 } from "./_limits.ts";
@@ -76,16 +77,67 @@ export async function openEntry(
 ): Promise<OpenedEntry> {
   const { kv, key, options } = target;
   const consistency = open.strong ? "strong" : options.consistency ?? "strong";
+  const readKeys = options.encryptionKey === undefined
+    ? undefined
+    : settleQuietly(resolveReadKeys(options.encryptionKey));
   // A whole read of a version seen before asks for its first chunks together with the record.
-  const record$ = kv.get(key, { consistency });
   const hint = open.prefetch ? recallVersion(kv, key) : undefined;
-  const ahead = hint && { hint, batch: prefetchFirstBatch(kv, hint) };
-  const [entry, readKeys] = await Promise.all([record$, readKeysOf(options)]);
-  const record = await openRecord(target, entry, readKeys, open.prefetch, ahead);
-  const seen = record &&
-    { id: record.id, chunks: record.chunks, inline: record.inline !== undefined };
-  rememberVersion(kv, key, seen);
+  const read = readRecord(kv, key, consistency, hint);
+  const entry = await read.entry;
+  const record = await openRecord(target, entry, await readKeys, open.prefetch, read.ahead);
+  noteVersion(kv, key, hint, record);
   return { entry, record };
+}
+
+/**
+ * Tells the version hints what the record named, unless it named the hinted
+ * version (recalling it already marked it recently used).
+ */
+function noteVersion(
+  kv: KvLike,
+  key: Deno.KvKey,
+  hint: VersionHint | undefined,
+  record: OpenedRecord | null,
+): void {
+  const chunked = record !== null && record.inline === undefined && record.chunks > 0;
+  if (chunked && hint !== undefined && namesVersion(record, hint)) return;
+  if (!chunked && hint === undefined) return;
+  rememberVersion(kv, key, record && { id: record.id, chunks: record.chunks, inline: !chunked });
+}
+
+/** Whether a record layout names the hinted version: the same id and chunk count. */
+function namesVersion(layout: RecordLayout, hint: VersionHint): boolean {
+  return hint.chunks === layout.chunks && bytesEqual(hint.id, layout.id);
+}
+
+/**
+ * Starts the record read and, under a hint, the hinted version's first
+ * batch: in the same `getMany` as the record when the whole version and the
+ * probe past its end fit one (the chunks then come from the record's own
+ * snapshot), else as a list page alongside. Eventual reads keep chunk reads
+ * strong, so they never share the call.
+ */
+function readRecord(
+  kv: KvLike,
+  key: Deno.KvKey,
+  consistency: Deno.KvConsistencyLevel,
+  hint: VersionHint | undefined,
+): { entry: Promise<Deno.KvEntryMaybe<unknown>>; ahead?: HintedBatch } {
+  if (hint === undefined) return { entry: kv.get(key, { consistency }) };
+  if (consistency === "eventual" || hint.chunks + 2 > KV_GET_MANY_MAX) {
+    return {
+      entry: kv.get(key, { consistency }),
+      ahead: { hint, batch: prefetchFirstBatch(kv, hint) },
+    };
+  }
+  const keys: Deno.KvKey[] = [key];
+  for (let index = 0; index <= hint.chunks; index++) keys.push(chunkKey(hint.id, index));
+  const many = kv.getMany<unknown[]>(keys, { consistency });
+  const stored = settleQuietly(many.then((entries) => storedChunks(entries, 1, 0, hint.chunks)));
+  return {
+    entry: many.then((entries) => entries[0]!),
+    ahead: { hint, batch: { end: hint.chunks, probe: true, stored } },
+  };
 }
 
 /** A first chunk batch requested under a hint, before the record said which version to read. */
@@ -103,7 +155,7 @@ export interface HintedBatch {
 function batchFor(layout: RecordLayout & { inline?: unknown }, ahead: HintedBatch | undefined) {
   // Only the version the record names: another version's chunks must never pass for this one's.
   const same = ahead !== undefined && layout.inline === undefined &&
-    ahead.hint.chunks === layout.chunks && bytesEqual(ahead.hint.id, layout.id);
+    namesVersion(layout, ahead.hint);
   return same ? ahead.batch : undefined;
 }
 
@@ -159,9 +211,9 @@ export async function openRecord(
         `Cannot decrypt ${keyText}: the record is not encrypted (pass allowPlaintext: true to accept it)`,
       );
     }
-    record = openPlainRecord(entry.value as Uint8Array, keyText);
-    const hinted = prefetch ? batchFor(record, ahead) : undefined;
-    if (hinted !== undefined) record = { ...record, prefetch: hinted };
+    record = openPlainRecord(entry.value as Uint8Array, keyText, (layout) => {
+      return prefetch ? batchFor(layout, ahead) : undefined;
+    });
   } else {
     if (readKeys === undefined) {
       throw new DecryptionError(
@@ -174,7 +226,7 @@ export async function openRecord(
     const first = prefetch && !header.inline
       ? batchFor(header, ahead) ?? prefetchFirstBatch(target.kv, header)
       : undefined;
-    record = { ...await openParsedRecord(header, key, readKeys, keyText), prefetch: first };
+    record = await openParsedRecord(header, key, readKeys, keyText, first);
   }
   // Checked after authentication, so the deadline itself cannot be forged.
   return isExpired(record) ? null : record;
@@ -197,6 +249,11 @@ function settleQuietly<T>(promise: Promise<T>): Promise<T> {
 /** Thrown inside the reader when a chunk lies past the last one. */
 class PastEndError extends Error {}
 
+/** A chunk past the end as the record's damage error; any other error as it is. */
+function asDamage(record: OpenedRecord, error: unknown): unknown {
+  return error instanceof PastEndError ? record.damaged(error.message) : error;
+}
+
 async function fetchStored(
   kv: KvLike,
   id: Uint8Array,
@@ -207,19 +264,39 @@ async function fetchStored(
   const fetchEnd = probePastEnd ? end + 1 : end;
   const count = fetchEnd - first;
   const selector = { start: chunkKey(id, first), end: chunkKey(id, fetchEnd) };
+  const entries: Deno.KvEntry<unknown>[] = [];
+  const options = { limit: count, batchSize: count, consistency: "strong" } as const;
+  for await (const entry of kv.list(selector, options)) entries.push(entry);
+  return storedChunks(entries, 0, first, end);
+}
+
+/**
+ * The stored values of chunks `first` up to `end`, from `entries` on from
+ * `skip`: a list page (only entries that exist) or a `getMany` reply (one
+ * entry per key asked for, absent ones included); an entry after the last
+ * chunk is the probe past the end.
+ */
+function storedChunks(
+  entries: readonly Deno.KvEntryMaybe<unknown>[],
+  skip: number,
+  first: number,
+  end: number,
+): Uint8Array[] {
   const stored: Uint8Array[] = [];
-  for await (
-    const entry of kv.list<Uint8Array>(selector, {
-      limit: count,
-      batchSize: count,
-      consistency: "strong",
-    })
-  ) {
+  for (let at = skip; at < entries.length; at++) {
+    const entry = entries[at]!;
     const index = first + stored.length;
-    // Stops an appended chunk from going unnoticed.
-    if (index === end) throw new PastEndError(`a chunk lies past the end (index ${end})`);
+    if (index === end) {
+      // Stops an appended chunk from going unnoticed.
+      if (entry.versionstamp !== null) {
+        throw new PastEndError(`a chunk lies past the end (index ${end})`);
+      }
+      break;
+    }
     // Stops a deleted, reordered or foreign chunk from shifting the data.
-    if (entry.key[3] !== index || !(entry.value instanceof Uint8Array)) {
+    if (
+      entry.versionstamp === null || entry.key[3] !== index || !(entry.value instanceof Uint8Array)
+    ) {
       throw new MissingChunkError(index);
     }
     stored.push(entry.value);
@@ -295,7 +372,7 @@ export async function* readChunks(
           chunks: pace.openOnArrival ? stored.map((chunk, i) => open(first + i, chunk)) : stored,
         }),
         (error) => {
-          throw error instanceof PastEndError ? record.damaged(error.message) : error;
+          throw asDamage(record, error);
         },
       );
       queue.push(settleQuietly(fetched));
@@ -312,6 +389,40 @@ export async function* readChunks(
     }
   }
   while (opening.length > 0) yield await opening.shift()!;
+}
+
+/** Where a whole read puts the chunks it opens. */
+export interface ChunkSink {
+  /** Takes the next chunk's plaintext. */
+  append(chunk: Uint8Array): void;
+}
+
+/**
+ * Opens every chunk of the blob in order into `sink`: an inline chunk or a
+ * first batch that holds the whole blob (and its probe past the end) is
+ * opened at once, anything longer is read by {@linkcode readChunks} at the
+ * buffered pace.
+ */
+export async function readAllChunks(
+  kv: KvLike,
+  record: OpenedRecord,
+  sink: ChunkSink,
+): Promise<void> {
+  const { inline, prefetch } = record;
+  if (inline !== undefined) return sink.append(await record.openChunk(0, inline));
+  if (prefetch === undefined || prefetch.end !== record.chunks || !prefetch.probe) {
+    const span = { first: 0, end: record.chunks };
+    for await (const chunk of readChunks(kv, record, span, BUFFERED_PACE)) sink.append(chunk);
+    return;
+  }
+  let stored: Uint8Array[];
+  try {
+    stored = await prefetch.stored;
+  } catch (error) {
+    throw asDamage(record, error);
+  }
+  const opened = await Promise.all(stored.map((chunk, index) => record.openChunk(index, chunk)));
+  for (const chunk of opened) sink.append(chunk);
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   VALUE_MAGIC,
 } from "./_kvv1.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
+import { KV_GET_MANY_MAX } from "./_limits.ts";
 import { assertRingKids, noRotation, reportRotation, type RotateOutcome } from "./_rotate.ts";
 import { checkExpireIn } from "./_expire_in.ts";
 import { isKvU64 } from "./_runtime.ts";
@@ -26,9 +27,6 @@ import { isExpired } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import { isKeyWrapper, type KeyEntry } from "./_keyring.ts";
 import type { EncryptionKey, RotateResult } from "./_types.ts";
-
-/** Most keys one `kv.getMany` or `kv.watch` takes (Deno KV's limit, measured on Deno 2.9.6). */
-const KV_GET_MANY_MAX = 10;
 
 /** Options of {@linkcode CryptoKv.set} and {@linkcode CryptoAtomicOperation.set}. */
 export interface CryptoKvSetOptions {

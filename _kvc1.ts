@@ -57,6 +57,7 @@ import {
   decodeMeta,
   encodeMeta,
   type OpenedRecord,
+  type Prefetch,
   readLayout,
   type RecordLayout,
   SEALED_MAGIC,
@@ -586,12 +587,16 @@ export interface OpenedSealedRecord extends OpenedRecord {
   readonly secret: Uint8Array;
 }
 
-/** Decrypt order steps 2–4 for a header parsed by {@linkcode parseHeader}. */
+/**
+ * Decrypt order steps 2–4 for a header parsed by {@linkcode parseHeader};
+ * `prefetch` is a chunk batch already requested for it, if any.
+ */
 export async function openParsedRecord(
   header: SealedHeader,
   key: Deno.KvKey,
   readKeys: readonly KeyringEntry[],
   what: string,
+  prefetch?: Prefetch,
 ): Promise<OpenedSealedRecord> {
   const { secret, keys, meta } = await openVersion(header, key, readKeys, what);
   return {
@@ -604,6 +609,7 @@ export async function openParsedRecord(
     meta,
     kids: header.stanzas.map((stanza) => stanza.kid),
     inline: header.inline,
+    prefetch,
     header,
     keys,
     secret,

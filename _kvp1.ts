@@ -15,6 +15,7 @@ import {
   encodeMeta,
   type OpenedRecord,
   PLAIN_MAGIC,
+  type Prefetch,
   readLayout,
   type RecordLayout,
   type WriteFormat,
@@ -68,27 +69,61 @@ export const plainWriteFormat: WriteFormat = {
     Promise.resolve(encodePlainRecord(layout, meta, inline)),
 };
 
-/** Opens a plain record; the message prefix names the key. */
-export function openPlainRecord(bytes: Uint8Array, keyText: string): OpenedRecord {
+/**
+ * Opens a plain record; the message prefix names the key. `prefetchFor` may
+ * give a chunk batch already requested for the layout parsed.
+ */
+export function openPlainRecord(
+  bytes: Uint8Array,
+  keyText: string,
+  prefetchFor?: (layout: PlainRecord) => Prefetch | undefined,
+): OpenedRecord {
   let record;
   try {
     record = decodePlainRecord(bytes);
   } catch (cause) {
     throw new CorruptBlobError(`Cannot read ${keyText}: the record is damaged`, { cause });
   }
-  return {
-    ...record,
-    encrypted: false,
-    kids: [],
-    openChunk(index, stored) {
-      // Stops a truncated or padded chunk from passing as the blob's bytes.
-      if (stored.length !== chunkLength(record, index)) {
-        return Promise.reject(
-          new CorruptBlobError(`Cannot read ${keyText}: chunk ${index} has the wrong length`),
-        );
-      }
-      return Promise.resolve(stored);
-    },
-    damaged: (problem) => new CorruptBlobError(`Cannot read ${keyText}: ${problem}`),
-  };
+  return new OpenedPlainRecord(record, keyText, prefetchFor?.(record));
+}
+
+/** A plain record opened for reading: chunks are stored as they are. */
+class OpenedPlainRecord implements OpenedRecord {
+  readonly id: Uint8Array;
+  readonly chunkSize: number;
+  readonly size: number;
+  readonly chunks: number;
+  readonly expiresAt: number;
+  readonly encrypted = false;
+  readonly meta: StoredMetadata;
+  readonly kids: readonly string[] = [];
+  readonly inline: Uint8Array | undefined;
+  readonly prefetch: Prefetch | undefined;
+  readonly #keyText: string;
+
+  constructor(record: PlainRecord, keyText: string, prefetch: Prefetch | undefined) {
+    this.id = record.id;
+    this.chunkSize = record.chunkSize;
+    this.size = record.size;
+    this.chunks = record.chunks;
+    this.expiresAt = record.expiresAt;
+    this.meta = record.meta;
+    this.inline = record.inline;
+    this.prefetch = prefetch;
+    this.#keyText = keyText;
+  }
+
+  openChunk(index: number, stored: Uint8Array): Promise<Uint8Array> {
+    // Stops a truncated or padded chunk from passing as the blob's bytes.
+    if (stored.length !== chunkLength(this, index)) {
+      return Promise.reject(
+        new CorruptBlobError(`Cannot read ${this.#keyText}: chunk ${index} has the wrong length`),
+      );
+    }
+    return Promise.resolve(stored);
+  }
+
+  damaged(problem: string): Error {
+    return new CorruptBlobError(`Cannot read ${this.#keyText}: ${problem}`);
+  }
 }

@@ -11,9 +11,8 @@ import type { KvLike, KvListIteratorLike } from "./_kv_like.ts";
 import type { KeyringEntry } from "./_keyring.ts";
 import { INTERNAL_PREFIX } from "./_kv_keys.ts";
 import { readKeysOf, type ReadTarget } from "./_chunk_reader.ts";
-import { metaOfEntry } from "./_read_protocol.ts";
+import { metaOfEntry, targetAt } from "./_read_protocol.ts";
 import { recordMagic } from "./_record.ts";
-import { describeKey } from "./_user_key.ts";
 import type { BlobListIterator, BlobMeta, ListOptions, ReadOptions } from "./_types.ts";
 
 /** Checks a `limit` option: undefined, or a whole number of blobs of at least 1. */
@@ -115,6 +114,6 @@ export class BlobListing implements BlobListIterator {
   }
 
   #target(key: Deno.KvKey): ReadTarget {
-    return { kv: this.#kv, key, keyText: describeKey(key), options: this.#readOptions };
+    return targetAt(this.#kv, key, this.#readOptions);
   }
 }

@@ -12,11 +12,12 @@ import { READ_RESTARTS_MAX } from "./_limits.ts";
 import { parseHeader } from "./_kvc1.ts";
 import { metaOfRecord, metaOfSummary } from "./_meta.ts";
 import {
-  BUFFERED_PACE,
+  type ChunkSink,
   type ChunkSpan,
   explainMissing,
   openEntry,
   openRecord,
+  readAllChunks,
   readChunks,
   type ReadTarget,
   replacedError,
@@ -26,6 +27,7 @@ import { isExpired, summarizeHeader } from "./_summary.ts";
 import { assertUserKey, describeKey } from "./_user_key.ts";
 import type { BlobMeta, ByteRange, ReadOptions, StoredMetadata } from "./_types.ts";
 
+/** The target of a read at `key`, after checking the key. */
 export function readTarget(
   kv: KvLike,
   key: Deno.KvKey,
@@ -33,7 +35,20 @@ export function readTarget(
   action: string,
 ): ReadTarget {
   assertUserKey(key, action);
-  return { kv, key, keyText: describeKey(key), options };
+  return targetAt(kv, key, options);
+}
+
+/** The target of a read at a key known to be valid; its printed form is built when a message needs it. */
+export function targetAt(kv: KvLike, key: Deno.KvKey, options: ReadOptions): ReadTarget {
+  let keyText: string | undefined;
+  return {
+    kv,
+    key,
+    options,
+    get keyText() {
+      return keyText ??= describeKey(key);
+    },
+  };
 }
 
 /**
@@ -45,7 +60,7 @@ export function readTarget(
  * missing chunk instead of allocating it. A blob that arrives as one chunk
  * owning its whole buffer is that chunk: no copy.
  */
-class WholeBuffer {
+class WholeBuffer implements ChunkSink {
   #bytes: Uint8Array | undefined;
   readonly #pieces: Uint8Array[] = [];
   #length = 0;
@@ -94,10 +109,7 @@ export async function readWhole(
     if (record === null) return null;
     const whole = new WholeBuffer(record.size, record.encrypted);
     try {
-      const span = { first: 0, end: record.chunks };
-      for await (const chunk of readChunks(target.kv, record, span, BUFFERED_PACE)) {
-        whole.append(chunk);
-      }
+      await readAllChunks(target.kv, record, whole);
       return { entry, bytes: whole.finish(), fields: record.meta };
     } catch (error) {
       const explained = await explainMissing(target, record, error);

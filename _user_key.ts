@@ -74,6 +74,32 @@ function zeroBytes(bytes: Uint8Array): number {
   return count;
 }
 
+/**
+ * Bytes of a string part in Deno KV's encoding before its tag and
+ * terminator: its UTF-8 length (a lone surrogate becomes U+FFFD, three
+ * bytes, as TextEncoder writes it) plus one escape byte per U+0000, counted
+ * without encoding it.
+ */
+function encodedStringBytes(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit === 0) bytes += 2;
+    else if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit < 0xdc00 && isLowSurrogate(text.charCodeAt(i + 1))) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** Whether a UTF-16 code unit is the second half of a surrogate pair (NaN past the end is not). */
+function isLowSurrogate(unit: number): boolean {
+  return unit >= 0xdc00 && unit < 0xe000;
+}
+
 /** Largest integer magnitude Deno KV writes with a one-byte tag and no length byte. */
 const SHORT_INT_BYTES = 8;
 
@@ -86,10 +112,8 @@ export function kvKeySize(key: Deno.KvKey): number {
   let size = 0;
   for (const part of key) {
     if (part instanceof Uint8Array) size += 2 + part.length + zeroBytes(part);
-    else if (typeof part === "string") {
-      const bytes = utf8(part);
-      size += 2 + bytes.length + zeroBytes(bytes);
-    } else if (typeof part === "number") size += 1 + 8;
+    else if (typeof part === "string") size += 2 + encodedStringBytes(part);
+    else if (typeof part === "number") size += 1 + 8;
     else if (typeof part === "bigint") {
       const bytes = magnitudeBytes(part);
       size += (bytes > SHORT_INT_BYTES ? 2 : 1) + bytes;

@@ -1,12 +1,21 @@
 /**
  * The hex and base64 helpers that replace `Uint8Array`'s newer methods (which
  * Node 20 lacks): every output equals what Deno's built-in methods give, every
- * decoder inverts its encoder, and malformed text is a SyntaxError.
+ * decoder inverts its encoder, and malformed text is a SyntaxError. The
+ * big-endian writer and reader agree with DataView's BigInt methods.
  */
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Base64Alphabet, fromBase64, fromHex, toBase64, toHex } from "./_bytes.ts";
+import {
+  type Base64Alphabet,
+  ByteReader,
+  ByteWriter,
+  fromBase64,
+  fromHex,
+  toBase64,
+  toHex,
+} from "./_bytes.ts";
 
 /** Runs per property: enough to hit every length modulo 3, few enough for CI. */
 const RUNS = 300;
@@ -72,4 +81,44 @@ Deno.test("malformed hex and base64 are SyntaxErrors that start with Cannot", ()
       message: new RegExp(`^Cannot decode ${alphabet}`),
     }, JSON.stringify(text));
   }
+});
+
+Deno.test("ByteWriter and ByteReader write and read u64 as DataView's BigInt methods do", () => {
+  const edges = [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 52, Number.MAX_SAFE_INTEGER];
+  fc.assert(
+    fc.property(
+      fc.oneof(fc.constantFrom(...edges), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+      (value) => {
+        const written = new ByteWriter().u64(value).finish();
+        const expected = new Uint8Array(8);
+        new DataView(expected.buffer).setBigUint64(0, BigInt(value));
+        assert.deepEqual(written, expected);
+        assert.equal(new ByteReader(written).u64("value"), value);
+      },
+    ),
+    { numRuns: RUNS },
+  );
+  const unsafe = new Uint8Array(8);
+  new DataView(unsafe.buffer).setBigUint64(0, BigInt(Number.MAX_SAFE_INTEGER) + 1n);
+  assert.throws(() => new ByteReader(unsafe).u64("size"), {
+    name: "RangeError",
+    message: "Cannot read size: too large",
+  });
+});
+
+Deno.test("ByteWriter keeps every field in order as its buffer grows", () => {
+  fc.assert(
+    fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 12 }), (pieces) => {
+      const writer = new ByteWriter();
+      for (const piece of pieces) writer.u16(piece.length).bytes(piece).u8(0xaa);
+      const reader = new ByteReader(writer.finish());
+      for (const piece of pieces) {
+        assert.equal(reader.u16("length"), piece.length);
+        assert.deepEqual(reader.bytes(piece.length, "piece"), piece);
+        assert.equal(reader.u8("marker"), 0xaa);
+      }
+      assert.equal(reader.remaining, 0);
+    }),
+    { numRuns: RUNS },
+  );
 });

@@ -146,7 +146,6 @@ function median(values: number[]): number {
 }
 
 async function timed(work: () => Promise<unknown>): Promise<number> {
-  (globalThis as { gc?: () => void }).gc?.();
   const started = performance.now();
   await work();
   return performance.now() - started;
@@ -172,6 +171,8 @@ async function measureSize(
     for (let turn = 0; turn < all.length; turn++) {
       const contender = all[(turn + Math.max(rep, 0)) % all.length]!;
       const path = `${root}/${contender.name.replace(/\W/g, "_")}-${size}-${rep}.sqlite`;
+      // Between turns, not before each timed op: see the module doc.
+      (globalThis as { gc?: () => void }).gc?.();
       const kv = await Deno.openKv(path);
       try {
         const ops = contender.open(kv);
