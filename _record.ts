@@ -105,8 +105,24 @@ export function recordMagic(value: unknown): "plain" | "sealed" | undefined {
 // ---------------------------------------------------------------------------
 // Metadata JSON.
 
-/** The stored metadata's UTF-8 JSON; RangeError past {@linkcode META_JSON_MAX}. */
+/**
+ * The metadata of a byte array with no type: what most writes store, so it
+ * is recognised by its bytes instead of being built and parsed each time.
+ */
+const BUFFER_META_JSON = utf8(JSON.stringify({ kind: "buffer" } satisfies StoredMetadata));
+
+/** Whether metadata holds the kind "buffer" and nothing else. */
+function isBufferMeta(meta: StoredMetadata): boolean {
+  return meta.kind === "buffer" && !meta.type && meta.name === undefined &&
+    meta.lastModified === undefined;
+}
+
+/**
+ * The stored metadata's UTF-8 JSON, to be read and not modified (the common
+ * one is shared); RangeError past {@linkcode META_JSON_MAX}.
+ */
 export function encodeMeta(meta: StoredMetadata, what = "the blob"): Uint8Array {
+  if (isBufferMeta(meta)) return BUFFER_META_JSON;
   const fields: StoredMetadata = { kind: meta.kind };
   if (meta.type) fields.type = meta.type;
   if (meta.name !== undefined) fields.name = meta.name;
@@ -123,6 +139,7 @@ export function encodeMeta(meta: StoredMetadata, what = "the blob"): Uint8Array 
 
 /** Parses metadata JSON strictly; throws TypeError when it is not what kvcrypt writes. */
 export function decodeMeta(bytes: Uint8Array): StoredMetadata {
+  if (bytesEqual(bytes, BUFFER_META_JSON)) return { kind: "buffer" };
   const value: unknown = JSON.parse(fromUtf8(bytes));
   if (typeof value !== "object" || value === null) throw new TypeError("metadata is not an object");
   const { kind, type, name, lastModified } = value as Record<string, unknown>;

@@ -7,13 +7,13 @@
 
 import type { MetadataOptions, StoredMetadata } from "./_types.ts";
 
-/** A value ready for the chunk writer. */
-export interface BlobSource {
-  /** The metadata to store, derived from the value's kind. */
-  meta: StoredMetadata;
-  /** The value's bytes as they arrive. */
-  stream: ReadableStream<Uint8Array>;
-}
+/**
+ * A value ready for the chunk writer: its metadata and either its bytes (a
+ * byte array, cut into pieces without a stream) or a stream of them.
+ */
+export type BlobSource =
+  | { meta: StoredMetadata; bytes: Uint8Array; stream?: undefined }
+  | { meta: StoredMetadata; stream: ReadableStream<Uint8Array>; bytes?: undefined };
 
 function bytesOf(value: ArrayBuffer | ArrayBufferView): Uint8Array {
   // Only the view's own bytes: a subarray must not store its whole buffer.
@@ -71,13 +71,13 @@ export function applyMetadata(
 }
 
 /**
- * The metadata and byte stream of a value.
+ * The metadata and bytes (or byte stream) of a value.
  *
  * @throws {TypeError} if the value is not binary.
  */
 export function sourceOf(value: unknown, action: string): BlobSource {
   if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
-    return { meta: { kind: "buffer" }, stream: singleChunkStream(bytesOf(value)) };
+    return { meta: { kind: "buffer" }, bytes: bytesOf(value) };
   }
   if (value instanceof ReadableStream) return { meta: { kind: "buffer" }, stream: value };
   if (value instanceof File) {
@@ -93,6 +93,41 @@ export function sourceOf(value: unknown, action: string): BlobSource {
   throw new TypeError(
     `Cannot ${action}: the value is ${what}, expected an ArrayBuffer, ArrayBufferView, ReadableStream<Uint8Array>, Blob or File`,
   );
+}
+
+/**
+ * The source's bytes in pieces of exactly `size` bytes (the last may be
+ * shorter, and none is empty): views of a byte array, or a stream cut by
+ * {@linkcode fixedPieces}.
+ */
+export function piecesOf(
+  source: BlobSource,
+  size: number,
+  signal: AbortSignal | undefined,
+  what: string,
+): AsyncGenerator<Uint8Array> {
+  return source.bytes === undefined
+    ? fixedPieces(source.stream, size, signal, what)
+    : bytePieces(source.bytes, size, signal);
+}
+
+/** Views of `bytes`, `size` bytes each; an abort stops them before the next. */
+async function* bytePieces(
+  bytes: Uint8Array,
+  size: number,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<Uint8Array> {
+  for (let offset = 0; offset < bytes.length; offset += size) {
+    signal?.throwIfAborted();
+    yield bytes.subarray(offset, offset + size);
+  }
+}
+
+/** Releases the caller's stream (a request body, say) after a write that stopped. */
+export async function releaseSource(source: BlobSource, reason: unknown): Promise<void> {
+  if (source.stream !== undefined && !source.stream.locked) {
+    await source.stream.cancel(reason).catch(() => {});
+  }
 }
 
 /**

@@ -130,14 +130,21 @@ function bigintBytes(value: bigint): Uint8Array {
   return concat([Uint8Array.of(value < 0n ? 1 : 0), bytes]);
 }
 
-function partBytes(part: Deno.KvKeyPart): [number, Uint8Array] {
-  if (part instanceof Uint8Array) return [TAG_BYTES, part];
-  if (typeof part === "string") return [TAG_STRING, utf8(part)];
-  if (typeof part === "bigint") return [TAG_BIGINT, bigintBytes(part)];
-  if (typeof part === "boolean") return [TAG_BOOLEAN, Uint8Array.of(part ? 1 : 0)];
+/** Appends one part: its tag byte, its payload's u32 length and the payload. */
+function writePart(writer: ByteWriter, part: Deno.KvKeyPart): ByteWriter {
+  if (part instanceof Uint8Array) return writer.u8(TAG_BYTES).u32(part.length).bytes(part);
+  if (typeof part === "string") {
+    const bytes = utf8(part);
+    return writer.u8(TAG_STRING).u32(bytes.length).bytes(bytes);
+  }
+  if (typeof part === "bigint") {
+    const bytes = bigintBytes(part);
+    return writer.u8(TAG_BIGINT).u32(bytes.length).bytes(bytes);
+  }
+  if (typeof part === "boolean") return writer.u8(TAG_BOOLEAN).u32(1).u8(part ? 1 : 0);
   if (typeof part === "number" && !Number.isNaN(part)) {
     // DataView writes −0 as 0x80 00 …, keeping it apart from 0 as Deno KV does.
-    return [TAG_NUMBER, new ByteWriter().f64(part).finish()];
+    return writer.u8(TAG_NUMBER).u32(8).f64(part);
   }
   throw new TypeError("Cannot encode key: a part is a symbol, NaN or of an unknown type");
 }
@@ -148,10 +155,7 @@ function partBytes(part: Deno.KvKeyPart): [number, Uint8Array] {
  */
 export function encodeKey(key: Deno.KvKey): Uint8Array {
   const writer = new ByteWriter();
-  for (const part of key) {
-    const [tag, payload] = partBytes(part);
-    writer.u8(tag).u32(payload.length).bytes(payload);
-  }
+  for (const part of key) writePart(writer, part);
   return writer.finish();
 }
 

@@ -22,7 +22,7 @@ import {
   VERSION_TOMBSTONE,
   type WriteFormat,
 } from "./_record.ts";
-import { applyMetadata, fixedPieces, sourceOf } from "./_source.ts";
+import { applyMetadata, piecesOf, releaseSource, sourceOf } from "./_source.ts";
 import { isExpired, summarizeRecord } from "./_summary.ts";
 import { rememberVersion } from "./_version_hints.ts";
 import { assertUserKey, describeKey, encodeKey } from "./_user_key.ts";
@@ -136,6 +136,7 @@ export async function deleteReplaced(
   }
 }
 
+/** The format of a write: plain when no key is given, else sealed for its recipients. */
 async function writeFormat(
   options: SetOptions,
   id: Uint8Array,
@@ -143,6 +144,11 @@ async function writeFormat(
 ): Promise<WriteFormat> {
   const recipients = await resolveWriteRecipients(options, `store ${keyText}`);
   return recipients === undefined ? plainWriteFormat : createSealedFormat(recipients, id);
+}
+
+/** Whether a write names no key at all (and so is plain, with nothing to resolve). */
+function isPlainWrite(options: SetOptions): boolean {
+  return options.encryptionKey === undefined && options.recipients === undefined;
 }
 
 /** A version written but not yet published, with the record it will publish. */
@@ -188,14 +194,16 @@ export async function prepareWrite(
     writer = new VersionWriter(target);
     const current = kv.get(key);
     current.catch(() => {});
-    const format = await writeFormat(options, writer.id, keyText);
-    pieces = fixedPieces(source.stream, format.chunkSize, options.signal, keyText);
+    const format = isPlainWrite(options)
+      ? plainWriteFormat
+      : await writeFormat(options, writer.id, keyText);
+    pieces = piecesOf(source, format.chunkSize, options.signal, keyText);
     const record = await writer.write(pieces, format, meta, oneCommit);
     return { target, writer, record, current: await current };
   } catch (error) {
     await pieces?.return(undefined).catch(() => {});
     // Releases the caller's stream (a request body, say) whatever stopped the write.
-    if (!source.stream.locked) await source.stream.cancel(error).catch(() => {});
+    await releaseSource(source, error);
     await writer?.abandon();
     throw error;
   }
