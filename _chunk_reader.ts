@@ -68,6 +68,12 @@ export interface OpenOptions {
   prefetch?: boolean;
   /** Read the record with strong consistency whatever the caller asked (a restart). */
   strong?: boolean;
+  /**
+   * With `prefetch`: the caller reads the whole blob at once, so chunks of a
+   * first batch that holds it all may be opened while the record is checked.
+   * Default false.
+   */
+  whole?: boolean;
 }
 
 /** Reads the record at the target's key and opens it (see {@linkcode openRecord}). */
@@ -84,7 +90,7 @@ export async function openEntry(
   const hint = open.prefetch ? recallVersion(kv, key) : undefined;
   const read = readRecord(kv, key, consistency, hint);
   const entry = await read.entry;
-  const record = await openRecord(target, entry, await readKeys, open.prefetch, read.ahead);
+  const record = await openRecord(target, entry, await readKeys, open, read.ahead);
   noteVersion(kv, key, hint, record);
   return { entry, record };
 }
@@ -187,9 +193,10 @@ export async function openRecord(
   target: ReadTarget,
   entry: Deno.KvEntryMaybe<unknown>,
   readKeys: readonly KeyringEntry[] | undefined,
-  prefetch = false,
+  open: OpenOptions = {},
   ahead?: HintedBatch,
 ): Promise<OpenedRecord | null> {
+  const prefetch = open.prefetch ?? false;
   const { key, keyText, options } = target;
   if (entry.versionstamp === null) return null;
   const magic = recordMagic(entry.value);
@@ -226,7 +233,7 @@ export async function openRecord(
     const first = prefetch && !header.inline
       ? batchFor(header, ahead) ?? prefetchFirstBatch(target.kv, header)
       : undefined;
-    record = await openParsedRecord(header, key, readKeys, keyText, first);
+    record = await openParsedRecord(header, key, readKeys, keyText, first, open.whole);
   }
   // Checked after authentication, so the deadline itself cannot be forged.
   return isExpired(record) ? null : record;
@@ -400,8 +407,8 @@ export interface ChunkSink {
 /**
  * Opens every chunk of the blob in order into `sink`: an inline chunk or a
  * first batch that holds the whole blob (and its probe past the end) is
- * opened at once, anything longer is read by {@linkcode readChunks} at the
- * buffered pace.
+ * opened at once (or was, while the record was checked), anything longer is
+ * read by {@linkcode readChunks} at the buffered pace.
  */
 export async function readAllChunks(
   kv: KvLike,
@@ -415,14 +422,18 @@ export async function readAllChunks(
     for await (const chunk of readChunks(kv, record, span, BUFFERED_PACE)) sink.append(chunk);
     return;
   }
-  let stored: Uint8Array[];
+  let opened: Uint8Array[];
   try {
-    stored = await prefetch.stored;
+    opened = await (prefetch.opened ?? openStored(record, await prefetch.stored));
   } catch (error) {
     throw asDamage(record, error);
   }
-  const opened = await Promise.all(stored.map((chunk, index) => record.openChunk(index, chunk)));
   for (const chunk of opened) sink.append(chunk);
+}
+
+/** Opens stored chunks 0 … n − 1 of a record, all at once. */
+function openStored(record: OpenedRecord, stored: Uint8Array[]): Promise<Uint8Array[]> {
+  return Promise.all(stored.map((chunk, index) => record.openChunk(index, chunk)));
 }
 
 /**

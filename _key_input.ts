@@ -37,6 +37,8 @@ const NOT_A_KEY =
 const objectCache = new WeakMap<object, { json: string | undefined; ring: Promise<Keyring> }>();
 /** Keyrings resolved from JSON strings, least recently used first. */
 const stringCache = new Map<string, Promise<Keyring>>();
+/** The read keys of each key ring read with (rings are immutable). */
+const readKeysByRing = new WeakMap<Keyring, readonly KeyringEntry[]>();
 
 /**
  * Resolves a write's `encryptionKey` or `recipients` into one keyring per
@@ -121,9 +123,22 @@ export async function resolveRecipients(input: EncryptionKey): Promise<readonly 
  * @throws {SyntaxError} As {@linkcode resolveRecipients}.
  */
 export async function resolveReadKeys(input: EncryptionKey): Promise<readonly KeyringEntry[]> {
+  if (Array.isArray(input)) return distinctEntries(await resolveRecipients(input));
+  // One key or key ring: its entries never change, so they are worked out once.
+  const ring = await resolveKeyring(input);
+  let keys = readKeysByRing.get(ring);
+  if (keys === undefined) {
+    keys = distinctEntries([ring]);
+    readKeysByRing.set(ring, keys);
+  }
+  return keys;
+}
+
+/** Every entry of the rings, in order, each key (or wrapper) under each kid once. */
+function distinctEntries(rings: readonly Keyring[]): readonly KeyringEntry[] {
   const seen = new Map<CryptoKey | KeyWrapper, Set<string>>();
   const keys: KeyringEntry[] = [];
-  for (const ring of await resolveRecipients(input)) {
+  for (const ring of rings) {
     for (const entry of ring) {
       const handle = isKeyWrapper(entry) ? entry : entry.key;
       const kids = seen.get(handle) ?? new Set<string>();
@@ -135,7 +150,6 @@ export async function resolveReadKeys(input: EncryptionKey): Promise<readonly Ke
   return Object.freeze(keys);
 }
 
-/** Resolves one key ring, through the caches. */
 function resolveKeyring(input: unknown): Promise<Keyring> {
   if (input instanceof Keyring) return Promise.resolve(input);
   // A wrapper holds no key material to import: a keyring of it costs nothing.

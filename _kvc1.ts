@@ -327,8 +327,8 @@ function readKid(reader: ByteReader): string {
 
 function readKeyStanza(reader: ByteReader): KeyStanza {
   const kid = readKid(reader);
-  const iv = reader.bytes(GCM_IV_BYTES, "stanza iv").slice();
-  const wrapped = reader.bytes(WRAPPED_SECRET_BYTES, "wrapped secret").slice();
+  const iv = reader.bytes(GCM_IV_BYTES, "stanza iv");
+  const wrapped = reader.bytes(WRAPPED_SECRET_BYTES, "wrapped secret");
   return { form: "key", kid, iv, wrapped };
 }
 
@@ -337,7 +337,7 @@ function readWrapperStanza(reader: ByteReader): WrapperStanza {
   if (kid === "") throw new RangeError("a wrapper stanza has an empty kid");
   const length = reader.u16("wrapped length");
   if (length < 1 || length > WRAPPER_OUTPUT_MAX) throw new RangeError("bad wrapped length");
-  return { form: "wrapper", kid, wrapped: reader.bytes(length, "wrapped secret").slice() };
+  return { form: "wrapper", kid, wrapped: reader.bytes(length, "wrapped secret") };
 }
 
 /** Reads `count` stanzas: KVC1's untyped ones, or KVC2's with a form byte each. */
@@ -356,6 +356,7 @@ function readStanzas(reader: ByteReader, count: number, typed: boolean): Stanza[
 
 /**
  * Step 1 of the decrypt order (FORMAT.md, "Decrypting a blob"): parses a KVC1 record strictly.
+ * Its byte fields are views of `bytes`, which must not change afterwards.
  *
  * @throws {DecryptionError} when any field is out of place or out of bounds.
  */
@@ -369,21 +370,21 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
     }
     const suite = reader.u8("suite");
     if (SUITE_KEY_BYTES[suite] === undefined) throw new RangeError("unknown suite");
-    const id = reader.bytes(ID_BYTES, "id").slice();
-    const commitment = reader.bytes(COMMITMENT_BYTES, "commitment").slice();
+    const id = reader.bytes(ID_BYTES, "id");
+    const commitment = reader.bytes(COMMITMENT_BYTES, "commitment");
     const layout = readLayout(reader, id, SEALED_CHUNK_SIZE, SEALED_SIZE_MAX);
     const count = reader.u8("stanza count");
     if (count < 1 || count > STANZAS_MAX) throw new RangeError("bad stanza count");
     const stanzas = readStanzas(reader, count, typed);
-    const metaIv = reader.bytes(GCM_IV_BYTES, "meta iv").slice();
+    const metaIv = reader.bytes(GCM_IV_BYTES, "meta iv");
     const metaLen = reader.u32("meta length");
     if (metaLen < GCM_TAG_BYTES || metaLen > SEALED_META_MAX) {
       throw new RangeError("bad meta length");
     }
-    const authenticated = bytes.slice(0, reader.offset);
-    const sealedMeta = reader.bytes(metaLen, "meta").slice();
+    const authenticated = bytes.subarray(0, reader.offset);
+    const sealedMeta = reader.bytes(metaLen, "meta");
     const rest = reader.rest();
-    const inline = rest.length > 0 ? rest.slice() : undefined;
+    const inline = rest.length > 0 ? rest : undefined;
     // Nothing may follow the header but exactly one sealed chunk 0.
     if (inline && (layout.chunks !== 1 || inline.length !== layout.size + GCM_TAG_BYTES)) {
       throw new RangeError("trailing bytes after the header");
@@ -539,12 +540,14 @@ const openedVersions = new VersionCache<VersionKeys>();
  * Steps 2–4 through the cache: an entry found for exactly these header bytes
  * and one of the reader's own keys gives S and the version keys; the
  * metadata is opened either way, and a version is cached only once it did.
+ * `whileChecking` is handed the version keys as step 4 starts.
  */
 async function openVersion(
   header: SealedHeader,
   key: Deno.KvKey,
   readKeys: readonly KeyringEntry[],
   what: string,
+  whileChecking?: (keys: VersionKeys) => void,
 ): Promise<{ secret: Uint8Array; keys: VersionKeys; meta: StoredMetadata }> {
   const mayOpen = (entry: KeyEntry, index: number) => {
     const stanza = header.stanzas[index]!;
@@ -558,10 +561,12 @@ async function openVersion(
   );
   if (cached !== undefined) {
     const { secret, keys } = cached;
+    whileChecking?.(keys);
     return { secret, keys, meta: await openMeta(header, keys, key, what) };
   }
   const { secret, kek, stanza } = await unwrap(header, readKeys, what);
   const keys = await deriveCommitted(header, secret, what);
+  whileChecking?.(keys);
   const meta = await openMeta(header, keys, key, what);
   // Only secrets a local key opened are kept: a key service is asked on every
   // read, so it can still refuse (and log) each one.
@@ -589,7 +594,10 @@ export interface OpenedSealedRecord extends OpenedRecord {
 
 /**
  * Decrypt order steps 2–4 for a header parsed by {@linkcode parseHeader};
- * `prefetch` is a chunk batch already requested for it, if any.
+ * `prefetch` is a chunk batch already requested for it, if any. With
+ * `openAhead`, a batch that holds the whole blob is opened (step 5) while
+ * the metadata is checked (step 4): its plaintext comes out only with the
+ * record, so only after step 4 passed.
  */
 export async function openParsedRecord(
   header: SealedHeader,
@@ -597,8 +605,25 @@ export async function openParsedRecord(
   readKeys: readonly KeyringEntry[],
   what: string,
   prefetch?: Prefetch,
+  openAhead = false,
 ): Promise<OpenedSealedRecord> {
-  const { secret, keys, meta } = await openVersion(header, key, readKeys, what);
+  const whole = openAhead && prefetch !== undefined && prefetch.probe &&
+    prefetch.end === header.chunks;
+  let opened: Promise<Uint8Array[]> | undefined;
+  const openBatch = (keys: VersionKeys) => {
+    opened = prefetch!.stored.then((stored) =>
+      Promise.all(stored.map((chunk, index) => openChunk(keys, header, index, chunk, what)))
+    );
+    // Awaited by the reader; a failed step 4 leaves it unread.
+    opened.catch(() => {});
+  };
+  const { secret, keys, meta } = await openVersion(
+    header,
+    key,
+    readKeys,
+    what,
+    whole ? openBatch : undefined,
+  );
   return {
     id: header.id,
     chunkSize: header.chunkSize,
@@ -609,7 +634,7 @@ export async function openParsedRecord(
     meta,
     kids: header.stanzas.map((stanza) => stanza.kid),
     inline: header.inline,
-    prefetch,
+    prefetch: prefetch && opened ? { ...prefetch, opened } : prefetch,
     header,
     keys,
     secret,

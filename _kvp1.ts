@@ -44,11 +44,15 @@ export function encodePlainRecord(
   return writer.finish();
 }
 
-/** Parses a plain record strictly; throws a TypeError or RangeError saying what is wrong. */
+/**
+ * Parses a plain record strictly; throws a TypeError or RangeError saying
+ * what is wrong. Its byte fields are views of `bytes`, which must not change
+ * afterwards.
+ */
 export function decodePlainRecord(bytes: Uint8Array): PlainRecord {
   const reader = new ByteReader(bytes);
   reader.bytes(PLAIN_MAGIC.length, "magic");
-  const layout = readLayout(reader, reader.bytes(ID_BYTES, "id").slice(), PLAIN_CHUNK_SIZE);
+  const layout = readLayout(reader, reader.bytes(ID_BYTES, "id"), PLAIN_CHUNK_SIZE);
   const metaLen = reader.u32("metadata length");
   if (metaLen > META_JSON_MAX) throw new RangeError("metadata too long");
   const meta = decodeMeta(reader.bytes(metaLen, "metadata"));

@@ -105,7 +105,8 @@ export async function readWhole(
 > {
   for (let restarts = 0;; restarts++) {
     // A restart reads strongly: a lagging replica could keep serving the replaced record.
-    const { entry, record } = await openEntry(target, { prefetch: true, strong: restarts > 0 });
+    const open = { prefetch: true, whole: true, strong: restarts > 0 };
+    const { entry, record } = await openEntry(target, open);
     if (record === null) return null;
     const whole = new WholeBuffer(record.size, record.encrypted);
     try {

@@ -218,6 +218,11 @@ export interface Prefetch {
   probe: boolean;
   /** The stored chunks. */
   stored: Promise<Uint8Array[]>;
+  /**
+   * Their plaintext, when the format opened them while it checked the record
+   * (a whole read of a blob this batch holds entirely).
+   */
+  opened?: Promise<Uint8Array[]> | undefined;
 }
 
 /** A record that has been parsed (and, if encrypted, authenticated) for reading. */

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { LatencyKv } from "./_testing/latency_kv.ts";
-import { CHUNKS_IN_RECORD_COMMIT, READ_BATCH_CHUNKS, SEALED_CHUNK_SIZE } from "./_limits.ts";
+import {
+  CHUNKS_IN_RECORD_COMMIT,
+  KV_GET_MANY_MAX,
+  READ_BATCH_CHUNKS,
+  SEALED_CHUNK_SIZE,
+} from "./_limits.ts";
 import { generateKey, get, getAsResponse, getAsStream, getMeta, set } from "./mod.ts";
 import { kvTest } from "./_testing/util.ts";
 
@@ -72,6 +77,30 @@ for (const { name, options } of formats) {
       },
     );
   }
+
+  kvTest(
+    `get() of a ${name} blob of up to ${
+      KV_GET_MANY_MAX - 2
+    } chunks this handle wrote is one getMany: record, chunks and the probe past the end`,
+    async (raw) => {
+      const latency = new LatencyKv(raw, RTT_MS);
+      for (const chunks of [1, KV_GET_MANY_MAX - 2, KV_GET_MANY_MAX - 1]) {
+        const size = chunks * SEALED_CHUNK_SIZE;
+        await set(latency.kv, ["doc", chunks], new Uint8Array(size).fill(chunks), options);
+        latency.reset();
+        assert.equal((await get(latency.kv, ["doc", chunks], options)).value?.length, size);
+        const ops = latency.calls.map((call) => call.op).sort();
+        // One more chunk and the probe would not fit one getMany: the record and a list page.
+        const expected = chunks <= KV_GET_MANY_MAX - 2 ? ["getMany"] : ["get", "list-page"];
+        assert.deepEqual(ops, expected, `${chunks} chunks`);
+        assert.equal(latency.depth, 1, `${chunks} chunks`);
+        latency.reset();
+        await get(latency.kv, ["doc", chunks], { ...options, consistency: "eventual" });
+        // An eventual read keeps its chunk reads strong, so they cannot share the record's call.
+        assert.deepEqual(latency.calls.map((call) => call.op).sort(), ["get", "list-page"]);
+      }
+    },
+  );
 
   kvTest(
     `get() of a ${name} blob of ${CHUNKS_IN_RECORD_COMMIT} chunks is one wave when this handle wrote it, two when it has not seen it`,

@@ -6,13 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import { generateKey, get, getAsBlob, getAsResponse, remove, set } from "./mod.ts";
+import { DecryptionError, generateKey, get, getAsBlob, getAsResponse, remove, set } from "./mod.ts";
 import { chunkPrefix } from "./_kv_keys.ts";
 import { PLAIN_CHUNK_SIZE, SEALED_CHUNK_SIZE } from "./_limits.ts";
 import { summarizeRecord } from "./_summary.ts";
 import { recallVersion, rememberVersion, VERSION_HINTS_MAX } from "./_version_hints.ts";
 import { LatencyKv } from "./_testing/latency_kv.ts";
-import { assertBytes, kvTest, randomBytes } from "./_testing/util.ts";
+import { assertBytes, assertRejects, kvTest, randomBytes } from "./_testing/util.ts";
 
 const formats = [
   { name: "plain", options: {}, chunk: PLAIN_CHUNK_SIZE },
@@ -82,6 +82,25 @@ for (const { name, options, chunk } of formats) {
     assert.equal(recallVersion(kv, ["doc"]), undefined, "after remove");
   });
 }
+
+kvTest(
+  "a one-call read of an encrypted blob whose metadata was changed fails step 4 and returns no byte",
+  async (kv) => {
+    const { options } = formats[1];
+    for (const chunks of [1, 3]) {
+      const key = ["doc", chunks];
+      await set(kv, key, randomBytes(chunks * SEALED_CHUNK_SIZE), options); // kv's hint: this version
+      const record = (await kv.get<Uint8Array>(key)).value!;
+      // The last byte of the record is the sealed metadata's tag: the chunks still open.
+      const changed = record.slice();
+      changed[changed.length - 1]! ^= 0x01;
+      await kv.set(key, changed);
+      for (const read of [() => get(kv, key, options), () => getAsBlob(kv, key, options)]) {
+        await assertRejects(read(), DecryptionError, /step 4/);
+      }
+    }
+  },
+);
 
 Deno.test("version hints are bounded per store handle, least recently used first out", () => {
   const store = {};
