@@ -109,7 +109,8 @@ function fail(what: string, step: string, cause?: unknown): never {
 }
 
 /**
- * Splits a KV value into KVV1 fields, strictly.
+ * Splits a KV value into KVV1 fields, strictly; the byte fields are views of
+ * `value`, which must not change afterwards.
  *
  * @throws {DecryptionError} when the value is not a well-formed KVV1 value.
  */
@@ -133,9 +134,9 @@ export function parseValue(value: unknown, what: string): ParsedValue {
     if (kidLen > KID_MAX) throw new RangeError("kid too long");
     const kid = fromUtf8(reader.bytes(kidLen, "kid"));
     const expiresAt = reader.u64("expiry");
-    const prefix = value.slice(0, reader.offset);
-    const iv = reader.bytes(GCM_IV_BYTES, "iv").slice();
-    const sealed = reader.rest().slice();
+    const prefix = value.subarray(0, reader.offset);
+    const iv = reader.bytes(GCM_IV_BYTES, "iv");
+    const sealed = reader.rest();
     // A sealed value has at least its tag; shorter is truncation.
     if (sealed.length < GCM_TAG_BYTES) throw new RangeError("no authentication tag");
     return { suite, kid, expiresAt, prefix, iv, sealed };
