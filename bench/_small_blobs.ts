@@ -16,7 +16,13 @@
  *
  * Every repetition opens a fresh SQLite file per contender, the contenders
  * take turns in a rotating order, and the medians are compared as ratios
- * within the run; every read is checked. "get again" reads the same blob a
+ * within the run; every read is checked. A full garbage collection runs
+ * before each turn (with `--expose-gc`), not before each timed op: right
+ * after a full collection the heap's pages are cold, and every contender's
+ * first allocations then cost page faults (here 10–20 µs for the first typed
+ * array, string or JSON parse), a state a process serving requests is not in
+ * before each request; measured, it made every contender's 64 KiB get twice
+ * as slow and hid the overlap of calls issued together. "get again" reads the same blob a
  * second time (kvcrypt's cache of opened versions then skips the unwrap and
  * the HKDF).
  *
