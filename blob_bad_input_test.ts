@@ -205,6 +205,26 @@ kvTest(
   },
 );
 
+kvTest(
+  "set() of a byte array aborted after its first chunk atomic rejects with the reason and leaves no orphans",
+  async (kv) => {
+    const kept = await keepBlob(kv, ["key"], 3 * CHUNK);
+    const controller = new AbortController();
+    const reason = new Error("user gave up midway");
+    const reported: number[] = [];
+    const onProgress = (bytes: number) => {
+      reported.push(bytes);
+      controller.abort(reason); // the first atomic is committed: stop before the next one
+    };
+    await assert.rejects(
+      () => set(kv, ["key"], randomBytes(40 * CHUNK), { signal: controller.signal, onProgress }),
+      (error) => error === reason,
+    );
+    assert.ok(reported.length >= 1 && reported[0]! < 40 * CHUNK, `progress ${reported}`);
+    await kept.assertUntouched();
+  },
+);
+
 kvTest("set() rejects expireIn 0, negative, NaN or infinite with a RangeError", async (kv) => {
   const kept = await keepBlob(kv, ["key"], 10);
   for (const expireIn of [0, -1, -0.5, Number.NaN, Infinity, -Infinity]) {

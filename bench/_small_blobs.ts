@@ -41,7 +41,7 @@ const MIB = 1024 * KIB;
 const SIZES: readonly { size: number; reps: number }[] = [
   { size: 64 * KIB, reps: 150 },
   { size: MIB, reps: 30 },
-  { size: 16 * MIB, reps: 5 },
+  { size: 16 * MIB, reps: 9 },
 ];
 /** Width of a table column. */
 const COLUMN = 11;

@@ -364,6 +364,8 @@ function printThroughputTargets(results: Map<number, Throughput>): boolean[] {
   const info = (label: string, value: number) =>
     console.log(`  ${label.padEnd(44)} ${value.toFixed(2)}  (info)`);
   info(`stream linearity (${span})`, large.libStream / small.libStream);
+  // The floor of get linearity: the same list copied into one fresh buffer, no library.
+  info(`raw buf linearity (${span})`, large.rawReadBuffered / small.rawReadBuffered);
   info(
     `lib get / raw read (dropped) at ${LIB_RAW_SIZE_MIB} MiB`,
     atTarget.libGet / atTarget.rawRead,
