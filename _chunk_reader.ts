@@ -69,9 +69,10 @@ export interface OpenOptions {
   /** Read the record with strong consistency whatever the caller asked (a restart). */
   strong?: boolean;
   /**
-   * With `prefetch`: the caller reads the whole blob at once, so chunks of a
-   * first batch that holds it all may be opened while the record is checked.
-   * Default false.
+   * With `prefetch`: the caller reads the whole blob at once, so under a
+   * hint every batch a buffered read keeps in flight is asked for with the
+   * record, and a first batch that holds the whole blob may be opened while
+   * the record is checked. Default false.
    */
   whole?: boolean;
 }
@@ -88,7 +89,7 @@ export async function openEntry(
     : settleQuietly(resolveReadKeys(options.encryptionKey));
   // A whole read of a version seen before asks for its first chunks together with the record.
   const hint = open.prefetch ? recallVersion(kv, key) : undefined;
-  const read = readRecord(kv, key, consistency, hint);
+  const read = readRecord(kv, key, consistency, hint, open.whole ? BUFFERED_BATCHES_IN_FLIGHT : 1);
   const entry = await read.entry;
   const record = await openRecord(target, entry, await readKeys, open, read.ahead);
   noteVersion(kv, key, hint, record);
@@ -118,23 +119,22 @@ function namesVersion(layout: RecordLayout, hint: VersionHint): boolean {
 
 /**
  * Starts the record read and, under a hint, the hinted version's first
- * batch: in the same `getMany` as the record when the whole version and the
- * probe past its end fit one (the chunks then come from the record's own
- * snapshot), else as a list page alongside. Eventual reads keep chunk reads
- * strong, so they never share the call.
+ * batches (up to `batches`): in the same `getMany` as the record when the
+ * whole version and the probe past its end fit one (the chunks then come from
+ * the record's own snapshot), else as list pages alongside. Eventual reads
+ * keep chunk reads strong, so they never share the call.
  */
 function readRecord(
   kv: KvLike,
   key: Deno.KvKey,
   consistency: Deno.KvConsistencyLevel,
   hint: VersionHint | undefined,
-): { entry: Promise<Deno.KvEntryMaybe<unknown>>; ahead?: HintedBatch } {
+  batches: number,
+): { entry: Promise<Deno.KvEntryMaybe<unknown>>; ahead?: HintedBatches } {
   if (hint === undefined) return { entry: kv.get(key, { consistency }) };
   if (consistency === "eventual" || hint.chunks + 2 > KV_GET_MANY_MAX) {
-    return {
-      entry: kv.get(key, { consistency }),
-      ahead: { hint, batch: prefetchFirstBatch(kv, hint) },
-    };
+    const ahead = { hint, batches: prefetchBatches(kv, hint, batches) };
+    return { entry: kv.get(key, { consistency }), ahead };
   }
   const keys: Deno.KvKey[] = [key];
   for (let index = 0; index <= hint.chunks; index++) keys.push(chunkKey(hint.id, index));
@@ -142,27 +142,30 @@ function readRecord(
   const stored = settleQuietly(many.then((entries) => storedChunks(entries, 1, 0, hint.chunks)));
   return {
     entry: many.then((entries) => entries[0]!),
-    ahead: { hint, batch: { end: hint.chunks, probe: true, stored } },
+    ahead: { hint, batches: [{ first: 0, end: hint.chunks, probe: true, stored }] },
   };
 }
 
-/** A first chunk batch requested under a hint, before the record said which version to read. */
-export interface HintedBatch {
-  /** The version the batch was fetched for. */
+/** Chunk batches requested under a hint, before the record said which version to read. */
+export interface HintedBatches {
+  /** The version the batches were fetched for. */
   hint: VersionHint;
-  /** The batch. */
-  batch: Prefetch | undefined;
+  /** The batches, first batch first. */
+  batches: readonly Prefetch[];
 }
 
 /**
- * The hinted batch when the record names the hinted version (same id, same
- * chunk count, chunked); otherwise undefined, and the batch is never read.
+ * The hinted batches when the record names the hinted version (same id, same
+ * chunk count, chunked); otherwise undefined, and they are never read.
  */
-function batchFor(layout: RecordLayout & { inline?: unknown }, ahead: HintedBatch | undefined) {
+function batchesFor(
+  layout: RecordLayout & { inline?: unknown },
+  ahead: HintedBatches | undefined,
+): readonly Prefetch[] | undefined {
   // Only the version the record names: another version's chunks must never pass for this one's.
   const same = ahead !== undefined && layout.inline === undefined &&
     namesVersion(layout, ahead.hint);
-  return same ? ahead.batch : undefined;
+  return same ? ahead.batches : undefined;
 }
 
 /** The caller's decryption keys, resolved (and cached), if any. */
@@ -194,7 +197,7 @@ export async function openRecord(
   entry: Deno.KvEntryMaybe<unknown>,
   readKeys: readonly KeyringEntry[] | undefined,
   open: OpenOptions = {},
-  ahead?: HintedBatch,
+  ahead?: HintedBatches,
 ): Promise<OpenedRecord | null> {
   const prefetch = open.prefetch ?? false;
   const { key, keyText, options } = target;
@@ -219,7 +222,7 @@ export async function openRecord(
       );
     }
     record = openPlainRecord(entry.value as Uint8Array, keyText, (layout) => {
-      return prefetch ? batchFor(layout, ahead) : undefined;
+      return prefetch ? batchesFor(layout, ahead) : undefined;
     });
   } else {
     if (readKeys === undefined) {
@@ -231,7 +234,7 @@ export async function openRecord(
     // Start fetching chunks while the header is authenticated: the crypto
     // overlaps the round trip. Nothing fetched is used before it is opened.
     const first = prefetch && !header.inline
-      ? batchFor(header, ahead) ?? prefetchFirstBatch(target.kv, header)
+      ? batchesFor(header, ahead) ?? prefetchBatches(target.kv, header, 1)
       : undefined;
     record = await openParsedRecord(header, key, readKeys, keyText, first, open.whole);
   }
@@ -312,12 +315,16 @@ function storedChunks(
   return stored;
 }
 
-/** Requests the first batch of a full read of a chunked blob. */
-function prefetchFirstBatch(kv: KvLike, layout: VersionHint): Prefetch | undefined {
-  if (layout.chunks === 0) return undefined;
-  const end = Math.min(layout.chunks, READ_BATCH_CHUNKS);
-  const probe = end === layout.chunks;
-  return { end, probe, stored: settleQuietly(fetchStored(kv, layout.id, 0, end, probe)) };
+/** Requests the first `count` batches of a full read of a chunked blob. */
+function prefetchBatches(kv: KvLike, layout: VersionHint, count: number): Prefetch[] {
+  const batches: Prefetch[] = [];
+  for (let first = 0; first < layout.chunks && batches.length < count; first += READ_BATCH_CHUNKS) {
+    const end = Math.min(layout.chunks, first + READ_BATCH_CHUNKS);
+    const probe = end === layout.chunks;
+    const stored = settleQuietly(fetchStored(kv, layout.id, first, end, probe));
+    batches.push({ first, end, probe, stored });
+  }
+  return batches;
 }
 
 /** How far ahead of its consumer a read fetches and opens chunks. */
@@ -362,9 +369,10 @@ export async function* readChunks(
   const verifyEnd = span.end === record.chunks;
   const open = (index: number, chunk: Uint8Array) => settleQuietly(record.openChunk(index, chunk));
   const fetch = (first: number, end: number, probe: boolean) => {
-    const { prefetch } = record;
-    const reuse = first === 0 && prefetch?.end === end && prefetch.probe === probe;
-    return reuse ? prefetch.stored : fetchStored(kv, record.id, first, end, probe);
+    const ahead = record.prefetch?.find((batch) =>
+      batch.first === first && batch.end === end && batch.probe === probe
+    );
+    return ahead?.stored ?? fetchStored(kv, record.id, first, end, probe);
   };
   const queue: Promise<{ first: number; chunks: (Uint8Array | Promise<Uint8Array>)[] }>[] = [];
   let next = span.first;
@@ -415,8 +423,9 @@ export async function readAllChunks(
   record: OpenedRecord,
   sink: ChunkSink,
 ): Promise<void> {
-  const { inline, prefetch } = record;
+  const { inline } = record;
   if (inline !== undefined) return sink.append(await record.openChunk(0, inline));
+  const prefetch = record.prefetch?.length === 1 ? record.prefetch[0] : undefined;
   if (prefetch === undefined || prefetch.end !== record.chunks || !prefetch.probe) {
     const span = { first: 0, end: record.chunks };
     for await (const chunk of readChunks(kv, record, span, BUFFERED_PACE)) sink.append(chunk);

@@ -594,24 +594,24 @@ export interface OpenedSealedRecord extends OpenedRecord {
 
 /**
  * Decrypt order steps 2–4 for a header parsed by {@linkcode parseHeader};
- * `prefetch` is a chunk batch already requested for it, if any. With
- * `openAhead`, a batch that holds the whole blob is opened (step 5) while
- * the metadata is checked (step 4): its plaintext comes out only with the
- * record, so only after step 4 passed.
+ * `prefetch` holds chunk batches already requested for it, if any. With
+ * `openAhead`, a single batch that holds the whole blob is opened (step 5)
+ * while the metadata is checked (step 4): its plaintext comes out only with
+ * the record, so only after step 4 passed.
  */
 export async function openParsedRecord(
   header: SealedHeader,
   key: Deno.KvKey,
   readKeys: readonly KeyringEntry[],
   what: string,
-  prefetch?: Prefetch,
+  prefetch?: readonly Prefetch[],
   openAhead = false,
 ): Promise<OpenedSealedRecord> {
-  const whole = openAhead && prefetch !== undefined && prefetch.probe &&
-    prefetch.end === header.chunks;
+  const only = prefetch?.length === 1 ? prefetch[0] : undefined;
+  const whole = openAhead && only !== undefined && only.probe && only.end === header.chunks;
   let opened: Promise<Uint8Array[]> | undefined;
   const openBatch = (keys: VersionKeys) => {
-    opened = prefetch!.stored.then((stored) =>
+    opened = only!.stored.then((stored) =>
       Promise.all(stored.map((chunk, index) => openChunk(keys, header, index, chunk, what)))
     );
     // Awaited by the reader; a failed step 4 leaves it unread.
@@ -634,7 +634,7 @@ export async function openParsedRecord(
     meta,
     kids: header.stanzas.map((stanza) => stanza.kid),
     inline: header.inline,
-    prefetch: prefetch && opened ? { ...prefetch, opened } : prefetch,
+    prefetch: only && opened ? [{ ...only, opened }] : prefetch,
     header,
     keys,
     secret,

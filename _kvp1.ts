@@ -75,12 +75,12 @@ export const plainWriteFormat: WriteFormat = {
 
 /**
  * Opens a plain record; the message prefix names the key. `prefetchFor` may
- * give a chunk batch already requested for the layout parsed.
+ * give chunk batches already requested for the layout parsed.
  */
 export function openPlainRecord(
   bytes: Uint8Array,
   keyText: string,
-  prefetchFor?: (layout: PlainRecord) => Prefetch | undefined,
+  prefetchFor?: (layout: PlainRecord) => readonly Prefetch[] | undefined,
 ): OpenedRecord {
   let record;
   try {
@@ -102,10 +102,14 @@ class OpenedPlainRecord implements OpenedRecord {
   readonly meta: StoredMetadata;
   readonly kids: readonly string[] = [];
   readonly inline: Uint8Array | undefined;
-  readonly prefetch: Prefetch | undefined;
+  readonly prefetch: readonly Prefetch[] | undefined;
   readonly #keyText: string;
 
-  constructor(record: PlainRecord, keyText: string, prefetch: Prefetch | undefined) {
+  constructor(
+    record: PlainRecord,
+    keyText: string,
+    prefetch: readonly Prefetch[] | undefined,
+  ) {
     this.id = record.id;
     this.chunkSize = record.chunkSize;
     this.size = record.size;

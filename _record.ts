@@ -210,8 +210,10 @@ export interface WriteFormat {
   ): Promise<Uint8Array>;
 }
 
-/** A chunk batch requested ahead of time: chunks 0 up to `end`, probing past it if `probe`. */
+/** A chunk batch requested ahead of time: chunks `first` up to `end`, probing past it if `probe`. */
 export interface Prefetch {
+  /** First chunk fetched. */
+  first: number;
   /** One past the last chunk fetched. */
   end: number;
   /** Whether the request also looked for a chunk past `end`. */
@@ -235,8 +237,11 @@ export interface OpenedRecord extends RecordLayout {
   readonly kids: readonly string[];
   /** Stored chunk 0, when the blob is stored inline. */
   readonly inline: Uint8Array | undefined;
-  /** The first chunk batch, fetched while the header was being authenticated. */
-  readonly prefetch?: Prefetch | undefined;
+  /**
+   * Chunk batches fetched ahead (with the record, or while the header was
+   * authenticated), first batch first.
+   */
+  readonly prefetch?: readonly Prefetch[] | undefined;
   /** Plaintext of stored chunk `index`; rejects when it is damaged or of the wrong length. */
   openChunk(index: number, stored: Uint8Array): Promise<Uint8Array>;
   /** The error for chunks found damaged (missing, extra) while the record is unchanged. */

@@ -103,6 +103,33 @@ for (const { name, options } of formats) {
   );
 
   kvTest(
+    `get() of a ${name} blob of two batches this handle wrote is one wave; a stream of it asks for one batch ahead`,
+    async (raw) => {
+      const latency = new LatencyKv(raw, RTT_MS);
+      const size = (READ_BATCH_CHUNKS + 1) * SEALED_CHUNK_SIZE;
+      await set(latency.kv, ["two"], new Uint8Array(size).fill(2), options);
+      latency.reset();
+      assert.equal((await get(latency.kv, ["two"], options)).value?.length, size);
+      // The record and both list pages of the hinted version, together.
+      assert.deepEqual(latency.calls.map((call) => call.op).sort(), [
+        "get",
+        "list-page",
+        "list-page",
+      ]);
+      assert.equal(latency.depth, 1);
+      latency.reset();
+      await new Response(await getAsStream(latency.kv, ["two"], options)).arrayBuffer();
+      // A stream keeps its read-ahead bounded: only the first page goes with the record.
+      assert.deepEqual(latency.calls.map((call) => call.op).sort(), [
+        "get",
+        "list-page",
+        "list-page",
+      ]);
+      assert.equal(latency.depth, 2);
+    },
+  );
+
+  kvTest(
     `get() of a ${name} blob of ${CHUNKS_IN_RECORD_COMMIT} chunks is one wave when this handle wrote it, two when it has not seen it`,
     async (raw) => {
       const latency = new LatencyKv(raw, RTT_MS);
