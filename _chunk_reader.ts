@@ -17,6 +17,7 @@ import { openParsedRecord, parseHeader } from "./_kvc1.ts";
 import {
   BUFFERED_BATCHES_IN_FLIGHT,
   CHUNKS_OPENED_AHEAD,
+  HINTED_BATCHES_MAX,
   KV_GET_MANY_MAX,
   READ_BATCH_CHUNKS,
   READ_BATCHES_IN_FLIGHT,
@@ -62,7 +63,9 @@ class MissingChunkError extends Error {
 /** How a read opens its record. */
 export interface OpenOptions {
   /**
-   * The caller will read from chunk 0: fetch the first batch while an
+   * The caller will read from chunk 0: under a version hint, ask for the
+   * hinted version's first chunks with the record (see
+   * {@linkcode readRecord}); without one, fetch the first batch while an
    * encrypted header is authenticated. Default false.
    */
   prefetch?: boolean;
@@ -70,9 +73,9 @@ export interface OpenOptions {
   strong?: boolean;
   /**
    * With `prefetch`: the caller reads the whole blob at once, so under a
-   * hint every batch a buffered read keeps in flight is asked for with the
-   * record, and a first batch that holds the whole blob may be opened while
-   * the record is checked. Default false.
+   * hint up to {@linkcode HINTED_BATCHES_MAX} batches are asked for with the
+   * record (a stream asks for one), and a first batch that holds the whole
+   * blob may be opened while the record is checked. Default false.
    */
   whole?: boolean;
 }
@@ -87,28 +90,31 @@ export async function openEntry(
   const readKeys = options.encryptionKey === undefined
     ? undefined
     : settleQuietly(resolveReadKeys(options.encryptionKey));
-  // A whole read of a version seen before asks for its first chunks together with the record.
+  // A read from chunk 0 of a version seen before asks for its first chunks together with the record.
   const hint = open.prefetch ? recallVersion(kv, key) : undefined;
-  const read = readRecord(kv, key, consistency, hint, open.whole ? BUFFERED_BATCHES_IN_FLIGHT : 1);
+  const read = readRecord(kv, key, consistency, hint, open.whole ? HINTED_BATCHES_MAX : 1);
   const entry = await read.entry;
   const record = await openRecord(target, entry, await readKeys, open, read.ahead);
-  noteVersion(kv, key, hint, record);
+  noteVersion(kv, key, open.prefetch === true, hint, record);
   return { entry, record };
 }
 
 /**
  * Tells the version hints what the record named, unless it named the hinted
- * version (recalling it already marked it recently used).
+ * version (recalling it already marked it recently used) or there is
+ * nothing to change (the hints were asked and had none, and there is
+ * nothing to fetch ahead).
  */
 function noteVersion(
   kv: KvLike,
   key: Deno.KvKey,
+  recalled: boolean,
   hint: VersionHint | undefined,
   record: OpenedRecord | null,
 ): void {
   const chunked = record !== null && record.inline === undefined && record.chunks > 0;
   if (chunked && hint !== undefined && namesVersion(record, hint)) return;
-  if (!chunked && hint === undefined) return;
+  if (!chunked && recalled && hint === undefined) return;
   rememberVersion(kv, key, record && { id: record.id, chunks: record.chunks, inline: !chunked });
 }
 

@@ -571,8 +571,9 @@ async function openVersion(
   // Only secrets a local key opened are kept: a key service is asked on every
   // read, so it can still refuse (and log) each one.
   if (kek !== undefined) {
+    // Copies: the header's fields are views of the whole record, which the cache must not keep.
     openedVersions.add(header.id, {
-      authenticated: header.authenticated,
+      authenticated: header.authenticated.slice(),
       kek,
       stanza,
       secret,

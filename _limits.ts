@@ -169,6 +169,12 @@ export const READ_BATCHES_IN_FLIGHT = 4;
  */
 export const BUFFERED_BATCHES_IN_FLIGHT = 32;
 /**
+ * Batches a whole read asks for under a version hint, before the record has
+ * named the version: enough for one round trip up to 4 MiB, few enough that
+ * a stale hint whose old chunks still exist wastes at most 4 MiB of reads.
+ */
+export const HINTED_BATCHES_MAX = 4;
+/**
  * Chunks a read opens (decrypts) ahead of the one it delivers. Web Crypto
  * works on the calling thread in Deno: opening a whole batch at once delays
  * the first byte, opening none ahead leaves the event loop idle between

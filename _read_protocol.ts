@@ -38,17 +38,9 @@ export function readTarget(
   return targetAt(kv, key, options);
 }
 
-/** The target of a read at a key known to be valid; its printed form is built when a message needs it. */
+/** The target of a read at a key known to be valid. */
 export function targetAt(kv: KvLike, key: Deno.KvKey, options: ReadOptions): ReadTarget {
-  let keyText: string | undefined;
-  return {
-    kv,
-    key,
-    options,
-    get keyText() {
-      return keyText ??= describeKey(key);
-    },
-  };
+  return { kv, key, keyText: describeKey(key), options };
 }
 
 /**

@@ -117,12 +117,10 @@ function isBufferMeta(meta: StoredMetadata): boolean {
     meta.lastModified === undefined;
 }
 
-/**
- * The stored metadata's UTF-8 JSON, to be read and not modified (the common
- * one is shared); RangeError past {@linkcode META_JSON_MAX}.
- */
+/** The stored metadata's UTF-8 JSON; RangeError past {@linkcode META_JSON_MAX}. */
 export function encodeMeta(meta: StoredMetadata, what = "the blob"): Uint8Array {
-  if (isBufferMeta(meta)) return BUFFER_META_JSON;
+  // A copy: the constant is what decodeMeta compares with.
+  if (isBufferMeta(meta)) return BUFFER_META_JSON.slice();
   const fields: StoredMetadata = { kind: meta.kind };
   if (meta.type) fields.type = meta.type;
   if (meta.name !== undefined) fields.name = meta.name;

@@ -2,16 +2,19 @@
  * Where this process last saw each blob: per store handle, a bounded map of
  * user key → the version id and chunk count its record named, learnt from
  * the writes it committed and the records it opened. A whole read of a key
- * with a hint asks for the record and for the hinted version's first chunk
- * batch at once, so a blob this process wrote or read before costs one
- * round trip instead of two.
+ * with a hint asks for the record and for the hinted version's first chunks
+ * at once (in one `getMany` for a small blob, else list pages alongside), so
+ * a blob this process wrote or read before costs one round trip instead of
+ * two.
  *
  * A hint is never trusted: the chunks it fetched are used only when the
  * record, read in the same wave, names the same version id and chunk count.
  * A version's chunks are written once, before any record names the version,
  * and are never changed, only deleted, so chunks fetched under the id the
- * record names are that version's chunks whichever of the two calls ran
- * first (FORMAT.md, "Reading a blob"). A stale hint costs one wasted list.
+ * record names are that version's chunks, whether they came from the
+ * record's own snapshot or from a list that ran before or after it
+ * (FORMAT.md, "Reading a blob"). A stale hint costs the reads it asked for,
+ * which find nothing once the old version's chunks are deleted.
  *
  * @module
  */
@@ -86,6 +89,7 @@ export function rememberVersion(
   }
   const hints = hintsOf(kv);
   hints.delete(name);
-  hints.set(name, { id: layout.id, chunks: layout.chunks });
+  // A copy: a parsed record's id is a view that would keep the whole record alive.
+  hints.set(name, { id: layout.id.slice(), chunks: layout.chunks });
   if (hints.size > VERSION_HINTS_MAX) hints.delete(hints.keys().next().value!);
 }

@@ -6,9 +6,19 @@
  */
 
 import assert from "node:assert/strict";
-import { DecryptionError, generateKey, get, getAsBlob, getAsResponse, remove, set } from "./mod.ts";
+import {
+  DecryptionError,
+  generateKey,
+  get,
+  getAsBlob,
+  getAsResponse,
+  getAsStream,
+  remove,
+  set,
+} from "./mod.ts";
 import { chunkPrefix } from "./_kv_keys.ts";
-import { PLAIN_CHUNK_SIZE, SEALED_CHUNK_SIZE } from "./_limits.ts";
+import { PLAIN_CHUNK_SIZE, READ_BATCH_CHUNKS, SEALED_CHUNK_SIZE } from "./_limits.ts";
+import { decodeMeta, encodeMeta } from "./_record.ts";
 import { summarizeRecord } from "./_summary.ts";
 import { recallVersion, rememberVersion, VERSION_HINTS_MAX } from "./_version_hints.ts";
 import { LatencyKv } from "./_testing/latency_kv.ts";
@@ -31,22 +41,62 @@ async function chunksOf(kv: Deno.Kv, key: Deno.KvKey): Promise<Deno.KvEntry<unkn
 }
 
 for (const { name, options, chunk } of formats) {
-  kvTest(`get() never uses chunks fetched for a replaced version of a ${name} blob`, async (kv) => {
-    const old = randomBytes(3 * chunk);
-    await set(kv, ["doc"], old, options); // kv's hint: the old version
-    const oldChunks = await chunksOf(kv, ["doc"]);
-    const fresh = randomBytes(3 * chunk);
-    await set(otherHandle(kv), ["doc"], fresh, options); // same size; the old chunks are deleted
-    // ... and put back, so the hinted fetch finds the old version's chunks.
-    for (const entry of oldChunks) await kv.set(entry.key, entry.value);
-    assertBytes((await get(kv, ["doc"], options)).value, fresh, "get");
-    assertBytes(
-      new Uint8Array(await (await getAsBlob(kv, ["doc"], options))!.arrayBuffer()),
-      fresh,
-    );
-    const response = await getAsResponse(kv, ["doc"], options);
-    assertBytes(new Uint8Array(await response.arrayBuffer()), fresh, "getAsResponse");
-  });
+  kvTest(
+    `whole reads never use chunks fetched for a replaced version of a ${name} blob`,
+    async (kv) => {
+      const reads: [string, (key: Deno.KvKey, extra: object) => Promise<Uint8Array | null>][] = [
+        ["get", async (key, extra) => (await get(kv, key, { ...options, ...extra })).value],
+        ["getAsBlob", async (key, extra) => {
+          const blob = await getAsBlob(kv, key, { ...options, ...extra });
+          return blob && new Uint8Array(await blob.arrayBuffer());
+        }],
+        ["getAsResponse", async (key, extra) => {
+          const response = await getAsResponse(kv, key, { ...options, ...extra });
+          return new Uint8Array(await response.arrayBuffer());
+        }],
+      ];
+      // One getMany with the record; list pages with it (two pages); an eventual read's lists.
+      const shapes = [
+        { chunks: 3, extra: {} },
+        { chunks: READ_BATCH_CHUNKS + 1, extra: {} },
+        { chunks: 3, extra: { consistency: "eventual" } },
+      ];
+      for (const { chunks, extra } of shapes) {
+        for (const [what, read] of reads) {
+          const key = ["doc", what, chunks, JSON.stringify(extra)];
+          await set(kv, key, randomBytes(chunks * chunk), options); // kv's hint: the old version
+          const oldChunks = await chunksOf(kv, key);
+          const fresh = randomBytes(chunks * chunk);
+          await set(otherHandle(kv), key, fresh, options); // same size; the old chunks are deleted
+          // ... and put back, so the hinted fetch finds the old version's chunks.
+          for (const entry of oldChunks) await kv.set(entry.key, entry.value);
+          assertBytes(await read(key, extra), fresh, `${what}, ${chunks} chunks, ${extra}`);
+        }
+      }
+    },
+  );
+
+  kvTest(
+    `a read that does not fetch ahead still forgets the hint of a removed ${name} blob`,
+    async (kv) => {
+      await set(kv, ["gone"], randomBytes(2 * chunk), options);
+      assert.ok(recallVersion(kv, ["gone"]) !== undefined);
+      await remove(otherHandle(kv), ["gone"]);
+      const range = { start: 1, end: 2 };
+      assert.equal(await getAsStream(kv, ["gone"], { ...options, range }), null);
+      assert.equal(recallVersion(kv, ["gone"]), undefined, "a ranged read found it gone");
+    },
+  );
+
+  kvTest(
+    `a ${name} blob's hint keeps only its 16 id bytes, not the record they came from`,
+    async (kv) => {
+      await set(otherHandle(kv), ["doc"], randomBytes(2 * chunk), options);
+      await get(kv, ["doc"], options); // learnt from the record just read
+      const hint = recallVersion(kv, ["doc"])!;
+      assert.equal(hint.id.buffer.byteLength, 16);
+    },
+  );
 
   kvTest(
     `a ${name} blob removed or replaced inline through another handle reads as it is now`,
@@ -125,4 +175,11 @@ Deno.test("version hints keep keys apart that print alike", () => {
   assert.equal(recallVersion(store, [1]), undefined, "a number and a string");
   assert.equal(recallVersion(store, [new Uint8Array([1])])?.chunks, 3);
   assert.equal(recallVersion(store, ["1"])?.chunks, 4);
+});
+
+Deno.test("the metadata of a byte array is a fresh copy each time", () => {
+  const first = encodeMeta({ kind: "buffer" });
+  first.fill(0);
+  assert.deepEqual(decodeMeta(encodeMeta({ kind: "buffer" })), { kind: "buffer" });
+  assert.equal(new TextDecoder().decode(encodeMeta({ kind: "buffer" })), '{"kind":"buffer"}');
 });

@@ -18,9 +18,10 @@ const LARGE = 200 * MIB;
  * below LARGE, so the document was never held whole (a buffered body adds
  * all of it on top of the runtime's garbage). Measured: a plateau of about
  * +130 MiB for 100 to 600 MiB uploads (uncollected buffers and the
- * allocator's retained pages; bench:scaling finds the same for raw KV).
+ * allocator's retained pages; bench:scaling finds the same for raw KV), up
+ * to +171 MiB while the other test files run alongside.
  */
-const RSS_GROWTH_MAX = 170 * MIB;
+const RSS_GROWTH_MAX = 185 * MIB;
 const PIECE = 64 * 1024;
 
 /** A stream of `size` pseudo-random bytes, hashed as it is produced. */
