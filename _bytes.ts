@@ -14,6 +14,29 @@ export function utf8(text: string): Uint8Array {
   return encoder.encode(text);
 }
 
+/**
+ * Bytes of `text` in UTF-8, counted without encoding it (a lone surrogate
+ * counts as U+FFFD, three bytes, as TextEncoder writes it).
+ */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit < 0xdc00 && isLowSurrogate(text.charCodeAt(i + 1))) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** Whether a UTF-16 code unit is the second half of a surrogate pair (NaN past the end is not). */
+function isLowSurrogate(unit: number): boolean {
+  return unit >= 0xdc00 && unit < 0xe000;
+}
+
 /** Text of UTF-8 `bytes`, every code point kept (a leading U+FEFF too); throws a TypeError on invalid UTF-8. */
 export function fromUtf8(bytes: Uint8Array): string {
   return decoder.decode(bytes);
@@ -141,9 +164,20 @@ const SAFE_HIGH_MAX = 2 ** 21 - 1;
 
 /** Appends big-endian fields to one buffer that doubles as it fills. */
 export class ByteWriter {
-  #buffer = new Uint8Array(128);
-  #view = new DataView(this.#buffer.buffer);
+  #buffer: Uint8Array;
+  #view: DataView;
   #length = 0;
+
+  /**
+   * A writer whose buffer starts at `capacity` bytes (a writer that knows its
+   * output's size allocates once).
+   *
+   * @default {128}
+   */
+  constructor(capacity = 128) {
+    this.#buffer = new Uint8Array(capacity);
+    this.#view = new DataView(this.#buffer.buffer);
+  }
 
   /**
    * Makes room for `length` more bytes; returns where they go. Callers read
@@ -176,6 +210,18 @@ export class ByteWriter {
     return this;
   }
 
+  /** Appends the UTF-8 bytes of `text`, whose length {@linkcode utf8Length} gave as `length`. */
+  utf8(text: string, length: number): this {
+    const at = this.#reserve(length);
+    // ASCII (one byte per code unit) is copied as is; anything else goes through TextEncoder.
+    if (length === text.length) {
+      for (let i = 0; i < length; i++) this.#buffer[at + i] = text.charCodeAt(i);
+    } else {
+      encoder.encodeInto(text, this.#buffer.subarray(at, at + length));
+    }
+    return this;
+  }
+
   /** Appends a big-endian u16. */
   u16(value: number): this {
     const at = this.#reserve(2);
@@ -205,9 +251,14 @@ export class ByteWriter {
     return this;
   }
 
-  /** All bytes appended so far (a copy). */
+  /**
+   * All bytes appended: the buffer itself when they fill it exactly, else a
+   * copy. Nothing may be appended after it.
+   */
   finish(): Uint8Array {
-    return this.#buffer.slice(0, this.#length);
+    return this.#length === this.#buffer.length
+      ? this.#buffer
+      : this.#buffer.slice(0, this.#length);
   }
 }
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { ByteReader, ByteWriter, concat, fromHex, fromUtf8, utf8 } from "./_bytes.ts";
+import { ByteReader, ByteWriter, concat, fromHex, fromUtf8, utf8Length } from "./_bytes.ts";
 import { KV_KEY_MAX } from "./_limits.ts";
 
 const TAG_BYTES = 0x01;
@@ -76,28 +76,13 @@ function zeroBytes(bytes: Uint8Array): number {
 
 /**
  * Bytes of a string part in Deno KV's encoding before its tag and
- * terminator: its UTF-8 length (a lone surrogate becomes U+FFFD, three
- * bytes, as TextEncoder writes it) plus one escape byte per U+0000, counted
+ * terminator: its UTF-8 length plus one escape byte per U+0000, counted
  * without encoding it.
  */
 function encodedStringBytes(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit === 0) bytes += 2;
-    else if (unit < 0x80) bytes += 1;
-    else if (unit < 0x800) bytes += 2;
-    else if (unit >= 0xd800 && unit < 0xdc00 && isLowSurrogate(text.charCodeAt(i + 1))) {
-      bytes += 4;
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
-}
-
-/** Whether a UTF-16 code unit is the second half of a surrogate pair (NaN past the end is not). */
-function isLowSurrogate(unit: number): boolean {
-  return unit >= 0xdc00 && unit < 0xe000;
+  let zeros = 0;
+  for (let at = text.indexOf("\0"); at >= 0; at = text.indexOf("\0", at + 1)) zeros++;
+  return utf8Length(text) + zeros;
 }
 
 /** Largest integer magnitude Deno KV writes with a one-byte tag and no length byte. */
@@ -130,32 +115,51 @@ function bigintBytes(value: bigint): Uint8Array {
   return concat([Uint8Array.of(value < 0n ? 1 : 0), bytes]);
 }
 
-/** Appends one part: its tag byte, its payload's u32 length and the payload. */
-function writePart(writer: ByteWriter, part: Deno.KvKeyPart): ByteWriter {
-  if (part instanceof Uint8Array) return writer.u8(TAG_BYTES).u32(part.length).bytes(part);
-  if (typeof part === "string") {
-    const bytes = utf8(part);
-    return writer.u8(TAG_STRING).u32(bytes.length).bytes(bytes);
-  }
-  if (typeof part === "bigint") {
-    const bytes = bigintBytes(part);
-    return writer.u8(TAG_BIGINT).u32(bytes.length).bytes(bytes);
-  }
-  if (typeof part === "boolean") return writer.u8(TAG_BOOLEAN).u32(1).u8(part ? 1 : 0);
-  if (typeof part === "number" && !Number.isNaN(part)) {
-    // DataView writes −0 as 0x80 00 …, keeping it apart from 0 as Deno KV does.
-    return writer.u8(TAG_NUMBER).u32(8).f64(part);
-  }
-  throw new TypeError("Cannot encode key: a part is a symbol, NaN or of an unknown type");
+/** Bytes of a part's payload in {@linkcode encodeKey} (a bigint's, already encoded, given). */
+function payloadLength(part: Deno.KvKeyPart, bigint: Uint8Array | undefined): number {
+  if (part instanceof Uint8Array) return part.length;
+  if (typeof part === "string") return utf8Length(part);
+  if (bigint !== undefined) return bigint.length;
+  return typeof part === "boolean" ? 1 : 8;
 }
+
+/** Appends one part: its tag byte, its payload's u32 length and the payload. */
+function writePart(
+  writer: ByteWriter,
+  part: Deno.KvKeyPart,
+  length: number,
+  bigint: Uint8Array | undefined,
+): ByteWriter {
+  if (part instanceof Uint8Array) return writer.u8(TAG_BYTES).u32(length).bytes(part);
+  if (typeof part === "string") return writer.u8(TAG_STRING).u32(length).utf8(part, length);
+  if (bigint !== undefined) return writer.u8(TAG_BIGINT).u32(length).bytes(bigint);
+  if (typeof part === "boolean") return writer.u8(TAG_BOOLEAN).u32(1).u8(part ? 1 : 0);
+  // DataView writes −0 as 0x80 00 …, keeping it apart from 0 as Deno KV does.
+  return writer.u8(TAG_NUMBER).u32(8).f64(part as number);
+}
+
+/** Per-part tag and length bytes in {@linkcode encodeKey}. */
+const PART_PREFIX_BYTES = 1 + 4;
 
 /**
  * The canonical bytes of a user key: for each part a tag byte, a u32 length
- * and the payload (FORMAT.md, "encodeKey").
+ * and the payload (FORMAT.md, "encodeKey"), written into one buffer of the
+ * exact size.
  */
 export function encodeKey(key: Deno.KvKey): Uint8Array {
-  const writer = new ByteWriter();
-  for (const part of key) writePart(writer, part);
+  for (const part of key) {
+    const known = part instanceof Uint8Array || typeof part === "string" ||
+      typeof part === "bigint" || typeof part === "boolean" ||
+      (typeof part === "number" && !Number.isNaN(part));
+    if (!known) {
+      throw new TypeError("Cannot encode key: a part is a symbol, NaN or of an unknown type");
+    }
+  }
+  const bigints = key.map((part) => typeof part === "bigint" ? bigintBytes(part) : undefined);
+  const lengths = key.map((part, i) => payloadLength(part, bigints[i]));
+  const size = lengths.reduce((sum, length) => sum + PART_PREFIX_BYTES + length, 0);
+  const writer = new ByteWriter(size);
+  key.forEach((part, i) => writePart(writer, part, lengths[i]!, bigints[i]));
   return writer.finish();
 }
 

@@ -9,6 +9,9 @@
  *   (bench/_scaling_raw_kv.ts); and the two-call floor of any blob store
  *   whose record names its chunks ("raw+rec"): a record `get` before the
  *   write or the `list`;
+ * - the floor of an encrypted blob in kvcrypt's format ("raw+KVC1",
+ *   bench/_raw_kvc1.ts): the Web Crypto calls of a KVC1 write and read
+ *   around the raw+rec calls, no library;
  * - kvcrypt, plain and AES-256;
  * - kv-toolbox 0.30, plain and AES-256, when a snapshot is given with
  *   `--toolbox SRC` (its sources, loaded through the import map
@@ -33,6 +36,7 @@ import { get, set } from "../blob.ts";
 import { generateKey } from "../keys.ts";
 import { WRITE_ATOMICS_IN_FLIGHT } from "../_limits.ts";
 import { rawId, rawReadIntoBuffer, rawWrite } from "./_scaling_raw_kv.ts";
+import { rawKvc1 } from "./_raw_kvc1.ts";
 import { LatencyKv } from "../_testing/latency_kv.ts";
 
 const KIB = 1024;
@@ -89,10 +93,15 @@ function rawContender(name: string, withRecord: boolean, inFlight: number): Cont
 
 async function contenders(toolbox: KvToolbox | undefined): Promise<Contender[]> {
   const encryptionKey = await generateKey();
+  const kek = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+    "encrypt",
+    "decrypt",
+  ]);
   const list: Contender[] = [
     rawContender("raw w1", false, 1),
     rawContender("raw wN", false, WRITE_ATOMICS_IN_FLIGHT),
     rawContender("raw+rec", true, WRITE_ATOMICS_IN_FLIGHT),
+    { name: "raw+KVC1", open: (kv) => rawKvc1(kv, RECORD_KEY, kek) },
     {
       name: "kvc plain",
       open: (kv) => ({
@@ -311,9 +320,26 @@ function printTargets(results: Map<number, Map<string, Times>>, toolbox: boolean
       floor(16 * MIB, "set"),
       sequential(16 * MIB),
     ),
-    target("64 KiB AES-256 set+get / plain set+get", both("kvc AES") / both("kvc plain"), 1.3),
+    target(
+      "64 KiB AES-256 set+get / plain set+get",
+      both("kvc AES") / both("kvc plain"),
+      1.3,
+      both("raw+KVC1") / both("raw+rec"),
+    ),
   ];
+  const k64Times = results.get(k64)!;
+  const aes = (name: string, op: keyof Times) => k64Times.get(name)![op];
+  console.log(
+    `  (info) 64 KiB AES-256 kvcrypt / its format floor raw+KVC1: set ${
+      (aes("kvc AES", "set") / aes("raw+KVC1", "set")).toFixed(2)
+    }, get ${(aes("kvc AES", "get") / aes("raw+KVC1", "get")).toFixed(2)}`,
+  );
   if (!toolbox) return oks;
+  console.log(
+    `  (info) 64 KiB AES-256 format floor raw+KVC1 / kv-toolbox AES-256: set ${
+      (aes("raw+KVC1", "set") / aes("kvtb AES", "set")).toFixed(2)
+    }, get ${(aes("raw+KVC1", "get") / aes("kvtb AES", "get")).toFixed(2)}`,
+  );
   console.log(
     "\nkvcrypt speed / kv-toolbox speed (kv-toolbox time / kvcrypt time; >= 1: not slower):",
   );

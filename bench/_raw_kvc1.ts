@@ -1,0 +1,127 @@
+/**
+ * The floor of an encrypted blob in kvcrypt's format, for the small-blob
+ * benchmark: the Web Crypto calls a KVC1 write and read make, each at the
+ * earliest point it can start, around the raw KV calls of the two-call floor
+ * (a record `get`, chunk atomics, one `list`), with no record to build,
+ * check or parse and no library code.
+ *
+ * A write: the record read alongside the key schedule (HKDF import and
+ * derivation of Kenc ‖ N0 ‖ commitment, the AES key import) and the stanza
+ * wrap; then every chunk and the metadata sealed together; then the chunk
+ * atomics. A read of what this process wrote (the version keys in hand, as
+ * kvcrypt's version cache has them): the record `get` and the chunk `list`
+ * together, then the metadata and every chunk opened together.
+ *
+ * @module
+ */
+
+import { owned } from "../_bytes.ts";
+import { chunkKey, chunkPrefix } from "../_kv_keys.ts";
+import {
+  CHUNKS_PER_ATOMIC,
+  COMMITMENT_BYTES,
+  GCM_IV_BYTES,
+  SEALED_CHUNK_SIZE,
+  WRITE_ATOMICS_IN_FLIGHT,
+} from "../_limits.ts";
+import { rawId } from "./_scaling_raw_kv.ts";
+
+/** AES-256 key bytes. */
+const KEY_BYTES = 256 / 8;
+/** A fixed nonce: fine for a benchmark that never keeps what it seals. */
+const BENCH_IV = new Uint8Array(GCM_IV_BYTES);
+/** A metadata JSON of the size kvcrypt stores for a byte array, and a header-sized AAD. */
+const META = new TextEncoder().encode('{"kind":"buffer"}');
+const AAD = new Uint8Array(160);
+
+function seal(key: CryptoKey, data: Uint8Array, aad?: Uint8Array): Promise<Uint8Array> {
+  const params: AesGcmParams = { name: "AES-GCM", iv: BENCH_IV };
+  if (aad) params.additionalData = owned(aad);
+  return crypto.subtle.encrypt(params, key, owned(data)).then((out) => new Uint8Array(out));
+}
+
+function open(key: CryptoKey, data: Uint8Array, aad?: Uint8Array): Promise<Uint8Array> {
+  const params: AesGcmParams = { name: "AES-GCM", iv: BENCH_IV };
+  if (aad) params.additionalData = owned(aad);
+  return crypto.subtle.decrypt(params, key, owned(data)).then((out) => new Uint8Array(out));
+}
+
+/** KVC1's key schedule for one version: HKDF-SHA-256 to Kenc ‖ N0 ‖ commitment, Kenc imported. */
+async function versionKey(secret: Uint8Array, id: Uint8Array): Promise<CryptoKey> {
+  const ikm = await crypto.subtle.importKey("raw", owned(secret), "HKDF", false, ["deriveBits"]);
+  const bits = new Uint8Array(
+    await crypto.subtle.deriveBits(
+      { name: "HKDF", hash: "SHA-256", salt: owned(id), info: new Uint8Array(15) },
+      ikm,
+      (KEY_BYTES + GCM_IV_BYTES + COMMITMENT_BYTES) * 8,
+    ),
+  );
+  return await crypto.subtle.importKey("raw", bits.subarray(0, KEY_BYTES), "AES-GCM", false, [
+    "encrypt",
+    "decrypt",
+  ]);
+}
+
+/** Commits sealed chunks as atomics of {@linkcode CHUNKS_PER_ATOMIC}, several in flight. */
+async function commitChunks(kv: Deno.Kv, id: Uint8Array, sealed: Uint8Array[]): Promise<void> {
+  const commits: Promise<unknown>[] = [];
+  for (let first = 0; first < sealed.length; first += CHUNKS_PER_ATOMIC) {
+    if (commits.length >= WRITE_ATOMICS_IN_FLIGHT) await commits.shift();
+    const op = kv.atomic();
+    sealed.slice(first, first + CHUNKS_PER_ATOMIC).forEach((value, offset) =>
+      op.set(chunkKey(id, first + offset), value)
+    );
+    commits.push(op.commit());
+  }
+  await Promise.all(commits);
+}
+
+/** One store's floor contender: `write` then `read` of one value at `recordKey`. */
+export function rawKvc1(kv: Deno.Kv, recordKey: Deno.KvKey, kek: CryptoKey): {
+  write(value: Uint8Array): Promise<unknown>;
+  read(): Promise<Uint8Array>;
+} {
+  const id = rawId();
+  let kenc: CryptoKey | undefined;
+  let sealedMeta: Uint8Array | undefined;
+  let size = 0;
+  return {
+    async write(value) {
+      size = value.length;
+      const secret = crypto.getRandomValues(new Uint8Array(KEY_BYTES));
+      const [, key] = await Promise.all([
+        kv.get(recordKey),
+        versionKey(secret, id),
+        seal(kek, secret, AAD.subarray(0, 30)),
+      ]);
+      kenc = key;
+      const pieces: Promise<Uint8Array>[] = [seal(key, META, AAD)];
+      for (let at = 0; at < size; at += SEALED_CHUNK_SIZE) {
+        pieces.push(seal(key, value.subarray(at, at + SEALED_CHUNK_SIZE)));
+      }
+      const [meta, ...chunks] = await Promise.all(pieces);
+      sealedMeta = meta; // what a record would carry
+      await commitChunks(kv, id, chunks);
+    },
+    async read() {
+      const stored: Uint8Array[] = [];
+      const list = (async () => {
+        for await (const entry of kv.list<Uint8Array>({ prefix: chunkPrefix(id) })) {
+          stored.push(entry.value);
+        }
+      })();
+      await Promise.all([kv.get(recordKey), list]);
+      const [, ...chunks] = await Promise.all([
+        open(kenc!, sealedMeta!, AAD),
+        ...stored.map((chunk) => open(kenc!, chunk)),
+      ]);
+      const out = new Uint8Array(size);
+      let offset = 0;
+      for (const chunk of chunks) {
+        out.set(chunk, offset);
+        offset += chunk.length;
+      }
+      return out;
+    },
+  };
+}
