@@ -37,8 +37,21 @@ function isLowSurrogate(unit: number): boolean {
   return unit >= 0xdc00 && unit < 0xe000;
 }
 
+/** Longest input {@linkcode fromUtf8} first tries to read as ASCII (kids, key parts, file names). */
+const ASCII_SCAN_MAX = 256;
+
 /** Text of UTF-8 `bytes`, every code point kept (a leading U+FEFF too); throws a TypeError on invalid UTF-8. */
 export function fromUtf8(bytes: Uint8Array): string {
+  // Short ASCII, the common case, is read in JS: valid UTF-8 that TextDecoder would read the same.
+  if (bytes.length <= ASCII_SCAN_MAX) {
+    let text = "";
+    for (let i = 0; i < bytes.length; i++) {
+      const byte = bytes[i]!;
+      if (byte >= 0x80) return decoder.decode(bytes);
+      text += String.fromCharCode(byte);
+    }
+    return text;
+  }
   return decoder.decode(bytes);
 }
 

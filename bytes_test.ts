@@ -13,8 +13,10 @@ import {
   ByteWriter,
   fromBase64,
   fromHex,
+  fromUtf8,
   toBase64,
   toHex,
+  utf8Length,
 } from "./_bytes.ts";
 
 /** Runs per property: enough to hit every length modulo 3, few enough for CI. */
@@ -121,4 +123,21 @@ Deno.test("ByteWriter keeps every field in order as its buffer grows", () => {
     }),
     { numRuns: RUNS },
   );
+});
+
+Deno.test("fromUtf8() and utf8Length() agree with TextDecoder and TextEncoder", () => {
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  fc.assert(
+    fc.property(fc.string({ unit: "binary", maxLength: 300 }), (text) => {
+      const bytes = new TextEncoder().encode(text);
+      assert.equal(utf8Length(text), bytes.length);
+      assert.equal(fromUtf8(bytes), decoder.decode(bytes));
+    }),
+    { numRuns: RUNS },
+  );
+  // Invalid UTF-8 is a TypeError on the ASCII path's fallback as on TextDecoder's.
+  for (const bad of [[0x61, 0xff], [0xc3], [0xed, 0xa0, 0x80]]) {
+    assert.throws(() => fromUtf8(Uint8Array.from(bad)), TypeError);
+  }
+  assert.equal(fromUtf8(Uint8Array.of(0xef, 0xbb, 0xbf, 0x61)), "\uFEFFa", "a leading BOM is kept");
 });
