@@ -13,7 +13,7 @@ import { openPlainRecord } from "./_kvp1.ts";
 import { resolveReadKeys } from "./_key_input.ts";
 import type { KeyringEntry } from "./_keyring.ts";
 import { chunkKey } from "./_kv_keys.ts";
-import { openParsedRecord, parseHeader } from "./_kvc1.ts";
+import { openParsedRecord, parseRecordHeader } from "./_kvc1.ts";
 import {
   BUFFERED_BATCHES_IN_FLIGHT,
   CHUNKS_OPENED_AHEAD,
@@ -236,7 +236,7 @@ export async function openRecord(
         `Cannot read ${keyText}: the blob is encrypted; pass encryptionKey`,
       );
     }
-    const header = parseHeader(entry.value as Uint8Array, keyText);
+    const header = parseRecordHeader(entry.value as Uint8Array, keyText);
     // Start fetching chunks while the header is authenticated: the crypto
     // overlaps the round trip. Nothing fetched is used before it is opened.
     const first = prefetch && !header.inline

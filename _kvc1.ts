@@ -14,6 +14,7 @@
 
 import {
   ByteReader,
+  bytesEqual,
   ByteWriter,
   concat,
   constantTimeEqual,
@@ -66,7 +67,7 @@ import {
   writeLayout,
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
-import { VersionCache } from "./_version_cache.ts";
+import { idName, VERSION_CACHE_MAX, VersionCache } from "./_version_cache.ts";
 import type { StoredMetadata } from "./_types.ts";
 
 // The header's suite bytes, for the tests and benchmarks that build headers.
@@ -403,6 +404,48 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
     if (cause instanceof DecryptionError) throw cause;
     fail(what, "the header does not parse (step 1)", cause);
   }
+}
+
+/** Where a KVC1 or KVC2 record holds its version id: after the magic and the suite byte. */
+const ID_START = SEALED_MAGIC.length + 1;
+
+/**
+ * Headers parsed recently, by version id, with the record bytes they were
+ * parsed from (a private copy the header's views point into). Bounded like
+ * the version cache; an entry holds one header of at most
+ * WRAPPED_HEADER_MAX bytes, inline records are not kept.
+ */
+const parsedHeaders = new Map<string, { bytes: Uint8Array; header: SealedHeader }>();
+
+/**
+ * Step 1 for a record read from the store: the header parsed before from
+ * exactly these bytes, else {@linkcode parseHeader} of a private copy of
+ * them. Parsing is a function of the bytes alone, so a byte-identical record
+ * parses to the same header; any other byte is parsed afresh.
+ *
+ * @throws {DecryptionError} as {@linkcode parseHeader}.
+ */
+export function parseRecordHeader(bytes: Uint8Array, what: string): SealedHeader {
+  const name = bytes.length >= ID_START + ID_BYTES
+    ? idName(bytes.subarray(ID_START, ID_START + ID_BYTES))
+    : undefined;
+  const known = name === undefined ? undefined : parsedHeaders.get(name);
+  // Only the very same bytes: a header edited anywhere must be parsed (and fail) again.
+  if (name !== undefined && known !== undefined && bytesEqual(known.bytes, bytes)) {
+    parsedHeaders.delete(name);
+    parsedHeaders.set(name, known);
+    return known.header;
+  }
+  const copy = bytes.slice();
+  const header = parseHeader(copy, what);
+  if (name !== undefined && header.inline === undefined) {
+    parsedHeaders.delete(name);
+    parsedHeaders.set(name, { bytes: copy, header });
+    if (parsedHeaders.size > VERSION_CACHE_MAX) {
+      parsedHeaders.delete(parsedHeaders.keys().next().value!);
+    }
+  }
+  return header;
 }
 
 /** Whether a local reader key may open a stanza: equal kids, or either kid empty. */

@@ -90,6 +90,6 @@ export class VersionCache<Keys> {
 }
 
 /** A Map key for a version id (each byte one UTF-16 code unit: distinct ids stay distinct). */
-function idName(id: Uint8Array): string {
+export function idName(id: Uint8Array): string {
   return String.fromCharCode(...id);
 }

@@ -18,6 +18,7 @@ import {
 } from "./mod.ts";
 import { chunkPrefix } from "./_kv_keys.ts";
 import { PLAIN_CHUNK_SIZE, READ_BATCH_CHUNKS, SEALED_CHUNK_SIZE } from "./_limits.ts";
+import { parseHeader } from "./_kvc1.ts";
 import { decodeMeta, encodeMeta } from "./_record.ts";
 import { summarizeRecord } from "./_summary.ts";
 import { recallVersion, rememberVersion, VERSION_HINTS_MAX } from "./_version_hints.ts";
@@ -149,6 +150,40 @@ kvTest(
         await assertRejects(read(), DecryptionError, /step 4/);
       }
     }
+  },
+);
+
+kvTest(
+  "an encrypted record edited after it was read is parsed and checked again, byte for byte",
+  async (kv) => {
+    const { options } = formats[1];
+    const data = randomBytes(2 * SEALED_CHUNK_SIZE);
+    await set(kv, ["doc"], data, options);
+    assertBytes((await get(kv, ["doc"], options)).value, data, "read once: its header is known");
+    const record = (await kv.get<Uint8Array>(["doc"])).value!;
+    // Bytes across the header (magic, suite, id, layout, stanza, metaLen) and the sealed metadata.
+    const authenticated = parseHeader(record).authenticated.length;
+    const offsets = [
+      0,
+      4,
+      5,
+      20,
+      21,
+      53,
+      60,
+      70,
+      authenticated - 1,
+      authenticated,
+      record.length - 1,
+    ];
+    for (const at of offsets) {
+      const edited = record.slice();
+      edited[at]! ^= 0x01;
+      await kv.set(["doc"], edited);
+      await assertRejects(get(kv, ["doc"], options), DecryptionError, undefined, `byte ${at}`);
+    }
+    await kv.set(["doc"], record);
+    assertBytes((await get(kv, ["doc"], options)).value, data, "the original reads again");
   },
 );
 
