@@ -28,6 +28,7 @@ import {
   type Prefetch,
   type RecordLayout,
   recordMagic,
+  wholeBatch,
 } from "./_record.ts";
 import { isExpired, recordId } from "./_summary.ts";
 import type { ReadOptions } from "./_types.ts";
@@ -431,8 +432,8 @@ export async function readAllChunks(
 ): Promise<void> {
   const { inline } = record;
   if (inline !== undefined) return sink.append(await record.openChunk(0, inline));
-  const prefetch = record.prefetch?.length === 1 ? record.prefetch[0] : undefined;
-  if (prefetch === undefined || prefetch.end !== record.chunks || !prefetch.probe) {
+  const prefetch = wholeBatch(record.prefetch, record.chunks);
+  if (prefetch === undefined) {
     const span = { first: 0, end: record.chunks };
     for await (const chunk of readChunks(kv, record, span, BUFFERED_PACE)) sink.append(chunk);
     return;

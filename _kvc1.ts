@@ -62,6 +62,7 @@ import {
   readLayout,
   type RecordLayout,
   SEALED_MAGIC,
+  wholeBatch,
   WRAPPED_MAGIC,
   type WriteFormat,
   writeLayout,
@@ -651,8 +652,7 @@ export async function openParsedRecord(
   prefetch?: readonly Prefetch[],
   openAhead = false,
 ): Promise<OpenedSealedRecord> {
-  const only = prefetch?.length === 1 ? prefetch[0] : undefined;
-  const whole = openAhead && only !== undefined && only.probe && only.end === header.chunks;
+  const only = openAhead ? wholeBatch(prefetch, header.chunks) : undefined;
   let opened: Promise<Uint8Array[]> | undefined;
   const openBatch = (keys: VersionKeys) => {
     opened = only!.stored.then((stored) =>
@@ -666,7 +666,7 @@ export async function openParsedRecord(
     key,
     readKeys,
     what,
-    whole ? openBatch : undefined,
+    only ? openBatch : undefined,
   );
   return {
     id: header.id,

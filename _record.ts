@@ -225,6 +225,19 @@ export interface Prefetch {
   opened?: Promise<Uint8Array[]> | undefined;
 }
 
+/**
+ * The one batch fetched ahead that holds every chunk of a blob of `chunks`
+ * chunks and probed past the last, if the prefetch is that; a whole read
+ * then needs no other request.
+ */
+export function wholeBatch(
+  prefetch: readonly Prefetch[] | undefined,
+  chunks: number,
+): Prefetch | undefined {
+  const only = prefetch?.length === 1 ? prefetch[0] : undefined;
+  return only !== undefined && only.probe && only.end === chunks ? only : undefined;
+}
+
 /** A record that has been parsed (and, if encrypted, authenticated) for reading. */
 export interface OpenedRecord extends RecordLayout {
   /** Whether the blob is encrypted. */

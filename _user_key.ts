@@ -115,12 +115,19 @@ function bigintBytes(value: bigint): Uint8Array {
   return concat([Uint8Array.of(value < 0n ? 1 : 0), bytes]);
 }
 
-/** Bytes of a part's payload in {@linkcode encodeKey} (a bigint's, already encoded, given). */
+/**
+ * Bytes of a part's payload in {@linkcode encodeKey} (a bigint's, already
+ * encoded, given).
+ *
+ * @throws {TypeError} for a part that is not a key part (a symbol, NaN).
+ */
 function payloadLength(part: Deno.KvKeyPart, bigint: Uint8Array | undefined): number {
   if (part instanceof Uint8Array) return part.length;
   if (typeof part === "string") return utf8Length(part);
   if (bigint !== undefined) return bigint.length;
-  return typeof part === "boolean" ? 1 : 8;
+  if (typeof part === "boolean") return 1;
+  if (typeof part === "number" && !Number.isNaN(part)) return 8;
+  throw new TypeError("Cannot encode key: a part is a symbol, NaN or of an unknown type");
 }
 
 /** Appends one part: its tag byte, its payload's u32 length and the payload. */
@@ -147,14 +154,6 @@ const PART_PREFIX_BYTES = 1 + 4;
  * exact size.
  */
 export function encodeKey(key: Deno.KvKey): Uint8Array {
-  for (const part of key) {
-    const known = part instanceof Uint8Array || typeof part === "string" ||
-      typeof part === "bigint" || typeof part === "boolean" ||
-      (typeof part === "number" && !Number.isNaN(part));
-    if (!known) {
-      throw new TypeError("Cannot encode key: a part is a symbol, NaN or of an unknown type");
-    }
-  }
   const bigints = key.map((part) => typeof part === "bigint" ? bigintBytes(part) : undefined);
   const lengths = key.map((part, i) => payloadLength(part, bigints[i]));
   const size = lengths.reduce((sum, length) => sum + PART_PREFIX_BYTES + length, 0);

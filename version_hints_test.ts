@@ -154,6 +154,33 @@ kvTest(
 );
 
 kvTest(
+  "a one-call read of an encrypted blob finds a chunk deleted, moved, or added past the end",
+  async (kv) => {
+    const { options } = formats[1];
+    const tampers: [string, (chunks: Deno.KvEntry<unknown>[]) => Promise<void>][] = [
+      ["chunk 1 deleted", async (chunks) => await kv.delete(chunks[1]!.key)],
+      [
+        "chunk 1 copied over chunk 0",
+        async (chunks) => {
+          await kv.set(chunks[0]!.key, chunks[1]!.value);
+        },
+      ],
+      ["a chunk added past the end", async (chunks) => {
+        await kv.set([...chunks[2]!.key.slice(0, 3), 3], chunks[2]!.value);
+      }],
+    ];
+    for (const [what, tamper] of tampers) {
+      const key = ["doc", what];
+      await set(kv, key, randomBytes(3 * SEALED_CHUNK_SIZE), options); // kv's hint: this version
+      await tamper(await chunksOf(kv, key));
+      for (const read of [() => get(kv, key, options), () => getAsBlob(kv, key, options)]) {
+        await assertRejects(read(), DecryptionError, /step 5/, what);
+      }
+    }
+  },
+);
+
+kvTest(
   "an encrypted record edited after it was read is parsed and checked again, byte for byte",
   async (kv) => {
     const { options } = formats[1];

@@ -15,7 +15,8 @@
  * @module
  */
 
-import { owned } from "../_bytes.ts";
+import { concat, owned } from "../_bytes.ts";
+import { gcmOpen, gcmSeal, importAesGcmKey } from "../_aes_gcm.ts";
 import { chunkKey, chunkPrefix } from "../_kv_keys.ts";
 import {
   CHUNKS_PER_ATOMIC,
@@ -34,18 +35,6 @@ const BENCH_IV = new Uint8Array(GCM_IV_BYTES);
 const META = new TextEncoder().encode('{"kind":"buffer"}');
 const AAD = new Uint8Array(160);
 
-function seal(key: CryptoKey, data: Uint8Array, aad?: Uint8Array): Promise<Uint8Array> {
-  const params: AesGcmParams = { name: "AES-GCM", iv: BENCH_IV };
-  if (aad) params.additionalData = owned(aad);
-  return crypto.subtle.encrypt(params, key, owned(data)).then((out) => new Uint8Array(out));
-}
-
-function open(key: CryptoKey, data: Uint8Array, aad?: Uint8Array): Promise<Uint8Array> {
-  const params: AesGcmParams = { name: "AES-GCM", iv: BENCH_IV };
-  if (aad) params.additionalData = owned(aad);
-  return crypto.subtle.decrypt(params, key, owned(data)).then((out) => new Uint8Array(out));
-}
-
 /** KVC1's key schedule for one version: HKDF-SHA-256 to Kenc ‖ N0 ‖ commitment, Kenc imported. */
 async function versionKey(secret: Uint8Array, id: Uint8Array): Promise<CryptoKey> {
   const ikm = await crypto.subtle.importKey("raw", owned(secret), "HKDF", false, ["deriveBits"]);
@@ -56,10 +45,7 @@ async function versionKey(secret: Uint8Array, id: Uint8Array): Promise<CryptoKey
       (KEY_BYTES + GCM_IV_BYTES + COMMITMENT_BYTES) * 8,
     ),
   );
-  return await crypto.subtle.importKey("raw", bits.subarray(0, KEY_BYTES), "AES-GCM", false, [
-    "encrypt",
-    "decrypt",
-  ]);
+  return await importAesGcmKey(bits.subarray(0, KEY_BYTES), ["encrypt", "decrypt"]);
 }
 
 /** Commits sealed chunks as atomics of {@linkcode CHUNKS_PER_ATOMIC}, several in flight. */
@@ -84,20 +70,18 @@ export function rawKvc1(kv: Deno.Kv, recordKey: Deno.KvKey, kek: CryptoKey): {
   const id = rawId();
   let kenc: CryptoKey | undefined;
   let sealedMeta: Uint8Array | undefined;
-  let size = 0;
   return {
     async write(value) {
-      size = value.length;
       const secret = crypto.getRandomValues(new Uint8Array(KEY_BYTES));
       const [, key] = await Promise.all([
         kv.get(recordKey),
         versionKey(secret, id),
-        seal(kek, secret, AAD.subarray(0, 30)),
+        gcmSeal(kek, BENCH_IV, secret, AAD.subarray(0, 30)),
       ]);
       kenc = key;
-      const pieces: Promise<Uint8Array>[] = [seal(key, META, AAD)];
-      for (let at = 0; at < size; at += SEALED_CHUNK_SIZE) {
-        pieces.push(seal(key, value.subarray(at, at + SEALED_CHUNK_SIZE)));
+      const pieces: Promise<Uint8Array>[] = [gcmSeal(key, BENCH_IV, META, AAD)];
+      for (let at = 0; at < value.length; at += SEALED_CHUNK_SIZE) {
+        pieces.push(gcmSeal(key, BENCH_IV, value.subarray(at, at + SEALED_CHUNK_SIZE)));
       }
       const [meta, ...chunks] = await Promise.all(pieces);
       sealedMeta = meta; // what a record would carry
@@ -112,16 +96,10 @@ export function rawKvc1(kv: Deno.Kv, recordKey: Deno.KvKey, kek: CryptoKey): {
       })();
       await Promise.all([kv.get(recordKey), list]);
       const [, ...chunks] = await Promise.all([
-        open(kenc!, sealedMeta!, AAD),
-        ...stored.map((chunk) => open(kenc!, chunk)),
+        gcmOpen(kenc!, BENCH_IV, sealedMeta!, AAD),
+        ...stored.map((chunk) => gcmOpen(kenc!, BENCH_IV, chunk)),
       ]);
-      const out = new Uint8Array(size);
-      let offset = 0;
-      for (const chunk of chunks) {
-        out.set(chunk, offset);
-        offset += chunk.length;
-      }
-      return out;
+      return concat(chunks);
     },
   };
 }
