@@ -1,11 +1,13 @@
 /**
  * AES-GCM as kvcrypt's formats use it (KVC1, KVC2 and KVV1): the suite bytes
- * and their key lengths, key import, seal and open, each once. Web Crypto
- * takes views of an ArrayBuffer only: every input passes through `owned`.
+ * and their key lengths, key import, seal and open, each once, and the
+ * HKDF-SHA-256 of the key schedule. Web Crypto takes views of an
+ * ArrayBuffer only: every input passes through `owned`.
  *
  * @module
  */
 
+import { hkdfSync } from "node:crypto";
 import { owned } from "./_bytes.ts";
 
 /** Suite byte of AES-128-GCM. */
@@ -63,4 +65,19 @@ export async function gcmOpen(
   aad?: Uint8Array,
 ): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.decrypt(gcmParams(iv, aad), key, owned(sealed)));
+}
+
+/**
+ * HKDF-SHA-256 of `length` bytes (RFC 5869), by `node:crypto` (in Deno,
+ * Deno Deploy and Node alike): synchronous, where Web Crypto needs two calls
+ * (import, then derive) whose fixed cost in Deno 2.9.6 is about 100 µs,
+ * on the path of every encrypted write and every first read of a version.
+ */
+export function hkdfSha256(
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  info: Uint8Array,
+  length: number,
+): Uint8Array {
+  return new Uint8Array(hkdfSync("sha256", ikm, salt, info, length));
 }

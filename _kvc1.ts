@@ -25,6 +25,7 @@ import {
 import {
   gcmOpen,
   gcmSeal,
+  hkdfSha256,
   importAesGcmKey,
   SUITE_AES_256_GCM,
   SUITE_KEY_BYTES,
@@ -160,18 +161,11 @@ export async function deriveVersionKeys(
 ): Promise<VersionKeys> {
   const keyBytes = SUITE_KEY_BYTES[suite];
   if (keyBytes === undefined) throw new TypeError("unknown suite");
-  const ikm = await crypto.subtle.importKey("raw", owned(secret), "HKDF", false, ["deriveBits"]);
-  const bits = new Uint8Array(
-    await crypto.subtle.deriveBits(
-      {
-        name: "HKDF",
-        hash: "SHA-256",
-        salt: owned(id),
-        info: owned(concat([BLOB_INFO, Uint8Array.of(suite)])),
-      },
-      ikm,
-      (keyBytes + GCM_IV_BYTES + COMMITMENT_BYTES) * 8,
-    ),
+  const bits = hkdfSha256(
+    secret,
+    id,
+    concat([BLOB_INFO, Uint8Array.of(suite)]),
+    keyBytes + GCM_IV_BYTES + COMMITMENT_BYTES,
   );
   const kenc = await importAesGcmKey(bits.subarray(0, keyBytes), ["encrypt", "decrypt"]);
   return {
@@ -726,16 +720,31 @@ export async function createSealedFormat(
   const writers = recipients.map((ring) => ring.current);
   // A key held elsewhere has no length to follow: its blobs use AES-256.
   const suite = isKeyWrapper(first.current) ? SUITE_AES_256_GCM : suiteOf(first.current.key);
-  const [keys, stanzas] = await Promise.all([
-    deriveVersionKeys(secret, id, suite),
-    Promise.all(writers.map((writer) => wrapSecret(writer, secret, id, random))),
-  ]);
+  let wrapping: Promise<Stanza[]> | undefined;
+  const wrap = () => {
+    if (wrapping === undefined) {
+      wrapping = Promise.all(writers.map((writer) => wrapSecret(writer, secret, id, random)));
+      // Awaited by encodeRecord; until then a rejection is not unhandled.
+      wrapping.catch(() => {});
+    }
+    return wrapping;
+  };
+  // A key service is heard before any chunk goes out: its refusal stops the
+  // write at once. Local keys wrap once chunk 0 is being sealed, so the
+  // larger job starts first (each Web Crypto call blocks this thread a while).
+  if (writers.some(isKeyWrapper)) await wrap();
+  const keys = await deriveVersionKeys(secret, id, suite);
   return {
     chunkSize: SEALED_CHUNK_SIZE,
     // With a wrapper the header may grow to KVC2's largest: inline only what still fits then.
     inlineMax: writers.some(isKeyWrapper) ? WRAPPED_INLINE_MAX : SEALED_INLINE_MAX,
-    sealChunk: (index, plaintext) => sealChunk(keys, index, plaintext),
+    sealChunk: (index, plaintext) => {
+      const sealed = sealChunk(keys, index, plaintext);
+      wrap();
+      return sealed;
+    },
     encodeRecord: async (layout, meta, key, inline) => {
+      const stanzas = await wrap();
       const header = await sealHeader(
         { ...layout, suite, commitment: keys.commitment, stanzas },
         keys,

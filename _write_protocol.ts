@@ -174,6 +174,10 @@ export async function prepareWrite(
   oneCommit = false,
 ): Promise<PreparedWrite> {
   assertUserKey(key, "store the blob");
+  // Read first, so the read overlaps all the work below; a write that stops
+  // early has only read.
+  const current = kv.get(key);
+  current.catch(() => {});
   const keyText = describeKey(key);
   const source = sourceOf(value, `store ${keyText}`);
   let writer: VersionWriter | undefined;
@@ -192,8 +196,6 @@ export async function prepareWrite(
       onProgress: options.onProgress,
     };
     writer = new VersionWriter(target);
-    const current = kv.get(key);
-    current.catch(() => {});
     const format = isPlainWrite(options)
       ? plainWriteFormat
       : await writeFormat(options, writer.id, keyText);

@@ -324,6 +324,40 @@ kvTest("wrapped outputs outside 1–1,024 bytes are a RangeError and store nothi
   assert.equal((await kv.get(["x"])).versionstamp, null);
 });
 
+kvTest("a wrapper that refuses stops the write before any atomic commits", async (kv) => {
+  let commits = 0;
+  const counted = new Proxy(kv, {
+    get(target, name) {
+      if (name !== "atomic") {
+        const value = Reflect.get(target, name, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return () => {
+        const op = target.atomic();
+        const commit = op.commit.bind(op);
+        op.commit = () => {
+          commits++;
+          return commit();
+        };
+        return op;
+      };
+    },
+  });
+  const refusing: KeyWrapper = {
+    kid: "service",
+    // Slow to answer, as a key service is: chunks would go out meanwhile if it were not awaited.
+    wrap: () => new Promise((_, reject) => setTimeout(() => reject(new Error("refused")), 30)),
+    unwrap: () => Promise.reject(new Error("unused")),
+  };
+  // The wrapper's own error reaches the caller, as a key service's does.
+  await assert.rejects(
+    set(counted, ["x"], randomBytes(2_000_000), { encryptionKey: refusing }),
+    /refused/,
+  );
+  assert.equal(commits, 0, "no chunk atomic went out before the key service answered");
+  assert.deepEqual((await internalEntries(kv)).keys.size, 0);
+});
+
 kvTest("a wrapper that returns a secret of the wrong length is a DecryptionError", async (kv) => {
   const good = await paddedWrapper("w", 200);
   await set(kv, ["x"], randomBytes(100), { encryptionKey: good });
