@@ -5,9 +5,9 @@
  * (a record `get`, chunk atomics, one `list`), with no record to build,
  * check or parse and no library code.
  *
- * A write: the record read alongside the key schedule (HKDF import and
- * derivation of Kenc ‖ N0 ‖ commitment, the AES key import) and the stanza
- * wrap; then every chunk and the metadata sealed together; then the chunk
+ * A write: the record read alongside the key schedule (the HKDF of
+ * Kenc ‖ N0 ‖ commitment through `node:crypto`, as kvcrypt does, and the AES
+ * key import) and the stanza wrap; then every chunk and the metadata sealed together; then the chunk
  * atomics. A read of what this process wrote (the version keys in hand, as
  * kvcrypt's version cache has them): the record `get` and the chunk `list`
  * together, then the metadata and every chunk opened together.
@@ -15,8 +15,8 @@
  * @module
  */
 
-import { concat, owned } from "../_bytes.ts";
-import { gcmOpen, gcmSeal, importAesGcmKey } from "../_aes_gcm.ts";
+import { concat } from "../_bytes.ts";
+import { gcmOpen, gcmSeal, hkdfSha256, importAesGcmKey } from "../_aes_gcm.ts";
 import { chunkKey, chunkPrefix } from "../_kv_keys.ts";
 import {
   CHUNKS_PER_ATOMIC,
@@ -37,13 +37,11 @@ const AAD = new Uint8Array(160);
 
 /** KVC1's key schedule for one version: HKDF-SHA-256 to Kenc ‖ N0 ‖ commitment, Kenc imported. */
 async function versionKey(secret: Uint8Array, id: Uint8Array): Promise<CryptoKey> {
-  const ikm = await crypto.subtle.importKey("raw", owned(secret), "HKDF", false, ["deriveBits"]);
-  const bits = new Uint8Array(
-    await crypto.subtle.deriveBits(
-      { name: "HKDF", hash: "SHA-256", salt: owned(id), info: new Uint8Array(15) },
-      ikm,
-      (KEY_BYTES + GCM_IV_BYTES + COMMITMENT_BYTES) * 8,
-    ),
+  const bits = hkdfSha256(
+    secret,
+    id,
+    new Uint8Array(15),
+    KEY_BYTES + GCM_IV_BYTES + COMMITMENT_BYTES,
   );
   return await importAesGcmKey(bits.subarray(0, KEY_BYTES), ["encrypt", "decrypt"]);
 }
