@@ -14,7 +14,6 @@
 
 import {
   ByteReader,
-  bytesEqual,
   ByteWriter,
   concat,
   constantTimeEqual,
@@ -69,7 +68,8 @@ import {
   writeLayout,
 } from "./_record.ts";
 import { encodeKey } from "./_user_key.ts";
-import { idName, VERSION_CACHE_MAX, VersionCache } from "./_version_cache.ts";
+import { VersionCache } from "./_version_cache.ts";
+import { ParsedRecords } from "./_parsed_records.ts";
 import type { StoredMetadata } from "./_types.ts";
 
 // The header's suite bytes, for the tests and benchmarks that build headers.
@@ -301,14 +301,26 @@ async function sealHeader(
   meta: StoredMetadata,
   key: Deno.KvKey,
   random: RandomSource,
-): Promise<{ bytes: Uint8Array; authenticated: Uint8Array }> {
+): Promise<{ bytes: Uint8Array; authenticated: Uint8Array; header: SealedHeader }> {
   // A fresh metaIv on every header write: a rewrap changes the AAD, and
   // reusing a GCM nonce under Kenc with another AAD would leak the GHASH key.
   const metaIv = random.bytes(GCM_IV_BYTES, "meta-iv");
   const metaJson = encodeMeta(meta);
   const prefix = writeHeaderPrefix({ ...fields, metaIv }, metaJson.length + GCM_TAG_BYTES);
   const sealedMeta = await gcmSeal(keys.kenc, metaIv, metaJson, concat([prefix, encodeKey(key)]));
-  return { bytes: concat([prefix, sealedMeta]), authenticated: prefix };
+  const { suite, id, chunkSize, size, chunks, expiresAt, commitment, stanzas } = fields;
+  // What parseHeader gives for these bytes, in its field order (tested against it).
+  const header: SealedHeader = {
+    suite,
+    ...{ id, chunkSize, size, chunks, expiresAt },
+    commitment,
+    stanzas,
+    metaIv,
+    sealedMeta,
+    authenticated: prefix,
+    inline: undefined,
+  };
+  return { bytes: concat([prefix, sealedMeta]), authenticated: prefix, header };
 }
 
 function fail(what: string, step: string, cause: unknown): never {
@@ -401,45 +413,26 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
   }
 }
 
-/** Where a KVC1 or KVC2 record holds its version id: after the magic and the suite byte. */
-const ID_START = SEALED_MAGIC.length + 1;
-
 /**
- * Headers parsed recently, by version id, with the record bytes they were
- * parsed from (a private copy the header's views point into). Bounded like
- * the version cache; an entry holds one header of at most
- * WRAPPED_HEADER_MAX bytes, inline records are not kept.
+ * Headers parsed recently or written by this process (an entry holds one
+ * header of at most WRAPPED_HEADER_MAX bytes; inline records are not kept).
+ * A KVC1 or KVC2 record holds its version id after the magic and the suite byte.
  */
-const parsedHeaders = new Map<string, { bytes: Uint8Array; header: SealedHeader }>();
+const parsedHeaders = new ParsedRecords<SealedHeader>(SEALED_MAGIC.length + 1);
 
 /**
  * Step 1 for a record read from the store: the header parsed before from
- * exactly these bytes, else {@linkcode parseHeader} of a private copy of
- * them. Parsing is a function of the bytes alone, so a byte-identical record
- * parses to the same header; any other byte is parsed afresh.
+ * exactly these bytes (or written as them), else {@linkcode parseHeader} of a
+ * private copy of them.
  *
  * @throws {DecryptionError} as {@linkcode parseHeader}.
  */
 export function parseRecordHeader(bytes: Uint8Array, what: string): SealedHeader {
-  const name = bytes.length >= ID_START + ID_BYTES
-    ? idName(bytes.subarray(ID_START, ID_START + ID_BYTES))
-    : undefined;
-  const known = name === undefined ? undefined : parsedHeaders.get(name);
-  // Only the very same bytes: a header edited anywhere must be parsed (and fail) again.
-  if (name !== undefined && known !== undefined && bytesEqual(known.bytes, bytes)) {
-    parsedHeaders.delete(name);
-    parsedHeaders.set(name, known);
-    return known.header;
-  }
+  const known = parsedHeaders.find(bytes);
+  if (known !== undefined) return known;
   const copy = bytes.slice();
   const header = parseHeader(copy, what);
-  if (name !== undefined && header.inline === undefined) {
-    parsedHeaders.delete(name);
-    parsedHeaders.set(name, { bytes: copy, header });
-    if (parsedHeaders.size > VERSION_CACHE_MAX) {
-      parsedHeaders.delete(parsedHeaders.keys().next().value!);
-    }
-  }
+  if (header.inline === undefined) parsedHeaders.add(copy, header);
   return header;
 }
 
@@ -753,7 +746,10 @@ export async function createSealedFormat(
         random,
       );
       rememberWritten(layout.id, header.authenticated, writers, secret, keys);
-      return inline ? concat([header.bytes, inline]) : header.bytes;
+      if (inline) return concat([header.bytes, inline]);
+      // Reading it back in this process then skips step 1, as a repeated read does.
+      parsedHeaders.add(header.bytes.slice(), header.header);
+      return header.bytes;
     },
   };
 }

@@ -8,6 +8,7 @@
 
 import { ByteReader, ByteWriter } from "./_bytes.ts";
 import { CorruptBlobError } from "./_errors.ts";
+import { ParsedRecords } from "./_parsed_records.ts";
 import { ID_BYTES, META_JSON_MAX, PLAIN_CHUNK_SIZE, PLAIN_INLINE_MAX } from "./_limits.ts";
 import {
   chunkLength,
@@ -37,11 +38,40 @@ export function encodePlainRecord(
   meta: StoredMetadata,
   inline?: Uint8Array,
 ): Uint8Array {
-  const metaBytes = encodeMeta(meta);
+  return encodeWithMeta(layout, encodeMeta(meta), inline);
+}
+
+function encodeWithMeta(
+  layout: RecordLayout,
+  metaBytes: Uint8Array,
+  inline: Uint8Array | undefined,
+): Uint8Array {
   const writer = writeLayout(new ByteWriter().bytes(PLAIN_MAGIC).bytes(layout.id), layout)
     .u32(metaBytes.length).bytes(metaBytes);
   if (inline) writer.bytes(inline);
   return writer.finish();
+}
+
+/**
+ * Plain records parsed recently or written by this process (inline ones are
+ * not kept); a KVP1 record holds its version id right after the magic.
+ */
+const parsedRecords = new ParsedRecords<PlainRecord>(PLAIN_MAGIC.length);
+
+/**
+ * A chunked record's bytes, kept with what {@linkcode decodePlainRecord}
+ * gives for them (tested against it), so reading it back skips the parse.
+ */
+function encodeAndRemember(layout: RecordLayout, meta: StoredMetadata): Uint8Array {
+  const metaBytes = encodeMeta(meta);
+  const bytes = encodeWithMeta(layout, metaBytes, undefined);
+  const { id, chunkSize, size, chunks, expiresAt } = layout;
+  parsedRecords.add(bytes.slice(), {
+    ...{ id, chunkSize, size, chunks, expiresAt },
+    meta: decodeMeta(metaBytes),
+    inline: undefined,
+  });
+  return bytes;
 }
 
 /**
@@ -70,7 +100,9 @@ export const plainWriteFormat: WriteFormat = {
   inlineMax: PLAIN_INLINE_MAX,
   sealChunk: (_index, plaintext) => Promise.resolve(plaintext),
   encodeRecord: (layout, meta, _key, inline) =>
-    Promise.resolve(encodePlainRecord(layout, meta, inline)),
+    Promise.resolve(
+      inline ? encodePlainRecord(layout, meta, inline) : encodeAndRemember(layout, meta),
+    ),
 };
 
 /**
@@ -82,11 +114,15 @@ export function openPlainRecord(
   keyText: string,
   prefetchFor?: (layout: PlainRecord) => readonly Prefetch[] | undefined,
 ): OpenedRecord {
-  let record;
-  try {
-    record = decodePlainRecord(bytes);
-  } catch (cause) {
-    throw new CorruptBlobError(`Cannot read ${keyText}: the record is damaged`, { cause });
+  let record = parsedRecords.find(bytes);
+  if (record === undefined) {
+    const copy = bytes.slice();
+    try {
+      record = decodePlainRecord(copy);
+    } catch (cause) {
+      throw new CorruptBlobError(`Cannot read ${keyText}: the record is damaged`, { cause });
+    }
+    if (record.inline === undefined) parsedRecords.add(copy, record);
   }
   return new OpenedPlainRecord(record, keyText, prefetchFor?.(record));
 }
@@ -115,7 +151,8 @@ class OpenedPlainRecord implements OpenedRecord {
     this.size = record.size;
     this.chunks = record.chunks;
     this.expiresAt = record.expiresAt;
-    this.meta = record.meta;
+    // A copy: the record may be a kept parse, which its reader must not change.
+    this.meta = { ...record.meta };
     this.inline = record.inline;
     this.prefetch = prefetch;
     this.#keyText = keyText;
