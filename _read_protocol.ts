@@ -46,15 +46,17 @@ export function targetAt(kv: KvLike, key: Deno.KvKey, options: ReadOptions): Rea
 /**
  * A buffered read's plaintext, gathered into one buffer of the blob's size.
  * An authenticated size (an encrypted record's) is allocated at once and
- * chunks are copied in as they come; an unauthenticated one (a plain
- * record's) is never allocated ahead: chunks are kept as they arrive and
- * copied into one buffer at the end, so a forged size fails at the first
- * missing chunk instead of allocating it. A blob that arrives as one chunk
- * owning its whole buffer is that chunk: no copy.
+ * chunks are copied in as they come. An unauthenticated one (a plain
+ * record's) is allocated only once half of it has arrived, the chunks so far
+ * copied in then and the rest as they come: a forged size makes a read
+ * allocate at most twice the bytes the store really delivered (a size far
+ * beyond them fails at the first missing chunk, having allocated nothing).
+ * A blob that arrives as one chunk owning its whole buffer is that chunk: no
+ * copy.
  */
 class WholeBuffer implements ChunkSink {
   #bytes: Uint8Array | undefined;
-  readonly #pieces: Uint8Array[] = [];
+  #pieces: Uint8Array[] = [];
   #length = 0;
   readonly #size: number;
   readonly #sizeAuthenticated: boolean;
@@ -66,13 +68,26 @@ class WholeBuffer implements ChunkSink {
 
   /** Appends a chunk (the reader has checked its length against the record). */
   append(chunk: Uint8Array): void {
-    if (this.#sizeAuthenticated && !(this.#length === 0 && chunk.length === this.#size)) {
-      this.#bytes ??= new Uint8Array(this.#size);
-      this.#bytes.set(chunk, this.#length);
-    } else {
-      this.#pieces.push(chunk);
+    if (this.#bytes === undefined && this.#mayAllocate(chunk)) {
+      this.#bytes = new Uint8Array(this.#size);
+      let offset = 0;
+      for (const piece of this.#pieces) {
+        this.#bytes.set(piece, offset);
+        offset += piece.length;
+      }
+      this.#pieces = [];
     }
+    if (this.#bytes === undefined) this.#pieces.push(chunk);
+    else this.#bytes.set(chunk, this.#length);
     this.#length += chunk.length;
+  }
+
+  /** Whether the buffer of the blob's size may be allocated now, before `chunk` is added. */
+  #mayAllocate(chunk: Uint8Array): boolean {
+    // The whole blob in one chunk: finish() hands it out as it is.
+    if (this.#length === 0 && chunk.length === this.#size) return false;
+    // Half of an unauthenticated size delivered bounds what a forged size can make us allocate.
+    return this.#sizeAuthenticated || (this.#length + chunk.length) * 2 >= this.#size;
   }
 
   /** The bytes gathered. */

@@ -113,6 +113,16 @@ const RECORD_TAMPERS: {
     },
   },
   {
+    // The first batch of chunks exists: they arrive, and still nothing of the forged size is allocated.
+    what: "a forged size of 2^45 bytes whose first 16 chunks exist",
+    size: 20 * CHUNK,
+    header: false,
+    patch: (view) => {
+      view.setBigUint64(24, 2n ** 45n);
+      view.setUint32(32, 2 ** 45 / CHUNK);
+    },
+  },
+  {
     what: "inline data longer than its size",
     size: 100,
     header: true,
