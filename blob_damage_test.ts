@@ -70,6 +70,12 @@ async function patchedRecord(
   await kv.set(["x"], bytes);
 }
 
+/** Makes a plain record claim 2^45 bytes (32 TiB) and the chunk count that size needs. */
+function forgeSize(view: DataView): void {
+  view.setBigUint64(24, 2n ** 45n);
+  view.setUint32(32, 2 ** 45 / CHUNK);
+}
+
 /** Record tampers; `header` ones are visible without reading chunks, so getMeta() sees them too. */
 const RECORD_TAMPERS: {
   what: string;
@@ -107,20 +113,14 @@ const RECORD_TAMPERS: {
     what: "a forged size of 2^45 bytes and a matching chunk count",
     size: 3 * CHUNK,
     header: false,
-    patch: (view) => {
-      view.setBigUint64(24, 2n ** 45n);
-      view.setUint32(32, 2 ** 45 / CHUNK);
-    },
+    patch: forgeSize,
   },
   {
     // The first batch of chunks exists: they arrive, and still nothing of the forged size is allocated.
     what: "a forged size of 2^45 bytes whose first 16 chunks exist",
     size: 20 * CHUNK,
     header: false,
-    patch: (view) => {
-      view.setBigUint64(24, 2n ** 45n);
-      view.setUint32(32, 2 ** 45 / CHUNK);
-    },
+    patch: forgeSize,
   },
   {
     what: "inline data longer than its size",
