@@ -37,6 +37,7 @@ import {
   type Keyring,
   type KeyringEntry,
   type KeyWrapper,
+  kidProblem,
 } from "./_keyring.ts";
 import {
   COMMITMENT_BYTES,
@@ -229,10 +230,10 @@ async function wrapWithWrapper(
 ): Promise<WrapperStanza> {
   // Read once and checked again: the object may have changed since it joined a keyring.
   const kid: unknown = wrapper.kid;
-  const kidBytes = typeof kid === "string" ? utf8(kid).length : 0;
-  if (typeof kid !== "string" || kidBytes < 1 || kidBytes > KID_MAX) {
+  // A lone surrogate would be stored as U+FFFD: the stanza would never match its wrapper again.
+  if (typeof kid !== "string" || kid === "" || kidProblem(kid) !== undefined) {
     throw new RangeError(
-      `Cannot encrypt for a key wrapper: its kid must be 1 to ${KID_MAX} bytes of UTF-8`,
+      `Cannot encrypt for a key wrapper: its kid must be 1 to ${KID_MAX} bytes of well-formed UTF-8`,
     );
   }
   // A copy each: the wrapper must not be able to change the secret the chunks are sealed under.
@@ -247,7 +248,8 @@ async function wrapWithWrapper(
       }: it returned ${got}, expected a Uint8Array of 1 to ${WRAPPER_OUTPUT_MAX} bytes`,
     );
   }
-  return { form: "wrapper", kid, wrapped: wrapped.slice() };
+  // A copy (a Buffer's slice() is a view): the wrapper may reuse what it returned.
+  return { form: "wrapper", kid, wrapped: new Uint8Array(wrapped) };
 }
 
 /** Whether a header needs the KVC2 form: one of its stanzas is a wrapper's. */
@@ -301,26 +303,14 @@ async function sealHeader(
   meta: StoredMetadata,
   key: Deno.KvKey,
   random: RandomSource,
-): Promise<{ bytes: Uint8Array; authenticated: Uint8Array; header: SealedHeader }> {
+): Promise<{ bytes: Uint8Array; authenticated: Uint8Array }> {
   // A fresh metaIv on every header write: a rewrap changes the AAD, and
   // reusing a GCM nonce under Kenc with another AAD would leak the GHASH key.
   const metaIv = random.bytes(GCM_IV_BYTES, "meta-iv");
   const metaJson = encodeMeta(meta);
   const prefix = writeHeaderPrefix({ ...fields, metaIv }, metaJson.length + GCM_TAG_BYTES);
   const sealedMeta = await gcmSeal(keys.kenc, metaIv, metaJson, concat([prefix, encodeKey(key)]));
-  const { suite, id, chunkSize, size, chunks, expiresAt, commitment, stanzas } = fields;
-  // What parseHeader gives for these bytes, in its field order (tested against it).
-  const header: SealedHeader = {
-    suite,
-    ...{ id, chunkSize, size, chunks, expiresAt },
-    commitment,
-    stanzas,
-    metaIv,
-    sealedMeta,
-    authenticated: prefix,
-    inline: undefined,
-  };
-  return { bytes: concat([prefix, sealedMeta]), authenticated: prefix, header };
+  return { bytes: concat([prefix, sealedMeta]), authenticated: prefix };
 }
 
 function fail(what: string, step: string, cause: unknown): never {
@@ -416,9 +406,12 @@ export function parseHeader(bytes: Uint8Array, what = "the blob"): SealedHeader 
 /**
  * Headers parsed recently or written by this process (an entry holds one
  * header of at most WRAPPED_HEADER_MAX bytes; inline records are not kept).
- * A KVC1 or KVC2 record holds its version id after the magic and the suite byte.
+ * A KVC1 or KVC2 record holds its version id after the magic and the suite
+ * byte. Exported for its tests.
  */
-const parsedHeaders = new ParsedRecords<SealedHeader>(SEALED_MAGIC.length + 1);
+export const parsedHeaders: ParsedRecords<SealedHeader> = new ParsedRecords(
+  SEALED_MAGIC.length + 1,
+);
 
 /**
  * Step 1 for a record read from the store: the header parsed before from
@@ -488,7 +481,7 @@ async function openWrapperStanzas(
         const context = wrapperContext(header.id, stanza.kid);
         const secret: unknown = await wrapper.unwrap(stanza.wrapped.slice(), context);
         if (secret instanceof Uint8Array && secret.length === SECRET_BYTES) {
-          return { secret: secret.slice(), kek: undefined, stanza: index };
+          return { secret: new Uint8Array(secret), kek: undefined, stanza: index };
         }
         errors.push(
           new RangeError(`key wrapper ${JSON.stringify(stanza.kid)} returned no 32-byte secret`),
@@ -747,8 +740,10 @@ export async function createSealedFormat(
       );
       rememberWritten(layout.id, header.authenticated, writers, secret, keys);
       if (inline) return concat([header.bytes, inline]);
-      // Reading it back in this process then skips step 1, as a repeated read does.
-      parsedHeaders.add(header.bytes.slice(), header.header);
+      // Parsed from the bytes themselves, never from the fields they were made of:
+      // reading them back in this process then skips step 1, as a repeated read does.
+      const copy = header.bytes.slice();
+      parsedHeaders.add(copy, parseHeader(copy));
       return header.bytes;
     },
   };

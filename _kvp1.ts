@@ -38,14 +38,7 @@ export function encodePlainRecord(
   meta: StoredMetadata,
   inline?: Uint8Array,
 ): Uint8Array {
-  return encodeWithMeta(layout, encodeMeta(meta), inline);
-}
-
-function encodeWithMeta(
-  layout: RecordLayout,
-  metaBytes: Uint8Array,
-  inline: Uint8Array | undefined,
-): Uint8Array {
+  const metaBytes = encodeMeta(meta);
   const writer = writeLayout(new ByteWriter().bytes(PLAIN_MAGIC).bytes(layout.id), layout)
     .u32(metaBytes.length).bytes(metaBytes);
   if (inline) writer.bytes(inline);
@@ -55,22 +48,20 @@ function encodeWithMeta(
 /**
  * Plain records parsed recently or written by this process (inline ones are
  * not kept); a KVP1 record holds its version id right after the magic.
+ * Exported for its tests.
  */
-const parsedRecords = new ParsedRecords<PlainRecord>(PLAIN_MAGIC.length);
+export const parsedPlainRecords: ParsedRecords<PlainRecord> = new ParsedRecords(
+  PLAIN_MAGIC.length,
+);
 
 /**
  * A chunked record's bytes, kept with what {@linkcode decodePlainRecord}
- * gives for them (tested against it), so reading it back skips the parse.
+ * gives for a private copy of them, so reading it back skips the parse.
  */
 function encodeAndRemember(layout: RecordLayout, meta: StoredMetadata): Uint8Array {
-  const metaBytes = encodeMeta(meta);
-  const bytes = encodeWithMeta(layout, metaBytes, undefined);
-  const { id, chunkSize, size, chunks, expiresAt } = layout;
-  parsedRecords.add(bytes.slice(), {
-    ...{ id, chunkSize, size, chunks, expiresAt },
-    meta: decodeMeta(metaBytes),
-    inline: undefined,
-  });
+  const bytes = encodePlainRecord(layout, meta);
+  const copy = bytes.slice();
+  parsedPlainRecords.add(copy, decodePlainRecord(copy));
   return bytes;
 }
 
@@ -114,15 +105,17 @@ export function openPlainRecord(
   keyText: string,
   prefetchFor?: (layout: PlainRecord) => readonly Prefetch[] | undefined,
 ): OpenedRecord {
-  let record = parsedRecords.find(bytes);
+  let record = parsedPlainRecords.find(bytes);
   if (record === undefined) {
-    const copy = bytes.slice();
     try {
-      record = decodePlainRecord(copy);
+      record = decodePlainRecord(bytes);
     } catch (cause) {
       throw new CorruptBlobError(`Cannot read ${keyText}: the record is damaged`, { cause });
     }
-    if (record.inline === undefined) parsedRecords.add(copy, record);
+    // Kept with copies: the id is the only field that views the bytes.
+    if (record.inline === undefined) {
+      parsedPlainRecords.add(bytes.slice(), { ...record, id: record.id.slice() });
+    }
   }
   return new OpenedPlainRecord(record, keyText, prefetchFor?.(record));
 }

@@ -39,6 +39,11 @@ export class ParsedRecords<T> {
     return known.parsed;
   }
 
+  /** Number of records kept. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
   /**
    * Keeps `parsed` as the parse of `bytes`, which must be a private copy
    * that nothing changes afterwards.

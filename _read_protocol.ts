@@ -54,13 +54,14 @@ export function targetAt(kv: KvLike, key: Deno.KvKey, options: ReadOptions): Rea
  * A blob that arrives as one chunk owning its whole buffer is that chunk: no
  * copy.
  */
-class WholeBuffer implements ChunkSink {
+export class WholeBuffer implements ChunkSink {
   #bytes: Uint8Array | undefined;
   #pieces: Uint8Array[] = [];
   #length = 0;
   readonly #size: number;
   readonly #sizeAuthenticated: boolean;
 
+  /** A buffer for a blob of `size` bytes, a size the record authenticates or not. */
   constructor(size: number, sizeAuthenticated: boolean) {
     this.#size = size;
     this.#sizeAuthenticated = sizeAuthenticated;
@@ -88,6 +89,11 @@ class WholeBuffer implements ChunkSink {
     if (this.#length === 0 && chunk.length === this.#size) return false;
     // Half of an unauthenticated size delivered bounds what a forged size can make us allocate.
     return this.#sizeAuthenticated || (this.#length + chunk.length) * 2 >= this.#size;
+  }
+
+  /** Whether the buffer of the blob's size has been allocated yet. */
+  get allocated(): boolean {
+    return this.#bytes !== undefined;
   }
 
   /** The bytes gathered. */

@@ -160,8 +160,8 @@ export interface PreparedWrite {
 }
 
 /**
- * Step 1 of the write protocol: validates everything, then writes the chunks
- * while the current record is read. With `oneCommit` (`set`), a last batch
+ * Step 1 of the write protocol: starts reading the current record, validates
+ * everything, then writes the chunks while that read runs. With `oneCommit` (`set`), a last batch
  * of at most `CHUNKS_IN_RECORD_COMMIT` chunks goes into the record commit; a
  * blob of no more chunks writes nothing yet (its version entry goes there
  * too: one atomic). On failure nothing is left behind.
@@ -174,15 +174,15 @@ export async function prepareWrite(
   oneCommit = false,
 ): Promise<PreparedWrite> {
   assertUserKey(key, "store the blob");
-  // Read first, so the read overlaps all the work below; a write that stops
-  // early has only read.
-  const current = kv.get(key);
-  current.catch(() => {});
   const keyText = describeKey(key);
   const source = sourceOf(value, `store ${keyText}`);
   let writer: VersionWriter | undefined;
   let pieces: AsyncGenerator<Uint8Array> | undefined;
   try {
+    // Read first, so the read overlaps all the work below (a write refused
+    // for its options has only read).
+    const current = kv.get(key);
+    current.catch(() => {});
     const deadline = validateSetOptions(options, keyText);
     const meta = applyMetadata(source.meta, options, `store ${keyText}`);
     encodeMeta(meta, keyText);

@@ -7,9 +7,11 @@
 import assert from "node:assert/strict";
 import { CorruptBlobError, get, getMeta, set } from "./blob.ts";
 import { DecryptionError } from "./crypto.ts";
-import { generateKey, type KeyWrapper } from "./keys.ts";
-import { parseHeader, parseRecordHeader } from "./_kvc1.ts";
-import { decodePlainRecord, openPlainRecord } from "./_kvp1.ts";
+import { Buffer } from "node:buffer";
+import { generateKey, keyring, type KeyWrapper } from "./keys.ts";
+import { parsedHeaders, parseHeader, parseRecordHeader } from "./_kvc1.ts";
+import { decodePlainRecord, openPlainRecord, parsedPlainRecords } from "./_kvp1.ts";
+import { WholeBuffer } from "./_read_protocol.ts";
 import type { SetOptions } from "./_types.ts";
 import { paddedAesWrapper } from "./_testing/kvc2_vectors.ts";
 import { assertRejects, kvTest, randomBytes } from "./_testing/util.ts";
@@ -119,4 +121,87 @@ kvTest("an encrypted record edited after its write is parsed and checked afresh"
   }
   await kv.set(["e"], stored);
   assert.equal((await get(kv, ["e"], { encryptionKey })).value?.length, 100 * KIB);
+});
+
+kvTest("a chunked write is remembered without any read, an inline one is not", async (kv) => {
+  const encryptionKey = await generateKey();
+  for (
+    const [store, options] of [[parsedPlainRecords, {}], [parsedHeaders, {
+      encryptionKey,
+    }]] as const
+  ) {
+    const before = store.size;
+    await set(kv, ["chunked", before], randomBytes(100 * KIB), options);
+    assert.equal(store.size, Math.min(before + 1, 128), "the write itself keeps its record");
+    const after = store.size;
+    await set(kv, ["inline", before], randomBytes(10), options);
+    assert.equal(store.size, after, "an inline record is not kept");
+  }
+});
+
+kvTest("a wrapper that reuses the Buffer it returns cannot change a stored stanza", async (kv) => {
+  const kek = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+    "encrypt",
+    "decrypt",
+  ]);
+  const scratch = Buffer.alloc(12 + 32 + 16);
+  const reusing: KeyWrapper = {
+    kid: "scratch",
+    async wrap(secret, context) {
+      const iv = crypto.getRandomValues(new Uint8Array(12));
+      const sealed = await crypto.subtle.encrypt(
+        { name: "AES-GCM", iv, additionalData: context },
+        kek,
+        secret,
+      );
+      scratch.set(iv);
+      scratch.set(new Uint8Array(sealed), 12);
+      // The same memory every time: a Buffer's slice() would still view it.
+      return scratch;
+    },
+    async unwrap(wrapped, context) {
+      return new Uint8Array(
+        await crypto.subtle.decrypt(
+          { name: "AES-GCM", iv: wrapped.subarray(0, 12), additionalData: context },
+          kek,
+          wrapped.subarray(12),
+        ),
+      );
+    },
+  };
+  const a = randomBytes(100 * KIB);
+  const b = randomBytes(100 * KIB);
+  await set(kv, ["a"], a, { encryptionKey: reusing });
+  await set(kv, ["b"], b, { encryptionKey: reusing });
+  assert.deepEqual((await get(kv, ["a"], { encryptionKey: reusing })).value, a);
+  assert.deepEqual((await get(kv, ["b"], { encryptionKey: reusing })).value, b);
+});
+
+kvTest("a wrapper whose kid became ill-formed after joining a keyring is refused", async (kv) => {
+  const w = await wrapper();
+  const ring = await keyring(w);
+  (w as { kid: string }).kid = "\uD800x";
+  await assertRejects(
+    set(kv, ["x"], randomBytes(100 * KIB), { encryptionKey: ring }),
+    RangeError,
+    /well-formed/,
+  );
+  assert.equal((await kv.get(["x"])).versionstamp, null);
+});
+
+Deno.test("a buffered plain read allocates its buffer only once half of the stated size arrived", () => {
+  const chunk = new Uint8Array(1_000).fill(7);
+  const plain = new WholeBuffer(10 * chunk.length, false);
+  for (let i = 0; i < 4; i++) plain.append(chunk);
+  assert.equal(plain.allocated, false, "4 of 10 chunks: a forged size allocates nothing yet");
+  plain.append(chunk);
+  assert.equal(plain.allocated, true, "half arrived");
+  for (let i = 0; i < 5; i++) plain.append(chunk);
+  assert.deepEqual(plain.finish(), new Uint8Array(10 * chunk.length).fill(7));
+  const sealed = new WholeBuffer(10 * chunk.length, true);
+  sealed.append(chunk);
+  assert.equal(sealed.allocated, true, "an authenticated size is allocated at once");
+  const whole = new WholeBuffer(chunk.length, false);
+  whole.append(chunk);
+  assert.equal(whole.finish(), chunk, "one chunk owning its buffer is handed out as it is");
 });
