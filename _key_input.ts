@@ -12,6 +12,7 @@ import { isRecord } from "./_guards.ts";
 import { type JsonWebKeySet, keyringOf } from "./_key_import.ts";
 import { isKeyWrapper, Keyring, type KeyringEntry, type KeyWrapper } from "./_keyring.ts";
 import { STANZAS_MAX } from "./_limits.ts";
+import { Lru } from "./_lru.ts";
 import type { EncryptionKey, KeyMaterial } from "./_types.ts";
 
 /** The options of a write that say whom the blob is encrypted for. */
@@ -36,7 +37,7 @@ const NOT_A_KEY =
  */
 const objectCache = new WeakMap<object, { json: string | undefined; ring: Promise<Keyring> }>();
 /** Keyrings resolved from JSON strings, least recently used first. */
-const stringCache = new Map<string, Promise<Keyring>>();
+const stringCache = new Lru<string, Promise<Keyring>>(STRING_CACHE_MAX);
 /** The read keys of each key ring read with (rings are immutable). */
 const readKeysByRing = new WeakMap<Keyring, readonly KeyringEntry[]>();
 
@@ -177,22 +178,14 @@ function cachedByObject(input: CryptoKey | JsonWebKey | JsonWebKeySet): Promise<
 
 /** The keyring of a JSON string, from a small LRU cache. */
 function cachedByString(input: string): Promise<Keyring> {
-  const cached = stringCache.get(input);
-  if (cached !== undefined) {
-    stringCache.delete(input);
-    stringCache.set(input, cached);
-    return cached;
-  }
+  const cached = stringCache.use(input);
+  if (cached !== undefined) return cached;
   const resolved = keyringOf([input]);
+  // Bounded: strings are key material, and a caller building them per request must not grow memory.
   stringCache.set(input, resolved);
   // A failed import is not cached, so a bad string is not kept in memory.
   resolved.catch(() => {
-    if (stringCache.get(input) === resolved) stringCache.delete(input);
+    if (stringCache.peek(input) === resolved) stringCache.delete(input);
   });
-  // Bounded: strings are key material, and a caller building them per request must not grow memory.
-  for (const oldest of stringCache.keys()) {
-    if (stringCache.size <= STRING_CACHE_MAX) break;
-    stringCache.delete(oldest);
-  }
   return resolved;
 }

@@ -10,13 +10,13 @@
 
 import { bytesEqual } from "./_bytes.ts";
 import { ID_BYTES } from "./_limits.ts";
+import { Lru } from "./_lru.ts";
 import { idName, VERSION_CACHE_MAX } from "./_version_cache.ts";
 
 /** Parse results by exact record bytes, found through the version id they hold at a fixed offset. */
 export class ParsedRecords<T> {
   readonly #idStart: number;
-  readonly #max: number;
-  readonly #entries = new Map<string, { bytes: Uint8Array; parsed: T }>();
+  readonly #entries: Lru<string, { bytes: Uint8Array; parsed: T }>;
 
   /**
    * A store for records holding their version id at byte `idStart`, of at
@@ -24,17 +24,16 @@ export class ParsedRecords<T> {
    */
   constructor(idStart: number, max: number = VERSION_CACHE_MAX) {
     this.#idStart = idStart;
-    this.#max = max;
+    this.#entries = new Lru(max);
   }
 
   /** What `bytes` parsed to before, if these very bytes were kept. */
   find(bytes: Uint8Array): T | undefined {
     if (bytes.length < this.#idStart + ID_BYTES) return undefined;
     const name = idName(bytes.subarray(this.#idStart, this.#idStart + ID_BYTES));
-    const known = this.#entries.get(name);
+    const known = this.#entries.peek(name);
     // Only the very same bytes: a record edited anywhere must be parsed (and fail) again.
     if (known === undefined || !bytesEqual(known.bytes, bytes)) return undefined;
-    this.#entries.delete(name);
     this.#entries.set(name, known);
     return known.parsed;
   }
@@ -50,9 +49,9 @@ export class ParsedRecords<T> {
    */
   add(bytes: Uint8Array, parsed: T): void {
     if (bytes.length < this.#idStart + ID_BYTES) return;
-    const name = idName(bytes.subarray(this.#idStart, this.#idStart + ID_BYTES));
-    this.#entries.delete(name);
-    this.#entries.set(name, { bytes, parsed });
-    if (this.#entries.size > this.#max) this.#entries.delete(this.#entries.keys().next().value!);
+    this.#entries.set(idName(bytes.subarray(this.#idStart, this.#idStart + ID_BYTES)), {
+      bytes,
+      parsed,
+    });
   }
 }

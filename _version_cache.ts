@@ -14,6 +14,7 @@
  */
 
 import { bytesEqual } from "./_bytes.ts";
+import { Lru } from "./_lru.ts";
 import type { KeyEntry } from "./_keyring.ts";
 
 /**
@@ -42,12 +43,11 @@ export interface CachedVersion<Keys> {
  * under each (a rewrap or another reader's key replaces it).
  */
 export class VersionCache<Keys> {
-  readonly #max: number;
-  readonly #entries = new Map<string, CachedVersion<Keys>>();
+  readonly #entries: Lru<string, CachedVersion<Keys>>;
 
   /** A cache of at most `max` versions. */
   constructor(max: number = VERSION_CACHE_MAX) {
-    this.#max = max;
+    this.#entries = new Lru(max);
   }
 
   /**
@@ -62,25 +62,20 @@ export class VersionCache<Keys> {
     mayOpen: (entry: KeyEntry, stanza: number) => boolean,
   ): CachedVersion<Keys> | undefined {
     const name = idName(id);
-    const version = this.#entries.get(name);
+    const version = this.#entries.peek(name);
     if (
       version === undefined || !bytesEqual(version.authenticated, authenticated) ||
       !readKeys.some((entry) => entry.key === version.kek && mayOpen(entry, version.stanza))
     ) {
       return undefined;
     }
-    // Most recently used last: a Map keeps insertion order.
-    this.#entries.delete(name);
     this.#entries.set(name, version);
     return version;
   }
 
   /** Remembers an opened version, dropping the least recently used beyond the bound. */
   add(id: Uint8Array, version: CachedVersion<Keys>): void {
-    const name = idName(id);
-    this.#entries.delete(name);
-    this.#entries.set(name, version);
-    if (this.#entries.size > this.#max) this.#entries.delete(this.#entries.keys().next().value!);
+    this.#entries.set(idName(id), version);
   }
 
   /** Number of versions cached. */

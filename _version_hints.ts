@@ -20,6 +20,7 @@
  */
 
 import { toHex } from "./_bytes.ts";
+import { Lru } from "./_lru.ts";
 import { describeKey } from "./_user_key.ts";
 
 /**
@@ -38,12 +39,12 @@ export interface VersionHint {
 }
 
 /** Per store handle (a `Deno.Kv`, an `@deno/kv` `Kv`, a wrapper), keyed by {@linkcode hintKey}. */
-const hintsByStore = new WeakMap<object, Map<string, VersionHint>>();
+const hintsByStore = new WeakMap<object, Lru<string, VersionHint>>();
 
-function hintsOf(kv: object): Map<string, VersionHint> {
+function hintsOf(kv: object): Lru<string, VersionHint> {
   let hints = hintsByStore.get(kv);
   if (hints === undefined) {
-    hints = new Map();
+    hints = new Lru(VERSION_HINTS_MAX);
     hintsByStore.set(kv, hints);
   }
   return hints;
@@ -62,15 +63,7 @@ function hintKey(key: Deno.KvKey): string {
 
 /** The hint for `key` in this store handle, if there is one (and marks it recently used). */
 export function recallVersion(kv: object, key: Deno.KvKey): VersionHint | undefined {
-  const hints = hintsByStore.get(kv);
-  if (hints === undefined) return undefined;
-  const name = hintKey(key);
-  const hint = hints.get(name);
-  if (hint !== undefined) {
-    hints.delete(name);
-    hints.set(name, hint);
-  }
-  return hint;
+  return hintsByStore.get(kv)?.use(hintKey(key));
 }
 
 /**
@@ -87,9 +80,6 @@ export function rememberVersion(
     hintsByStore.get(kv)?.delete(name);
     return;
   }
-  const hints = hintsOf(kv);
-  hints.delete(name);
   // A copy: a parsed record's id is a view that would keep the whole record alive.
-  hints.set(name, { id: layout.id.slice(), chunks: layout.chunks });
-  if (hints.size > VERSION_HINTS_MAX) hints.delete(hints.keys().next().value!);
+  hintsOf(kv).set(name, { id: layout.id.slice(), chunks: layout.chunks });
 }
