@@ -10,12 +10,16 @@
  * chunk, copies included) with raw Web Crypto AES-GCM over the same bytes,
  * one call per chunk, all chunks in flight at once in both: the crypto
  * ceiling. Two more groups compare `cryptoKv` `set` and `get` of a small
- * object (about 100 bytes serialized) with plain `Deno.Kv` (the baseline).
+ * object (about 100 bytes serialized) with plain `Deno.Kv` (the baseline),
+ * next to their floors: the same work without the library, sealed once with
+ * Web Crypto and once with `node:crypto`'s AES-256-GCM (the cheapest AES-GCM
+ * call this runtime has for a small input; the library uses Web Crypto).
  *
  * @module
  */
 
 import * as v8 from "node:v8";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { owned } from "./_bytes.ts";
 import { fixedPieces } from "./_source.ts";
 import {
@@ -40,7 +44,9 @@ const keys = {
   "AES-128": await generateKey({ bits: 128 }),
   "AES-256": await generateKey({ bits: 256 }),
 };
-const rawAesKey = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+/** The floors' key: raw bytes for `node:crypto`, the same key imported for Web Crypto. */
+const rawKeyBytes = crypto.getRandomValues(new Uint8Array(256 / 8));
+const rawAesKey = await crypto.subtle.importKey("raw", rawKeyBytes, "AES-GCM", false, [
   "encrypt",
   "decrypt",
 ]);
@@ -210,42 +216,81 @@ Deno.bench({
     await sealedKv.set(["bench", "small", "sealed", smallRound++ % SMALL_KEYS], SMALL_OBJECT);
   },
 });
+/** GCM's tag, which `node:crypto` hands over apart from the ciphertext. */
+const TAG_BYTES = 128 / 8;
+/** The additional data the floors bind, as KVV1 binds its KV key. */
+function floorAad(key: Deno.KvKey): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(JSON.stringify(key));
+}
+
+function serialized(value: unknown): Uint8Array<ArrayBuffer> {
+  const serializer = new v8.Serializer();
+  serializer.writeHeader();
+  serializer.writeValue(value);
+  return owned(serializer.releaseBuffer());
+}
+
 /**
  * The floor of an encrypted small value: the same work without the library
  * (V8 serialization, one AES-256-GCM seal with a fresh IV and the key as
  * additional data, one `kv.set` of the bytes), so the cryptoKv row can be
- * read against what encryption itself costs.
+ * read against what encryption itself costs; with Web Crypto or `node:crypto`.
  */
-function sealFloor(value: unknown, key: Deno.KvKey): Promise<ArrayBuffer> {
-  const serializer = new v8.Serializer();
-  serializer.writeHeader();
-  serializer.writeValue(value);
-  const iv = crypto.getRandomValues(new Uint8Array(12));
-  const additionalData = new TextEncoder().encode(JSON.stringify(key));
-  return crypto.subtle.encrypt(
-    { name: "AES-GCM", iv, additionalData },
-    rawAesKey,
-    owned(serializer.releaseBuffer()),
-  );
-}
-const FLOOR_IV = new Uint8Array(12);
-const floorSealed = new Uint8Array(
-  await crypto.subtle.encrypt(
-    { name: "AES-GCM", iv: FLOOR_IV },
-    rawAesKey,
-    owned(v8.serialize(SMALL_OBJECT)),
-  ),
-);
-for (let i = 0; i < SMALL_KEYS; i++) await kv.set(["bench", "small", "floor", i], floorSealed);
-
-Deno.bench({
-  name: "floor: serialize + AES-256-GCM + Deno.Kv set ~100-byte object",
-  group: "small object set",
-  async fn() {
-    const key = ["bench", "small", "floor-set", smallRound++ % SMALL_KEYS];
-    await kv.set(key, new Uint8Array(await sealFloor(SMALL_OBJECT, key)));
+const sealFloor = {
+  async webCrypto(value: unknown, key: Deno.KvKey): Promise<Uint8Array> {
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const params = { name: "AES-GCM", iv, additionalData: floorAad(key) };
+    return new Uint8Array(await crypto.subtle.encrypt(params, rawAesKey, serialized(value)));
   },
-});
+  nodeCrypto(value: unknown, key: Deno.KvKey): Uint8Array {
+    const cipher = createCipheriv(
+      "aes-256-gcm",
+      rawKeyBytes,
+      crypto.getRandomValues(new Uint8Array(12)),
+    );
+    cipher.setAAD(floorAad(key));
+    const sealed = cipher.update(serialized(value));
+    cipher.final();
+    const out = new Uint8Array(sealed.length + TAG_BYTES);
+    out.set(sealed);
+    out.set(cipher.getAuthTag(), sealed.length);
+    return out;
+  },
+};
+/** The floor of reading one: `kv.get`, one AES-256-GCM open with the key as additional data, deserialization. */
+const openFloor = {
+  async webCrypto(key: Deno.KvKey, sealed: Uint8Array<ArrayBuffer>): Promise<unknown> {
+    const params = { name: "AES-GCM", iv: FLOOR_IV, additionalData: floorAad(key) };
+    return v8.deserialize(new Uint8Array(await crypto.subtle.decrypt(params, rawAesKey, sealed)));
+  },
+  nodeCrypto(key: Deno.KvKey, sealed: Uint8Array): unknown {
+    const decipher = createDecipheriv("aes-256-gcm", rawKeyBytes, FLOOR_IV);
+    decipher.setAAD(floorAad(key));
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+    const opened = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
+    decipher.final();
+    return v8.deserialize(opened);
+  },
+};
+const FLOOR_IV = new Uint8Array(12);
+const floorKey = (i: number): Deno.KvKey => ["bench", "small", "floor", i];
+for (let i = 0; i < SMALL_KEYS; i++) {
+  const params = { name: "AES-GCM", iv: FLOOR_IV, additionalData: floorAad(floorKey(i)) };
+  const sealed = await crypto.subtle.encrypt(params, rawAesKey, serialized(SMALL_OBJECT));
+  await kv.set(floorKey(i), new Uint8Array(sealed));
+}
+const FLOOR_NAMES = { webCrypto: "Web Crypto", nodeCrypto: "node:crypto" } as const;
+
+for (const [via, name] of Object.entries(FLOOR_NAMES) as [keyof typeof FLOOR_NAMES, string][]) {
+  Deno.bench({
+    name: `floor (${name}): serialize + AES-256-GCM + Deno.Kv set ~100-byte object`,
+    group: "small object set",
+    async fn() {
+      const key = ["bench", "small", "floor-set", smallRound++ % SMALL_KEYS];
+      await kv.set(key, await sealFloor[via](SMALL_OBJECT, key));
+    },
+  });
+}
 Deno.bench({
   name: "Deno.Kv get ~100-byte object",
   group: "small object get",
@@ -263,21 +308,14 @@ Deno.bench({
     if (entry.value === null) throw new Error("missing");
   },
 });
-Deno.bench({
-  name: "floor: Deno.Kv get + AES-256-GCM + deserialize ~100-byte object",
-  group: "small object get",
-  async fn() {
-    const entry = await kv.get<Uint8Array<ArrayBuffer>>([
-      "bench",
-      "small",
-      "floor",
-      smallRound++ % SMALL_KEYS,
-    ]);
-    const opened = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: FLOOR_IV },
-      rawAesKey,
-      entry.value!,
-    );
-    if (v8.deserialize(new Uint8Array(opened)) === null) throw new Error("missing");
-  },
-});
+for (const [via, name] of Object.entries(FLOOR_NAMES) as [keyof typeof FLOOR_NAMES, string][]) {
+  Deno.bench({
+    name: `floor (${name}): Deno.Kv get + AES-256-GCM + deserialize ~100-byte object`,
+    group: "small object get",
+    async fn() {
+      const key = floorKey(smallRound++ % SMALL_KEYS);
+      const entry = await kv.get<Uint8Array<ArrayBuffer>>(key);
+      if (await openFloor[via](key, entry.value!) === null) throw new Error("missing");
+    },
+  });
+}

@@ -7,8 +7,12 @@
  *
  * A write: the record read alongside the key schedule (the HKDF of
  * Kenc ‖ N0 ‖ commitment through `node:crypto`, as kvcrypt does, and the AES
- * key import) and the stanza wrap; then every chunk and the metadata sealed together; then the chunk
- * atomics. A read of what this process wrote (the version keys in hand, as
+ * key import) and the stanza wrap; then every chunk and the metadata sealed
+ * together; then the chunk atomics, the last of which also creates the version
+ * entry and sets the record (header-sized bytes and the sealed metadata) under
+ * a check of the record read, as kvcrypt's one commit does for a blob of at
+ * most {@linkcode CHUNKS_IN_RECORD_COMMIT} chunks (a larger one commits its
+ * record after the chunk atomics). A read of what this process wrote (the version keys in hand, as
  * kvcrypt's version cache has them): the record `get` and the chunk `list`
  * together, then the metadata and every chunk opened together.
  *
@@ -17,8 +21,9 @@
 
 import { concat } from "../_bytes.ts";
 import { gcmOpen, gcmSeal, hkdfSha256, importAesGcmKey } from "../_aes_gcm.ts";
-import { chunkKey, chunkPrefix } from "../_kv_keys.ts";
+import { chunkKey, chunkPrefix, versionKey } from "../_kv_keys.ts";
 import {
+  CHUNKS_IN_RECORD_COMMIT,
   CHUNKS_PER_ATOMIC,
   COMMITMENT_BYTES,
   GCM_IV_BYTES,
@@ -34,9 +39,11 @@ const BENCH_IV = new Uint8Array(GCM_IV_BYTES);
 /** A metadata JSON of the size kvcrypt stores for a byte array, and a header-sized AAD. */
 const META = new TextEncoder().encode('{"kind":"buffer"}');
 const AAD = new Uint8Array(160);
+/** A version entry of the size kvcrypt writes (state, created, the encoded user key). */
+const VERSION_ENTRY = new Uint8Array(32);
 
 /** KVC1's key schedule for one version: HKDF-SHA-256 to Kenc ‖ N0 ‖ commitment, Kenc imported. */
-async function versionKey(secret: Uint8Array, id: Uint8Array): Promise<CryptoKey> {
+async function contentKey(secret: Uint8Array, id: Uint8Array): Promise<CryptoKey> {
   const bits = hkdfSha256(
     secret,
     id,
@@ -46,18 +53,42 @@ async function versionKey(secret: Uint8Array, id: Uint8Array): Promise<CryptoKey
   return await importAesGcmKey(bits.subarray(0, KEY_BYTES), ["encrypt", "decrypt"]);
 }
 
-/** Commits sealed chunks as atomics of {@linkcode CHUNKS_PER_ATOMIC}, several in flight. */
-async function commitChunks(kv: Deno.Kv, id: Uint8Array, sealed: Uint8Array[]): Promise<void> {
+/** Adds chunks `first` onwards of `sealed` to `op`. */
+function setChunks(
+  op: Deno.AtomicOperation,
+  id: Uint8Array,
+  sealed: Uint8Array[],
+  first: number,
+): void {
+  sealed.forEach((value, offset) => op.set(chunkKey(id, first + offset), value));
+}
+
+/**
+ * Commits the sealed chunks and the record: a blob of at most
+ * {@linkcode CHUNKS_IN_RECORD_COMMIT} chunks in one atomic with the version
+ * entry and the record; a larger one as chunk atomics of
+ * {@linkcode CHUNKS_PER_ATOMIC} (several in flight, the first creating the
+ * version entry), then the record.
+ */
+async function commitBlob(
+  kv: Deno.Kv,
+  id: Uint8Array,
+  sealed: Uint8Array[],
+  record: { key: Deno.KvKey; versionstamp: string | null; value: Uint8Array },
+): Promise<void> {
   const commits: Promise<unknown>[] = [];
-  for (let first = 0; first < sealed.length; first += CHUNKS_PER_ATOMIC) {
+  const oneCommit = sealed.length <= CHUNKS_IN_RECORD_COMMIT;
+  for (let first = 0; !oneCommit && first < sealed.length; first += CHUNKS_PER_ATOMIC) {
     if (commits.length >= WRITE_ATOMICS_IN_FLIGHT) await commits.shift();
     const op = kv.atomic();
-    sealed.slice(first, first + CHUNKS_PER_ATOMIC).forEach((value, offset) =>
-      op.set(chunkKey(id, first + offset), value)
-    );
+    if (first === 0) op.set(versionKey(id), VERSION_ENTRY);
+    setChunks(op, id, sealed.slice(first, first + CHUNKS_PER_ATOMIC), first);
     commits.push(op.commit());
   }
   await Promise.all(commits);
+  const op = kv.atomic().check({ key: record.key, versionstamp: record.versionstamp });
+  if (oneCommit) setChunks(op.set(versionKey(id), VERSION_ENTRY), id, sealed, 0);
+  await op.set(record.key, record.value).commit();
 }
 
 /** One store's floor contender: `write` then `read` of one value at `recordKey`. */
@@ -71,9 +102,9 @@ export function rawKvc1(kv: Deno.Kv, recordKey: Deno.KvKey, kek: CryptoKey): {
   return {
     async write(value) {
       const secret = crypto.getRandomValues(new Uint8Array(KEY_BYTES));
-      const [, key] = await Promise.all([
+      const [current, key] = await Promise.all([
         kv.get(recordKey),
-        versionKey(secret, id),
+        contentKey(secret, id),
         gcmSeal(kek, BENCH_IV, secret, AAD.subarray(0, 30)),
       ]);
       kenc = key;
@@ -82,8 +113,9 @@ export function rawKvc1(kv: Deno.Kv, recordKey: Deno.KvKey, kek: CryptoKey): {
         pieces.push(gcmSeal(key, BENCH_IV, value.subarray(at, at + SEALED_CHUNK_SIZE)));
       }
       const [meta, ...chunks] = await Promise.all(pieces);
-      sealedMeta = meta; // what a record would carry
-      await commitChunks(kv, id, chunks);
+      sealedMeta = meta;
+      const record = concat([AAD, meta!]);
+      await commitBlob(kv, id, chunks, { ...current, value: record });
     },
     async read() {
       const stored: Uint8Array[] = [];
