@@ -239,7 +239,7 @@ function serialized(value: unknown): Uint8Array<ArrayBuffer> {
 /**
  * The floor of an encrypted small value: the same work without the library
  * (V8 serialization, one AES-256-GCM seal with a fresh IV and the key as
- * additional data, one `smallKv.set` of the bytes), so the cryptoKv row can be
+ * additional data, one `Deno.Kv` set of the bytes), so the cryptoKv row can be
  * read against what encryption itself costs; with Web Crypto or `node:crypto`.
  */
 const sealFloor = {
@@ -263,7 +263,7 @@ const sealFloor = {
     return out;
   },
 };
-/** The floor of reading one: `smallKv.get`, one AES-256-GCM open with the key as additional data, deserialization. */
+/** The floor of reading one: a `Deno.Kv` get, one AES-256-GCM open with the key as additional data, deserialization. */
 const openFloor = {
   async webCrypto(key: Deno.KvKey, sealed: Uint8Array<ArrayBuffer>): Promise<unknown> {
     const params = { name: "AES-GCM", iv: FLOOR_IV, additionalData: floorAad(key) };

@@ -11,7 +11,8 @@
  *   write or the `list`;
  * - the floor of an encrypted blob in kvcrypt's format ("raw+KVC1",
  *   bench/_raw_kvc1.ts): the Web Crypto calls of a KVC1 write and read
- *   around the raw+rec calls, no library;
+ *   around the raw+rec calls, committing the record and version entry as
+ *   kvcrypt does, no library;
  * - kvcrypt, plain and AES-256;
  * - kv-toolbox 0.30, plain and AES-256, when a snapshot is given with
  *   `--toolbox SRC` (its sources, loaded through the import map
