@@ -243,8 +243,11 @@ function serialized(value: unknown): Uint8Array<ArrayBuffer> {
  * read against what encryption itself costs; with Web Crypto or `node:crypto`.
  */
 const sealFloor = {
-  async webCrypto(value: unknown, key: Deno.KvKey): Promise<Uint8Array> {
-    const iv = crypto.getRandomValues(new Uint8Array(12));
+  async webCrypto(
+    value: unknown,
+    key: Deno.KvKey,
+    iv: Uint8Array<ArrayBuffer> = crypto.getRandomValues(new Uint8Array(12)),
+  ): Promise<Uint8Array> {
     const params = { name: "AES-GCM", iv, additionalData: floorAad(key) };
     return new Uint8Array(await crypto.subtle.encrypt(params, rawAesKey, serialized(value)));
   },
@@ -281,9 +284,7 @@ const openFloor = {
 const FLOOR_IV = new Uint8Array(12);
 const floorKey = (i: number): Deno.KvKey => ["bench", "small", "floor", i];
 for (let i = 0; i < SMALL_KEYS; i++) {
-  const params = { name: "AES-GCM", iv: FLOOR_IV, additionalData: floorAad(floorKey(i)) };
-  const sealed = await crypto.subtle.encrypt(params, rawAesKey, serialized(SMALL_OBJECT));
-  await smallKv.set(floorKey(i), new Uint8Array(sealed));
+  await smallKv.set(floorKey(i), await sealFloor.webCrypto(SMALL_OBJECT, floorKey(i), FLOOR_IV));
 }
 const FLOOR_NAMES = { webCrypto: "Web Crypto", nodeCrypto: "node:crypto" } as const;
 

@@ -76,18 +76,20 @@ async function commitBlob(
   sealed: Uint8Array[],
   record: { key: Deno.KvKey; versionstamp: string | null; value: Uint8Array },
 ): Promise<void> {
-  const commits: Promise<unknown>[] = [];
-  const oneCommit = sealed.length <= CHUNKS_IN_RECORD_COMMIT;
-  for (let first = 0; !oneCommit && first < sealed.length; first += CHUNKS_PER_ATOMIC) {
-    if (commits.length >= WRITE_ATOMICS_IN_FLIGHT) await commits.shift();
-    const op = kv.atomic();
-    if (first === 0) op.set(versionKey(id), VERSION_ENTRY);
-    setChunks(op, id, sealed.slice(first, first + CHUNKS_PER_ATOMIC), first);
-    commits.push(op.commit());
-  }
-  await Promise.all(commits);
   const op = kv.atomic().check({ key: record.key, versionstamp: record.versionstamp });
-  if (oneCommit) setChunks(op.set(versionKey(id), VERSION_ENTRY), id, sealed, 0);
+  if (sealed.length <= CHUNKS_IN_RECORD_COMMIT) {
+    setChunks(op.set(versionKey(id), VERSION_ENTRY), id, sealed, 0);
+  } else {
+    const commits: Promise<unknown>[] = [];
+    for (let first = 0; first < sealed.length; first += CHUNKS_PER_ATOMIC) {
+      if (commits.length >= WRITE_ATOMICS_IN_FLIGHT) await commits.shift();
+      const chunks = kv.atomic();
+      if (first === 0) chunks.set(versionKey(id), VERSION_ENTRY);
+      setChunks(chunks, id, sealed.slice(first, first + CHUNKS_PER_ATOMIC), first);
+      commits.push(chunks.commit());
+    }
+    await Promise.all(commits);
+  }
   await op.set(record.key, record.value).commit();
 }
 
